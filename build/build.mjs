@@ -1,0 +1,58 @@
+// Builds dist/edgecore.js (one self-contained, minified file: runs with plain
+// `node edgecore.js`, no node_modules), dist/cloudcore.js and dist/ledge.js (the CLI;
+// both use node_modules for their dependencies). Prints sizes and fails when the
+// edge bundle is over budget.
+import { build } from 'esbuild';
+import { readFileSync, statSync, mkdirSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+/** Budget for the finished EdgeCore (issue #3): 400 KB minified. */
+const EDGE_BUDGET = 400 * 1024;
+
+// Optional native accelerators of ws and cbor-x: never in the edge bundle. The stub
+// throws, exactly like a missing optional package, so the libraries use their JS paths.
+const stubNative = {
+  name: 'stub-native',
+  setup(b) {
+    b.onResolve({ filter: /^(bufferutil|utf-8-validate|cbor-extract)$/ }, (args) => ({ path: args.path, namespace: 'stub' }));
+    b.onLoad({ filter: /.*/, namespace: 'stub' }, (args) => ({ contents: `throw new Error(${JSON.stringify(`${args.path} is not bundled`)});`, loader: 'js' }));
+  },
+};
+
+// CommonJS dependencies (ws) call require() for Node built-ins; give the ESM bundle one.
+const banner = { js: "import { createRequire as __ledgeCreateRequire } from 'node:module'; const require = __ledgeCreateRequire(import.meta.url);" };
+
+const common = {
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  absWorkingDir: root,
+  define: { LEDGE_VERSION: JSON.stringify(pkg.version) },
+  logLevel: 'warning',
+  legalComments: 'none',
+};
+
+mkdirSync(`${root}/dist`, { recursive: true });
+const started = Date.now();
+await Promise.all([
+  build({ ...common, entryPoints: ['edge/edgecore.ts'], outfile: 'dist/edgecore.js', minify: true, plugins: [stubNative], banner, metafile: false }),
+  build({ ...common, entryPoints: ['cloud/cloudcore.ts'], outfile: 'dist/cloudcore.js', packages: 'external', sourcemap: true }),
+  build({ ...common, entryPoints: ['cli/ledge.ts'], outfile: 'dist/ledge.js', packages: 'external', sourcemap: true }),
+]);
+
+function size(file) {
+  const bytes = statSync(`${root}/${file}`).size;
+  const gz = gzipSync(readFileSync(`${root}/${file}`)).length;
+  return { file, kb: (bytes / 1024).toFixed(1), gzipKb: (gz / 1024).toFixed(1), bytes };
+}
+const rows = ['dist/edgecore.js', 'dist/cloudcore.js', 'dist/ledge.js'].map(size);
+for (const r of rows) console.log(`${r.file.padEnd(20)} ${r.kb.padStart(8)} KB  (gzip ${r.gzipKb} KB)`);
+console.log(`built in ${Date.now() - started} ms`);
+if (rows[0].bytes > EDGE_BUDGET) {
+  console.error(`dist/edgecore.js is ${rows[0].kb} KB, over the ${EDGE_BUDGET / 1024} KB budget`);
+  process.exit(1);
+}

@@ -1,0 +1,104 @@
+/**
+ * @module
+ * The `ledge` command: one CLI with subcommands for every role.
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { spawn } from 'node:child_process';
+import { runCloud, startCloudCore } from '../cloud/main.js';
+import { runEdge } from '../edge/main.js';
+import { cloudConfigSpec, type CloudConfig } from '../cloud/config.js';
+import { loadConfig } from '../shared/config/index.js';
+import { createLogger } from '../shared/log/index.js';
+import { errorMessage } from '../shared/errors/index.js';
+
+declare const LEDGE_VERSION: string | undefined;
+const version = typeof LEDGE_VERSION === 'string' ? LEDGE_VERSION : 'dev';
+
+const help = `ledge ${version} — Kubernetes extended to edge devices
+
+Usage: ledge <command> [options]
+
+Commands:
+  up          all-in-one local setup: CloudCore (+ local control plane when available) and one EdgeCore
+  cloud       run CloudCore (cloud side)
+  edge        run EdgeCore on a device (same flags as 'node edgecore.js')
+  apiserver   run the local Kubernetes-API control plane alone
+  version     print the version
+
+Run 'ledge <command> --help' for the options of a command.
+`;
+
+/** Finds the bundled edgecore next to this file (dist/) or in the repo's dist/. */
+function edgecorePath(): string | undefined {
+  for (const rel of ['./edgecore.js', '../dist/edgecore.js']) {
+    const p = fileURLToPath(new URL(rel, import.meta.url));
+    if (existsSync(p)) return p;
+  }
+  return undefined;
+}
+
+/** `ledge up`: CloudCore in this process and one EdgeCore child, data under ./.ledge. */
+async function runUp(argv: string[]): Promise<void> {
+  const { config, help: wantHelp } = await loadConfig<CloudConfig>(cloudConfigSpec, { argv });
+  if (wantHelp) {
+    process.stdout.write('Usage: ledge up [cloud options]\n\nStarts CloudCore and one EdgeCore (node "edge-1", data in ./.ledge/edge-1) on this machine.\n');
+    return;
+  }
+  const log = createLogger({ level: config.log.level });
+  const core = await startCloudCore({ ...config, hub: { ...config.hub, host: '127.0.0.1' } }, log.child({ side: 'cloud' }));
+  const edgecore = edgecorePath();
+  if (!edgecore) {
+    log.error('dist/edgecore.js not found; run "npm run build" first', { code: 'LEDGE_ERR_CONFIG' });
+    await core.stop();
+    process.exitCode = 1;
+    return;
+  }
+  const child = spawn(process.execPath, [edgecore, '--cloud', core.hub.url, '--node-name', 'edge-1', '--data-dir', './.ledge/edge-1', '--log-level', config.log.level], { stdio: 'inherit' });
+  log.info(`ledge is up: CloudHub at ${core.hub.url}, EdgeCore "edge-1" pid ${child.pid}. Ctrl-C stops both.`);
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      child.kill('SIGTERM');
+      core.stop().then(resolve, resolve);
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    child.once('exit', (code) => {
+      if (code !== 0 && code !== null) log.error(`edgecore exited with code ${code}`);
+    });
+  });
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'cloud':
+        return await runCloud(rest);
+      case 'edge':
+        return await runEdge(rest);
+      case 'up':
+        return await runUp(rest);
+      case 'apiserver': {
+        const { runApiServerCli } = await import('../cloud/apiserver/index.js');
+        return await runApiServerCli(rest);
+      }
+      case 'version':
+      case '--version':
+        process.stdout.write(`${version}\n`);
+        return;
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(help);
+        return;
+      default:
+        process.stderr.write(`ledge: unknown command "${command}"\n\n${help}`);
+        process.exitCode = 2;
+    }
+  } catch (err) {
+    process.stderr.write(`ledge ${command}: ${errorMessage(err)}\n`);
+    process.exitCode = process.exitCode || 1;
+  }
+}

@@ -1,0 +1,520 @@
+/**
+ * @module
+ * The HTTP face of the apiserver: authentication, routing of Kubernetes REST paths,
+ * body decoding (JSON/YAML, 3 MiB limit), list with selectors and pagination, watch
+ * streams (bookmarks, timeouts, 410 as an ERROR event), Table output, discovery.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import { timingSafeEqual } from 'node:crypto';
+import { parse as parseYaml } from 'yaml';
+import type { Logger } from '../../shared/log/index.js';
+import { ApiError, errors, failureStatus } from './errors.js';
+import * as discovery from './discovery.js';
+import { apiVersionOf, type DeleteOptions, type PatchType, type Rest } from './rest.js';
+import { parseFieldSelector, parseLabelSelector } from './selectors.js';
+import type { StoreEvent } from './store.js';
+import { toTable, type IncludeObject } from './table.js';
+import type { KObject, ResourceType } from './types.js';
+
+export const MAX_BODY_BYTES = 3 * 1024 * 1024;
+
+export interface HttpOptions {
+  rest: Rest;
+  log: Logger;
+  /** Bearer token accepted; undefined = no authentication (insecure local mode). */
+  token?: string;
+  /** Accept TLS client certificates signed by our CA. */
+  clientCertAuth: boolean;
+  bookmarkIntervalMs: number;
+  /** For /api's serverAddressByClientCIDRs. */
+  serverAddress: () => string;
+}
+
+interface Route {
+  group: string;
+  version: string;
+  type: ResourceType;
+  namespace?: string;
+  name?: string;
+  sub: string;
+  watchPrefix: boolean;
+}
+
+const ANONYMOUS_PATHS = new Set(['/healthz', '/livez', '/readyz', '/version']);
+
+function send(res: ServerResponse, code: number, body: unknown, contentType = 'application/json'): void {
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  res.writeHead(code, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-cache, private' });
+  res.end(text);
+}
+
+function sendError(res: ServerResponse, err: ApiError): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  send(res, err.httpCode, err.toStatus());
+}
+
+function wantsTable(req: IncomingMessage): boolean {
+  const a = req.headers.accept ?? '';
+  return /as=Table/.test(a) && /g=meta\.k8s\.io/.test(a);
+}
+
+function boolParam(v: string | null): boolean {
+  return v === 'true' || v === '1';
+}
+
+export class HttpApi {
+  private readonly watches = new Set<ServerResponse>();
+
+  constructor(private readonly o: HttpOptions) {}
+
+  get activeWatches(): number {
+    return this.watches.size;
+  }
+
+  /** Ends every watch (server shutdown). */
+  closeWatches(): void {
+    for (const w of this.watches) w.end();
+    this.watches.clear();
+  }
+
+  handle = (req: IncomingMessage, res: ServerResponse): void => {
+    this.dispatch(req, res).catch((err: unknown) => {
+      if (err instanceof ApiError) return sendError(res, err);
+      this.o.log.error('request failed', { err, method: req.method, url: req.url });
+      sendError(res, errors.internal((err as Error)?.message ?? String(err)));
+    });
+  };
+
+  private authenticate(req: IncomingMessage): boolean {
+    if (this.o.token === undefined && !this.o.clientCertAuth) return true;
+    const auth = req.headers.authorization;
+    if (this.o.token !== undefined && auth?.startsWith('Bearer ')) {
+      const given = Buffer.from(auth.slice(7).trim());
+      const want = Buffer.from(this.o.token);
+      if (given.length === want.length && timingSafeEqual(given, want)) return true;
+      return false;
+    }
+    if (this.o.clientCertAuth) {
+      const sock = req.socket as TLSSocket;
+      if (sock.encrypted && sock.authorized) return true;
+    }
+    return false;
+  }
+
+  private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const path = url.pathname.replace(/\/+$/, '') || '/';
+    if (!ANONYMOUS_PATHS.has(path) && !this.authenticate(req)) {
+      req.resume();
+      throw errors.unauthorized();
+    }
+    const method = req.method ?? 'GET';
+    if (path === '/healthz' || path === '/livez' || path === '/readyz') return send(res, 200, 'ok', 'text/plain; charset=utf-8');
+    if (path === '/version') return send(res, 200, discovery.versionInfo());
+    const seg = path.split('/').filter(Boolean).map(decodeURIComponent);
+    const reg = this.o.rest.registry;
+    if (seg[0] === 'api' && seg.length === 1) return send(res, 200, discovery.apiVersions(this.o.serverAddress()));
+    if (seg[0] === 'apis' && seg.length === 1) return send(res, 200, discovery.groupList(reg));
+    if (seg[0] === 'apis' && seg.length === 2) {
+      const g = discovery.group(reg, seg[1]!);
+      if (!g) throw errors.unknownResource();
+      return send(res, 200, g);
+    }
+    let group: string;
+    let version: string;
+    let rest: string[];
+    if (seg[0] === 'api' && seg.length >= 2) {
+      group = '';
+      version = seg[1]!;
+      rest = seg.slice(2);
+    } else if (seg[0] === 'apis' && seg.length >= 3) {
+      group = seg[1]!;
+      version = seg[2]!;
+      rest = seg.slice(3);
+    } else {
+      req.resume();
+      throw errors.unknownResource();
+    }
+    if (!reg.hasGroupVersion(group, version)) {
+      req.resume();
+      throw errors.unknownResource();
+    }
+    if (rest.length === 0) {
+      if (method !== 'GET') throw errors.methodNotAllowed();
+      return send(res, 200, discovery.resourceList(reg, group, version));
+    }
+    const route = this.route(group, version, rest);
+    if (!route) {
+      req.resume();
+      throw errors.unknownResource();
+    }
+    await this.serve(req, res, route, url.searchParams, method);
+  }
+
+  private route(group: string, version: string, rest: string[]): Route | undefined {
+    const reg = this.o.rest.registry;
+    let watchPrefix = false;
+    if (rest[0] === 'watch') {
+      watchPrefix = true;
+      rest = rest.slice(1);
+    }
+    if (rest[0] === 'namespaces' && rest.length >= 3) {
+      const t = reg.lookup(group, version, rest[2]!);
+      if (t && t.namespaced) {
+        if (rest.length > 5) return undefined;
+        return { group, version, type: t, namespace: rest[1]!, ...(rest[3] !== undefined ? { name: rest[3] } : {}), sub: rest[4] ?? '', watchPrefix };
+      }
+    }
+    const t = reg.lookup(group, version, rest[0]!);
+    if (!t || rest.length > 3) return undefined;
+    if (t.namespaced && rest.length > 1) return undefined; // a namespaced object needs /namespaces/{ns}/
+    return { group, version, type: t, ...(rest[1] !== undefined ? { name: rest[1] } : {}), sub: rest[2] ?? '', watchPrefix };
+  }
+
+  private async serve(req: IncomingMessage, res: ServerResponse, r: Route, q: URLSearchParams, method: string): Promise<void> {
+    const rest = this.o.rest;
+    const t = r.type;
+    const ns = t.namespaced ? r.namespace : '';
+    if (r.sub && !t.subresources.includes(r.sub)) {
+      req.resume();
+      throw errors.unknownResource();
+    }
+    const dryRun = q.getAll('dryRun').includes('All');
+    const fieldManager = q.get('fieldManager') ?? undefined;
+    const strict = q.get('fieldValidation') === 'Strict';
+    const writeOpts = { dryRun, strict, ...(fieldManager ? { fieldManager } : {}) };
+    const table = wantsTable(req);
+    const include = (q.get('includeObject') ?? 'Metadata') as IncludeObject;
+    const reply = (code: number, obj: KObject) => {
+      if (table) return send(res, code, toTable(t, [rest.viewObj(t, obj)], include, { resourceVersion: obj.metadata.resourceVersion ?? '' }));
+      return send(res, code, rest.viewObj(t, obj));
+    };
+    if (r.watchPrefix && method !== 'GET') throw errors.methodNotAllowed();
+    switch (method) {
+      case 'GET': {
+        if (r.name === undefined || r.watchPrefix) {
+          if (r.sub) throw errors.unknownResource();
+          if (r.watchPrefix || boolParam(q.get('watch'))) return this.watch(req, res, t, ns || undefined, r.name, q, table, include);
+          return this.list(req, res, t, ns || undefined, q, table, include);
+        }
+        if (r.sub === 'binding') throw errors.methodNotAllowed();
+        const e = rest.get(t, ns ?? '', r.name);
+        if (table) return reply(200, e.obj);
+        return send(res, 200, rest.view(t, e));
+      }
+      case 'POST': {
+        const body = await readBody(req);
+        if (r.name === undefined) {
+          if (ns === undefined) throw errors.methodNotAllowed('a namespace is required to create this resource');
+          const result = await rest.create(t, ns, decodeBody(req, body), writeOpts);
+          return reply(result.code, result.obj);
+        }
+        if (r.sub === 'binding') {
+          const status = await rest.bind(ns ?? '', r.name, decodeBody(req, body));
+          return send(res, 201, status);
+        }
+        throw errors.methodNotAllowed();
+      }
+      case 'PUT': {
+        const body = await readBody(req);
+        if (r.name === undefined || ns === undefined || r.sub === 'binding' || r.sub === 'finalize') throw errors.methodNotAllowed();
+        const result = await rest.update(t, ns, r.name, decodeBody(req, body), r.sub, writeOpts);
+        return reply(result.code, result.obj);
+      }
+      case 'PATCH': {
+        const body = await readBody(req);
+        if (r.name === undefined || ns === undefined || r.sub === 'binding' || r.sub === 'finalize') throw errors.methodNotAllowed();
+        const ct = (req.headers['content-type'] ?? '').split(';')[0]!.trim();
+        const types: Record<string, PatchType> = {
+          'application/json-patch+json': 'json',
+          'application/merge-patch+json': 'merge',
+          'application/strategic-merge-patch+json': 'strategic',
+          'application/apply-patch+yaml': 'apply',
+          'application/apply-patch+cbor': 'apply',
+        };
+        const pt = types[ct];
+        if (!pt || ct === 'application/apply-patch+cbor') {
+          throw errors.unsupportedMediaType(`the body of the request was in an unknown format - accepted media types include: ${Object.keys(types).filter((k) => !k.endsWith('cbor')).join(', ')}`);
+        }
+        const patch = pt === 'apply' ? parseYamlBody(body) : parseJsonBody(body);
+        const result = await rest.patch(t, ns, r.name, pt, patch, r.sub, { ...writeOpts, force: boolParam(q.get('force')) });
+        return reply(result.code, result.obj);
+      }
+      case 'DELETE': {
+        const body = await readBody(req);
+        const opts = deleteOptions(body, q, req);
+        if (r.sub) throw errors.methodNotAllowed();
+        if (r.name === undefined) {
+          const label = parseLabelSelector(q.get('labelSelector') ?? undefined);
+          const field = parseFieldSelector(q.get('fieldSelector') ?? undefined, t);
+          const items = await rest.deleteCollection(t, ns || undefined, (o) => (!label || label(o.metadata.labels)) && (!field || field(o)), opts);
+          return send(res, 200, { kind: t.listKind, apiVersion: apiVersionOf(t), metadata: { resourceVersion: String(rest.store.currentRv) }, items: items.map((o) => rest.viewObj(t, o)) });
+        }
+        if (ns === undefined) throw errors.methodNotAllowed();
+        const result = await rest.delete(t, ns, r.name, opts);
+        return reply(result.code, result.obj);
+      }
+      default:
+        req.resume();
+        throw errors.methodNotAllowed();
+    }
+  }
+
+  private list(_req: IncomingMessage, res: ServerResponse, t: ResourceType, ns: string | undefined, q: URLSearchParams, table: boolean, include: IncludeObject): void {
+    const rest = this.o.rest;
+    const store = rest.store;
+    const label = parseLabelSelector(q.get('labelSelector') ?? undefined);
+    const field = parseFieldSelector(q.get('fieldSelector') ?? undefined, t);
+    const limitRaw = q.get('limit');
+    const limit = limitRaw ? Number(limitRaw) : 0;
+    if (limitRaw && (!Number.isInteger(limit) || limit < 0)) throw errors.badRequest(`invalid limit: ${limitRaw}`);
+    let listRv = store.currentRv;
+    let startAfter: string | undefined;
+    const cont = q.get('continue');
+    if (cont) {
+      let tok: { rv?: unknown; start?: unknown };
+      try {
+        tok = JSON.parse(Buffer.from(cont, 'base64url').toString('utf8')) as { rv?: unknown; start?: unknown };
+      } catch {
+        throw errors.badRequest('continue key is not valid: illegal base64 data');
+      }
+      if (typeof tok.rv !== 'number' || typeof tok.start !== 'string') throw errors.badRequest('continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)');
+      if (tok.rv < store.oldestWatchableRv) {
+        throw errors.gone('The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results.');
+      }
+      listRv = tok.rv;
+      startAfter = tok.start;
+    }
+    const rvMatch = q.get('resourceVersionMatch');
+    const rvParam = q.get('resourceVersion');
+    if (rvMatch === 'Exact' && rvParam && Number(rvParam) !== store.currentRv) {
+      throw errors.gone(`too old resource version: ${rvParam} (${store.currentRv})`);
+    }
+    const entries = store.list(t.storageKey, ns);
+    let i = 0;
+    if (startAfter !== undefined) {
+      // Entries are sorted by `ns/name`; resume after the last key served.
+      let lo = 0;
+      let hi = entries.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        const k = `${entries[mid]!.obj.metadata.namespace ?? ''}/${entries[mid]!.obj.metadata.name}`;
+        if (k <= startAfter) lo = mid + 1;
+        else hi = mid;
+      }
+      i = lo;
+    }
+    const picked: typeof entries = [];
+    let more = false;
+    for (; i < entries.length; i++) {
+      const e = entries[i]!;
+      if (label && !label(e.obj.metadata.labels)) continue;
+      if (field && !field(e.obj)) continue;
+      if (limit > 0 && picked.length === limit) {
+        more = true;
+        break;
+      }
+      picked.push(e);
+    }
+    const meta: Record<string, unknown> = { resourceVersion: String(listRv) };
+    if (more) {
+      const last = picked.at(-1)!.obj.metadata;
+      meta.continue = Buffer.from(JSON.stringify({ rv: listRv, start: `${last.namespace ?? ''}/${last.name}` })).toString('base64url');
+      if (!label && !field) meta.remainingItemCount = entries.length - i;
+    }
+    if (table) return send(res, 200, toTable(t, picked.map((e) => rest.viewObj(t, e.obj)), include, meta));
+    const body = `{"kind":${JSON.stringify(t.listKind)},"apiVersion":${JSON.stringify(apiVersionOf(t))},"metadata":${JSON.stringify(meta)},"items":[${picked.map((e) => rest.view(t, e)).join(',')}]}`;
+    send(res, 200, body);
+  }
+
+  private watch(req: IncomingMessage, res: ServerResponse, t: ResourceType, ns: string | undefined, name: string | undefined, q: URLSearchParams, table: boolean, include: IncludeObject): void {
+    const rest = this.o.rest;
+    const store = rest.store;
+    const label = parseLabelSelector(q.get('labelSelector') ?? undefined);
+    let field = parseFieldSelector(q.get('fieldSelector') ?? undefined, t);
+    if (name !== undefined) {
+      // Legacy /watch/.../{name}: same as fieldSelector=metadata.name={name}.
+      const f = field;
+      field = (o) => o.metadata.name === name && (!f || f(o));
+    }
+    const match = (o: KObject | undefined): boolean => !!o && (ns === undefined || o.metadata.namespace === ns) && (!label || label(o.metadata.labels)) && (!field || field(o));
+    const rvParam = q.get('resourceVersion') ?? '';
+    const bookmarks = boolParam(q.get('allowWatchBookmarks'));
+    const sendInitial = boolParam(q.get('sendInitialEvents'));
+    const timeoutRaw = q.get('timeoutSeconds');
+    // Without timeoutSeconds k8s picks a random 30–60 min; so do we.
+    const timeoutMs = timeoutRaw ? Math.max(0, Number(timeoutRaw)) * 1000 : (1800 + Math.random() * 1800) * 1000;
+    if (rvParam !== '' && !/^\d+$/.test(rvParam)) throw errors.badRequest(`invalid resource version: ${rvParam}`);
+
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked', 'Cache-Control': 'no-cache, private' });
+    res.flushHeaders();
+    let first = true;
+    const line = (type: string, obj: KObject, json?: string): string => {
+      if (table && type !== 'ERROR' && type !== 'BOOKMARK') {
+        const tb = toTable(t, [rest.viewObj(t, obj)], include, { resourceVersion: obj.metadata.resourceVersion ?? '' }, !first);
+        first = false;
+        return `{"type":"${type}","object":${JSON.stringify(tb)}}\n`;
+      }
+      const body = json !== undefined && t.builtin ? json : JSON.stringify(rest.viewObj(t, obj));
+      return `{"type":"${type}","object":${body}}\n`;
+    };
+    let dead = false;
+    let lastRv = 0;
+    const write = (s: string): void => {
+      if (dead) return;
+      res.write(s);
+      // A consumer that does not read is cut off rather than buffered without bound.
+      if (res.writableLength > 64 * 1024 * 1024) {
+        this.o.log.warn('watch consumer too slow; closing', { resource: t.resource });
+        finish();
+      }
+    };
+    const onEvent = (ev: StoreEvent): void => {
+      if (ev.rv <= lastRv) return;
+      lastRv = ev.rv;
+      const now = ev.type !== 'DELETED' && match(ev.obj);
+      if (ev.type === 'ADDED') {
+        if (now) write(line('ADDED', ev.obj, ev.json));
+      } else if (ev.type === 'MODIFIED') {
+        const before = ev.prev ? match(ev.prev) : now;
+        if (now && before) write(line('MODIFIED', ev.obj, ev.json));
+        else if (now) write(line('ADDED', ev.obj, ev.json));
+        else if (before) write(line('DELETED', ev.obj, ev.json));
+      } else if (match(ev.obj)) {
+        write(line('DELETED', ev.obj, ev.json));
+      }
+    };
+    let unsubscribe: (() => void) | undefined;
+    let bookmarkTimer: NodeJS.Timeout | undefined;
+    let timeoutTimer: NodeJS.Timeout | undefined;
+    const finish = (): void => {
+      if (dead) return;
+      dead = true;
+      unsubscribe?.();
+      clearInterval(bookmarkTimer);
+      clearTimeout(timeoutTimer);
+      this.watches.delete(res);
+      res.end();
+    };
+    res.on('close', finish);
+    req.on('close', () => {
+      if (req.destroyed && !res.writableEnded) finish();
+    });
+    this.watches.add(res);
+    const bookmark = (extra?: Record<string, string>): string =>
+      `{"type":"BOOKMARK","object":{"kind":${JSON.stringify(t.kind)},"apiVersion":${JSON.stringify(apiVersionOf(t))},"metadata":{"resourceVersion":"${Math.max(lastRv, store.durableResourceVersion)}"${extra ? `,"annotations":${JSON.stringify(extra)}` : ''}}}}\n`;
+
+    const fromState = rvParam === '' || rvParam === '0' || sendInitial;
+    if (fromState) {
+      // Current state as synthetic ADDED events, then changes after it.
+      const startRv = store.currentRv;
+      for (const e of store.list(t.storageKey, ns)) if (match(e.obj)) write(line('ADDED', e.obj, e.json));
+      lastRv = startRv;
+      unsubscribe = store.watch(t.storageKey, startRv, onEvent);
+      if (sendInitial && bookmarks) write(bookmark({ 'k8s.io/initial-events-end': 'true' }));
+    } else {
+      const from = Number(rvParam);
+      lastRv = from;
+      unsubscribe = store.watch(t.storageKey, from, onEvent);
+      if (!unsubscribe) {
+        const st = failureStatus(410, 'Expired', `too old resource version: ${from} (${store.oldestWatchableRv})`);
+        write(`{"type":"ERROR","object":${JSON.stringify(st)}}\n`);
+        finish();
+        return;
+      }
+    }
+    if (bookmarks) bookmarkTimer = setInterval(() => write(bookmark()), this.o.bookmarkIntervalMs);
+    timeoutTimer = setTimeout(finish, timeoutMs);
+  }
+}
+
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > MAX_BODY_BYTES) {
+      req.resume();
+      reject(errors.tooLarge(MAX_BODY_BYTES));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let over = false;
+    req.on('data', (c: Buffer) => {
+      if (over) return;
+      size += c.length;
+      if (size > MAX_BODY_BYTES) {
+        over = true;
+        chunks.length = 0;
+        reject(errors.tooLarge(MAX_BODY_BYTES));
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      if (!over) resolve(Buffer.concat(chunks));
+    });
+    req.on('error', reject);
+  });
+}
+
+function parseJsonBody(body: Buffer): unknown {
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch (err) {
+    throw errors.badRequest(`error decoding patch: ${(err as Error).message}`);
+  }
+}
+
+function parseYamlBody(body: Buffer): unknown {
+  try {
+    return parseYaml(body.toString('utf8'), { maxAliasCount: 100 });
+  } catch (err) {
+    throw errors.badRequest(`error decoding YAML: ${(err as Error).message}`);
+  }
+}
+
+/** Decodes a POST/PUT body according to Content-Type. */
+function decodeBody(req: IncomingMessage, body: Buffer): unknown {
+  const ct = (req.headers['content-type'] ?? 'application/json').split(';')[0]!.trim();
+  if (body.length === 0) throw errors.badRequest('the request body is empty');
+  if (ct === 'application/json' || ct === '' || ct === '*/*') {
+    try {
+      return JSON.parse(body.toString('utf8'));
+    } catch (err) {
+      throw errors.badRequest(`Object 'Kind' is missing in '${body.toString('utf8').slice(0, 200)}': ${(err as Error).message}`);
+    }
+  }
+  if (ct === 'application/yaml' || ct === 'application/x-yaml' || ct === 'text/yaml') return parseYamlBody(body);
+  throw errors.unsupportedMediaType(`the body of the request was in an unknown format - accepted media types include: application/json, application/yaml`);
+}
+
+function deleteOptions(body: Buffer, q: URLSearchParams, req: IncomingMessage): DeleteOptions {
+  const opts: DeleteOptions = {};
+  if (body.length > 0) {
+    const b = decodeBody(req, body);
+    if (b !== null && typeof b === 'object' && !Array.isArray(b)) {
+      const o = b as Record<string, unknown>;
+      if (o.kind !== undefined && o.kind !== 'DeleteOptions') throw errors.badRequest(`expected DeleteOptions, got ${String(o.kind)}`);
+      if (typeof o.gracePeriodSeconds === 'number') opts.gracePeriodSeconds = o.gracePeriodSeconds;
+      if (o.preconditions && typeof o.preconditions === 'object') opts.preconditions = o.preconditions as DeleteOptions['preconditions'] & object;
+      if (typeof o.propagationPolicy === 'string') opts.propagationPolicy = o.propagationPolicy;
+      if (Array.isArray(o.dryRun) && o.dryRun.includes('All')) opts.dryRun = true;
+    } else {
+      throw errors.badRequest('DeleteOptions must be an object');
+    }
+  }
+  const g = q.get('gracePeriodSeconds');
+  if (g !== null && g !== '') {
+    const n = Number(g);
+    if (!Number.isInteger(n)) throw errors.badRequest(`invalid gracePeriodSeconds: ${g}`);
+    opts.gracePeriodSeconds = n;
+  }
+  const pp = q.get('propagationPolicy');
+  if (pp) opts.propagationPolicy = pp;
+  if (q.getAll('dryRun').includes('All')) opts.dryRun = true;
+  return opts;
+}

@@ -1,0 +1,88 @@
+/**
+ * @module
+ * CloudCore entry point. Wires the modules in one explicit list and runs until
+ * SIGTERM/SIGINT, draining in-flight work.
+ */
+import { Beehive } from '../shared/beehive/index.js';
+import { createLogger, type Logger } from '../shared/log/index.js';
+import { formatHelp, loadConfig } from '../shared/config/index.js';
+import { ConfigError, errorCode, errorMessage } from '../shared/errors/index.js';
+import type { Module } from '../shared/beehive/index.js';
+import { createCloudHub, type CloudHub, type CloudHubOptions, type AckRecorder } from './cloudhub/index.js';
+import { createEdgeController } from './edgecontroller/index.js';
+import { cloudConfigSpec, cloudUsage, type CloudConfig } from './config.js';
+
+export interface CloudCore {
+  bee: Beehive;
+  hub: CloudHub;
+  stop(): Promise<void>;
+}
+
+export interface CloudCoreExtras {
+  /** Extra modules (embedding, test harnesses, later controllers). */
+  modules?: Module[];
+  ackRecorder?: AckRecorder;
+  hubOverrides?: Partial<CloudHubOptions>;
+}
+
+export function hubOptionsFrom(config: CloudConfig): Partial<CloudHubOptions> {
+  const { tls, ...rest } = config.hub;
+  if ((tls?.certFile && !tls.keyFile) || (!tls?.certFile && tls?.keyFile)) {
+    throw new ConfigError('config fields "hub.tls.certFile" and "hub.tls.keyFile" must be set together');
+  }
+  return {
+    ...rest,
+    ...(tls?.certFile && tls.keyFile ? { tls: { certFile: tls.certFile, keyFile: tls.keyFile, ...(tls.caFile ? { caFile: tls.caFile } : {}) } } : {}),
+  };
+}
+
+/** Starts CloudCore with a loaded config; resolves once CloudHub listens. */
+export async function startCloudCore(config: CloudConfig, log: Logger, extras: CloudCoreExtras = {}): Promise<CloudCore> {
+  const bee = new Beehive({ log });
+  const hub = createCloudHub({ ...hubOptionsFrom(config), ...extras.hubOverrides }, { log: log.child({ module: 'cloudhub' }), ...(extras.ackRecorder ? { ackRecorder: extras.ackRecorder } : {}) });
+  bee.register(hub);
+  const extra = extras.modules ?? [];
+  // Built-in modules, unless the embedder supplies its own of the same name.
+  for (const m of [createEdgeController()]) if (!extra.some((e) => e.name === m.name)) bee.register(m);
+  for (const m of extra) bee.register(m);
+  bee.start();
+  await hub.ready();
+  return { bee, hub, stop: () => bee.stop() };
+}
+
+/** `ledge cloud`: parses flags, starts, and handles signals. */
+export async function runCloud(argv: string[]): Promise<void> {
+  let loaded;
+  try {
+    loaded = await loadConfig<CloudConfig>(cloudConfigSpec, { argv });
+  } catch (err) {
+    process.stderr.write(`ledge cloud: ${errorMessage(err)}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  if (loaded.help) {
+    process.stdout.write(formatHelp(cloudUsage, cloudConfigSpec) + '\n');
+    return;
+  }
+  const config = loaded.config;
+  const log = createLogger({ level: config.log.level, ...(config.log.format ? { format: config.log.format } : {}) });
+  process.on('unhandledRejection', (reason) => log.error(`unhandled rejection: ${errorMessage(reason)}`, { code: errorCode(reason) }));
+  let core: CloudCore;
+  try {
+    core = await startCloudCore(config, log);
+  } catch (err) {
+    log.error(`cloudcore cannot start: ${errorMessage(err)}`, { code: errorCode(err) });
+    process.exitCode = err instanceof ConfigError || err instanceof TypeError ? 2 : 1;
+    return;
+  }
+  log.info('cloudcore started', { url: core.hub.url, pid: process.pid });
+  await new Promise<void>((resolve) => {
+    const stop = (sig: string) => {
+      log.info(`${sig} received; stopping`);
+      core.stop().then(resolve, resolve);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  log.info('cloudcore stopped');
+}

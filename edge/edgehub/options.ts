@@ -1,0 +1,77 @@
+/**
+ * @module
+ * EdgeHub options and defaults.
+ */
+import { HUB_PATH, Limits } from '../../shared/protocol/index.js';
+
+export interface EdgeHubOptions {
+  /** CloudHub endpoints (ws:// or wss:// URLs), tried in order; the next on failure. */
+  endpoints: string[];
+  nodeName: string;
+  /** Directory for the outbox. */
+  dataDir: string;
+  /** Keepalive interval in ms. Default 15000 (KubeEdge's heartbeat). */
+  heartbeatIntervalMs: number;
+  /** Reconnect when nothing arrived from the cloud for this long. Default 45000. */
+  heartbeatTimeoutMs: number;
+  /** First reconnect delay cap in ms. Default 500. */
+  reconnectBaseMs: number;
+  /** Reconnect delay cap in ms (full jitter below it). Default 30000. */
+  reconnectMaxMs: number;
+  /** Upgrade handshake timeout in ms. Default 30000. */
+  handshakeTimeoutMs: number;
+  /** First ACK timeout for upstream messages; doubles per retry. Default 5000. */
+  ackTimeoutMs: number;
+  maxAckTimeoutMs: number;
+  /** Largest frame accepted or sent. Default 1 MiB. */
+  maxFrameBytes: number;
+  /** Upstream messages in flight. Default 32. */
+  maxInFlight: number;
+  /** Undelivered upstream messages kept. Default 100000. */
+  maxOutboxMessages: number;
+  /** Downstream messages handled concurrently before reading pauses. Default 64. */
+  maxDownstreamInProgress: number;
+  /** PEM CA bundle to verify CloudHub's certificate (wss://). Default: system CAs. */
+  caFile?: string;
+  /** Skip certificate verification (development only; logged loudly). */
+  insecureSkipTlsVerify: boolean;
+  /** Which edge module handles each downstream group. */
+  downstreamRoutes: Record<string, string>;
+  /** How long a module may take to make a downstream message durable. Default 30000. */
+  handleTimeoutMs: number;
+}
+
+export const defaultEdgeHubOptions: Omit<EdgeHubOptions, 'endpoints' | 'nodeName' | 'dataDir'> = {
+  heartbeatIntervalMs: 15_000,
+  heartbeatTimeoutMs: 45_000,
+  reconnectBaseMs: 500,
+  reconnectMaxMs: 30_000,
+  handshakeTimeoutMs: 30_000,
+  ackTimeoutMs: 5_000,
+  maxAckTimeoutMs: 60_000,
+  maxFrameBytes: Limits.maxFrameBytes,
+  maxInFlight: 32,
+  maxOutboxMessages: 100_000,
+  maxDownstreamInProgress: 64,
+  insecureSkipTlsVerify: false,
+  downstreamRoutes: { resource: 'metamanager', meta: 'metamanager', twin: 'twin', bus: 'eventbus' },
+  handleTimeoutMs: 30_000,
+};
+
+export function resolveEdgeHubOptions(partial: Partial<EdgeHubOptions> & Pick<EdgeHubOptions, 'endpoints' | 'nodeName' | 'dataDir'>): EdgeHubOptions {
+  const o: EdgeHubOptions = { ...defaultEdgeHubOptions, ...partial };
+  if (o.endpoints.length === 0) throw new TypeError('at least one CloudHub endpoint is required');
+  o.endpoints = o.endpoints.map((e) => {
+    let u: URL;
+    try {
+      u = new URL(e);
+    } catch {
+      throw new TypeError(`endpoint "${e}" is not a URL (expected ws://host:port or wss://host:port)`);
+    }
+    if (u.protocol !== 'ws:' && u.protocol !== 'wss:') throw new TypeError(`endpoint "${e}" must use ws:// or wss://`);
+    if (u.pathname === '/' || u.pathname === '') u.pathname = HUB_PATH;
+    return u.toString();
+  });
+  if (o.heartbeatTimeoutMs <= o.heartbeatIntervalMs) throw new TypeError('heartbeatTimeoutMs must be greater than heartbeatIntervalMs');
+  return o;
+}

@@ -1,0 +1,106 @@
+/**
+ * @module
+ * The upstream outbox: messages the edge must deliver to the cloud (status reports),
+ * kept in an append-only file so they survive restarts and power loss. A message is
+ * durable once `add` resolves; it leaves the outbox when the cloud ACKs it. Replay
+ * after a restart keeps the original order and message ids, so the cloud's
+ * de-duplication recognises anything it had already handled.
+ *
+ * Records: `0x01 | frame` (a message, in the wire codec) and `0x02 | id` (its ACK).
+ * The file is compacted once ACK records dominate.
+ */
+import { join } from 'node:path';
+import { AppendLog } from '../../shared/wal/index.js';
+import { QueueFullError } from '../../shared/errors/index.js';
+import type { Codec, Message } from '../../shared/protocol/index.js';
+import type { Logger } from '../../shared/log/index.js';
+
+const ADD = 1;
+const ACK = 2;
+
+export interface OutboxEntry {
+  message: Message;
+  frame: Uint8Array;
+}
+
+export class Outbox {
+  private readonly pending = new Map<string, Uint8Array>();
+  private acked = 0;
+  private compacting: Promise<void> | undefined;
+
+  private constructor(private readonly log: AppendLog, private readonly logger: Logger, private readonly maxMessages: number) {}
+
+  /** Opens the outbox in `dataDir` and returns it with the messages still undelivered, oldest first. */
+  static async open(dataDir: string, codec: Codec, logger: Logger, maxMessages: number): Promise<{ outbox: Outbox; replay: OutboxEntry[] }> {
+    const { log, records, truncatedBytes } = await AppendLog.open(join(dataDir, 'outbox.log'));
+    if (truncatedBytes > 0) logger.warn(`outbox had a torn tail of ${truncatedBytes} bytes (an unacknowledged write); cut off`, { code: 'LEDGE_ERR_STORAGE' });
+    const outbox = new Outbox(log, logger, maxMessages);
+    const entries = new Map<string, OutboxEntry>();
+    for (const r of records) {
+      if (r[0] === ADD) {
+        const frame = r.subarray(1);
+        try {
+          const message = codec.decode(frame);
+          entries.set(message.header.id, { message, frame: Uint8Array.prototype.slice.call(frame) });
+        } catch (err) {
+          logger.error(`outbox record undecodable, skipped: ${(err as Error).message}`, { code: 'LEDGE_ERR_STORAGE' });
+        }
+      } else if (r[0] === ACK) {
+        entries.delete(Buffer.from(r.subarray(1)).toString('utf8'));
+        outbox.acked++;
+      }
+    }
+    for (const [id, e] of entries) outbox.pending.set(id, e.frame);
+    return { outbox, replay: [...entries.values()] };
+  }
+
+  get size(): number {
+    return this.pending.size;
+  }
+
+  /** Durably adds a message; resolves after fsync. */
+  async add(message: Message, frame: Uint8Array): Promise<void> {
+    if (this.pending.size >= this.maxMessages) {
+      throw new QueueFullError(`outbox full (${this.maxMessages} undelivered messages); ${message.route.resource} not queued`);
+    }
+    const rec = new Uint8Array(frame.length + 1);
+    rec[0] = ADD;
+    rec.set(frame, 1);
+    await this.log.append(rec);
+    this.pending.set(message.header.id, frame);
+  }
+
+  /** Records the cloud's ACK. Losing this record only causes a resend the cloud de-duplicates. */
+  ack(id: string): void {
+    if (!this.pending.delete(id)) return;
+    this.acked++;
+    const idBytes = Buffer.from(id, 'utf8');
+    const rec = new Uint8Array(idBytes.length + 1);
+    rec[0] = ACK;
+    rec.set(idBytes, 1);
+    this.log.append(rec).catch((err) => this.logger.warn(`outbox ACK record not written: ${(err as Error).message}`, { code: 'LEDGE_ERR_STORAGE' }));
+    if (this.acked > 1000 && this.acked > this.pending.size * 2 && !this.compacting) {
+      this.compacting = this.compact().finally(() => (this.compacting = undefined));
+    }
+  }
+
+  private async compact(): Promise<void> {
+    try {
+      const recs = [...this.pending.values()].map((f) => {
+        const r = new Uint8Array(f.length + 1);
+        r[0] = ADD;
+        r.set(f, 1);
+        return r;
+      });
+      await this.log.rewrite(recs);
+      this.acked = 0;
+    } catch (err) {
+      this.logger.warn(`outbox compaction failed: ${(err as Error).message}`, { code: 'LEDGE_ERR_STORAGE' });
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.compacting;
+    await this.log.close();
+  }
+}

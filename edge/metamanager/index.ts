@@ -1,0 +1,8 @@
+/**
+ * @module
+ * MetaManager and the edge's crash-safe metadata store.
+ */
+export { MetaManager, createMetaManager } from './metamanager.js';
+export type { MetaManagerOptions } from './metamanager.js';
+export { MetaStore } from './store.js';
+export type { StoredObject, ApplyResult, MetaStoreOptions } from './store.js';

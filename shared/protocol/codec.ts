@@ -1,0 +1,122 @@
+/**
+ * @module
+ * The frame codec. Frames are standard CBOR (RFC 8949) with the layout in
+ * docs/protocol.md: `[version, [id, parentId, timestamp, resourceVersion, sync],
+ * [source, group, operation, resource], content]`. cbor-x does the encoding and
+ * decoding (chosen over node-cbor by the numbers in docs/benchmarks.md); untrusted
+ * input is pre-checked by {@link validateCbor} first.
+ */
+import { Encoder } from 'cbor-x/encode';
+import { Decoder } from 'cbor-x/decode';
+import {
+  FrameTooLargeError,
+  InvalidFrameError,
+  InvalidMessageError,
+  UnknownOperationError,
+  UnsupportedVersionError,
+} from '../errors/index.js';
+import { Limits, operations, PROTOCOL_VERSION } from './constants.js';
+import type { Message, MessageHeader } from './message.js';
+import { validateCbor } from './cbor-validate.js';
+
+/** Encodes and decodes whole messages. Implementations must throw only Ledge errors from decode. */
+export interface Codec {
+  readonly name: string;
+  encode(message: Message): Uint8Array;
+  decode(frame: Uint8Array): Message;
+}
+
+export interface CodecOptions {
+  /** Frames larger than this are rejected on decode and refused on encode. Default 1 MiB. */
+  maxFrameBytes?: number;
+  /** Maximum CBOR nesting depth. Default 64. */
+  maxDepth?: number;
+}
+
+type WireHeader = [string, string | null, number, string | null, boolean];
+type WireRoute = [string, string, string, string];
+
+function isStr(v: unknown, max: number): v is string {
+  return typeof v === 'string' && v.length <= max;
+}
+
+/** Error raised for a decoded frame whose operation is unknown; carries the id so the receiver can reply. */
+export function messageIdOf(err: unknown): string | undefined {
+  return (err as { messageId?: string } | null)?.messageId;
+}
+
+/** Checks the decoded frame layout and builds a {@link Message}. */
+export function fromWire(value: unknown): Message {
+  if (!Array.isArray(value) || value.length !== 4) throw new InvalidMessageError('frame must be a 4-element array');
+  const [version, h, r, content] = value as [unknown, unknown, unknown, unknown];
+  if (version !== PROTOCOL_VERSION) throw new UnsupportedVersionError(`unsupported protocol version ${String(version)} (this build speaks ${PROTOCOL_VERSION})`);
+  const max = Limits.maxStringField;
+  if (!Array.isArray(h) || h.length !== 5) throw new InvalidMessageError('header must be a 5-element array');
+  const [id, parentId, timestamp, rv, sync] = h as WireHeader;
+  if (!isStr(id, max) || id === '') throw new InvalidMessageError('header.id must be a non-empty string');
+  if (parentId !== null && !isStr(parentId, max)) throw new InvalidMessageError('header.parentId must be a string or null');
+  if (typeof timestamp !== 'number' || !Number.isFinite(timestamp)) throw new InvalidMessageError('header.timestamp must be a number');
+  if (rv !== null && !isStr(rv, max)) throw new InvalidMessageError('header.resourceVersion must be a string or null');
+  if (typeof sync !== 'boolean') throw new InvalidMessageError('header.sync must be a boolean');
+  if (!Array.isArray(r) || r.length !== 4) throw new InvalidMessageError('route must be a 4-element array');
+  const [source, group, operation, resource] = r as WireRoute;
+  if (!isStr(source, max) || !isStr(group, max) || !isStr(operation, max) || !isStr(resource, max)) {
+    throw new InvalidMessageError('route fields must be strings of at most 512 characters');
+  }
+  const header: MessageHeader = { id, timestamp, sync };
+  if (parentId !== null) header.parentId = parentId;
+  if (rv !== null) header.resourceVersion = rv;
+  const message: Message = { header, route: { source, group, operation, resource }, content };
+  if (!operations.has(operation)) {
+    const err = new UnknownOperationError(`unknown operation "${operation.slice(0, 64)}"`);
+    Object.assign(err, { messageId: id });
+    throw err;
+  }
+  return message;
+}
+
+/** The wire array for a message. */
+export function toWire(m: Message): unknown[] {
+  const h = m.header;
+  const r = m.route;
+  return [
+    PROTOCOL_VERSION,
+    [h.id, h.parentId ?? null, h.timestamp, h.resourceVersion ?? null, h.sync],
+    [r.source, r.group, r.operation, r.resource],
+    m.content === undefined ? null : m.content,
+  ];
+}
+
+/** Creates the CBOR codec used on the wire. */
+export function createCborCodec(options: CodecOptions = {}): Codec {
+  const maxFrameBytes = options.maxFrameBytes ?? Limits.maxFrameBytes;
+  const maxDepth = options.maxDepth ?? Limits.maxDepth;
+  // Plain RFC 8949: no records, no packing, no tag 259, no tag 64; maps decode to objects.
+  // useTag259ForMaps and int64AsNumber are honoured by cbor-x but missing from its typings.
+  const encoderOptions = { useRecords: false, mapsAsObjects: true, pack: false, structuredClone: false, tagUint8Array: false, useTag259ForMaps: false, variableMapSize: true };
+  const decoderOptions = { useRecords: false, mapsAsObjects: true, int64AsNumber: true };
+  const encoder = new Encoder(encoderOptions);
+  const decoder = new Decoder(decoderOptions);
+  return {
+    name: 'cbor',
+    encode(message: Message): Uint8Array {
+      // Copy out of cbor-x's reusable buffer: frames outlive the next encode (retries, queues).
+      const frame = Uint8Array.prototype.slice.call(encoder.encode(toWire(message)));
+      if (frame.length > maxFrameBytes) {
+        throw new FrameTooLargeError(`message ${message.header.id} encodes to ${frame.length} bytes, over the ${maxFrameBytes}-byte limit`);
+      }
+      return frame;
+    },
+    decode(frame: Uint8Array): Message {
+      if (frame.length > maxFrameBytes) throw new FrameTooLargeError(`frame of ${frame.length} bytes is over the ${maxFrameBytes}-byte limit`);
+      validateCbor(frame, maxDepth);
+      let value: unknown;
+      try {
+        value = decoder.decode(frame);
+      } catch (err) {
+        throw new InvalidFrameError(`undecodable CBOR: ${(err as Error).message}`, { cause: err });
+      }
+      return fromWire(value);
+    },
+  };
+}

@@ -1,0 +1,10 @@
+/**
+ * @module
+ * The cloud–edge protocol: message model, wire names, limits and the frame codec.
+ * Both CloudCore and EdgeCore import it from here. Spec: docs/protocol.md.
+ */
+export * from './constants.js';
+export * from './message.js';
+export { createCborCodec, fromWire, toWire, messageIdOf } from './codec.js';
+export type { Codec, CodecOptions } from './codec.js';
+export { validateCbor } from './cbor-validate.js';
