@@ -16,7 +16,7 @@ function resourceEntries(t: ResourceType): Record<string, unknown>[] {
       singularName: t.singular,
       namespaced: t.namespaced,
       kind: t.kind,
-      verbs: VERBS,
+      verbs: t.storageKey === '/bindings' ? ['create'] : VERBS,
       ...(t.shortNames.length ? { shortNames: t.shortNames } : {}),
       ...(t.categories.length ? { categories: t.categories } : {}),
       storageVersionHash: Buffer.from(t.storageKey).toString('base64').slice(0, 11),

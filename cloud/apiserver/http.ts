@@ -11,6 +11,7 @@ import { parse as parseYaml } from 'yaml';
 import type { Logger } from '../../shared/log/index.js';
 import { ApiError, errors, failureStatus } from './errors.js';
 import * as discovery from './discovery.js';
+import { openApiGroupVersion, openApiRoot } from './openapi.js';
 import { apiVersionOf, type DeleteOptions, type PatchType, type Rest } from './rest.js';
 import { parseFieldSelector, parseLabelSelector } from './selectors.js';
 import type { StoreEvent } from './store.js';
@@ -117,6 +118,19 @@ export class HttpApi {
     if (path === '/version') return send(res, 200, discovery.versionInfo());
     const seg = path.split('/').filter(Boolean).map(decodeURIComponent);
     const reg = this.o.rest.registry;
+    if (path === '/openapi/v2') {
+      // An empty protobuf Document (zero bytes): old kubectl (1.20) needs /openapi/v2 for
+      // client-side validation and skips kinds the document does not describe. See openapi.ts.
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': 0 });
+      res.end();
+      return;
+    }
+    if (seg[0] === 'openapi' && seg[1] === 'v3') {
+      if (seg.length === 2) return send(res, 200, openApiRoot(reg));
+      const [g, v] = seg[2] === 'api' && seg.length === 4 ? ['', seg[3]!] : seg[2] === 'apis' && seg.length === 5 ? [seg[3]!, seg[4]!] : [undefined, undefined];
+      if (g === undefined || !reg.hasGroupVersion(g, v!)) throw errors.unknownResource();
+      return send(res, 200, openApiGroupVersion(reg, g, v!));
+    }
     if (seg[0] === 'api' && seg.length === 1) return send(res, 200, discovery.apiVersions(this.o.serverAddress()));
     if (seg[0] === 'apis' && seg.length === 1) return send(res, 200, discovery.groupList(reg));
     if (seg[0] === 'apis' && seg.length === 2) {
@@ -194,6 +208,13 @@ export class HttpApi {
       return send(res, code, rest.viewObj(t, obj));
     };
     if (r.watchPrefix && method !== 'GET') throw errors.methodNotAllowed();
+    if (t.storageKey === '/bindings') {
+      if (method !== 'POST' || r.name !== undefined || ns === undefined) throw errors.methodNotAllowed();
+      const b = decodeBody(req, await readBody(req)) as { metadata?: { name?: unknown } } | null;
+      const podName = b && typeof b === 'object' && typeof b.metadata?.name === 'string' ? b.metadata.name : '';
+      if (!podName) throw errors.invalid('Binding', '', '', [{ reason: 'FieldValueRequired', message: 'Required value', field: 'metadata.name' }]);
+      return send(res, 201, await rest.bind(ns, podName, b));
+    }
     switch (method) {
       case 'GET': {
         if (r.name === undefined || r.watchPrefix) {

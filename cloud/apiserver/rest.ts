@@ -65,12 +65,11 @@ function generateSuffix(): string {
 }
 
 /** Object minus metadata and status: what `generation` tracks. */
-function specJson(o: KObject): string {
-  const { metadata: _m, status: _s, resourceVersion: _r, ...rest } = o as KObject & { status?: unknown; resourceVersion?: unknown };
+function specPart(o: KObject): Record<string, unknown> {
+  const { metadata: _m, status: _s, ...rest } = o as KObject & { status?: unknown };
   void _m;
   void _s;
-  void _r;
-  return JSON.stringify(rest);
+  return rest;
 }
 
 export function apiVersionOf(t: ResourceType): string {
@@ -275,7 +274,7 @@ export class Rest {
       }
       const m = next.metadata;
       m.generation = old.metadata.generation ?? 1;
-      if (specJson(next) !== specJson(old)) m.generation += 1;
+      if (!deepEqual(specPart(next), specPart(old))) m.generation += 1;
       if (t.storageKey === PODS) checkPodUpdate(t, old, next);
       if (old.metadata.deletionTimestamp) {
         const added = (m.finalizers ?? []).filter((f) => !(old.metadata.finalizers ?? []).includes(f));
@@ -302,7 +301,7 @@ export class Rest {
     this.validate(t, next, opts);
     if (t.storageKey === NAMESPACES) (next as { spec?: unknown }).spec = (old as { spec?: unknown }).spec;
     // No-op writes do not bump resourceVersion (k8s skips the etcd write).
-    if (JSON.stringify(next) === cur.json) return { code: 200, obj: old };
+    if (deepEqual(next, old)) return { code: 200, obj: old };
     if (opts.dryRun) return { code: 200, obj: next };
     // Removing the last finalizer of an object being deleted with no grace left deletes it.
     if (m.deletionTimestamp && (m.finalizers ?? []).length === 0 && (m.deletionGracePeriodSeconds ?? 0) === 0) {
@@ -482,6 +481,21 @@ export class Rest {
     await durable;
     return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', code: 201 };
   }
+}
+
+/** Structural equality ignoring key order (clients serialize fields in their own order). */
+export function deepEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  if (Array.isArray(a)) {
+    const bb = b as unknown[];
+    return a.length === bb.length && a.every((x, i) => deepEqual(x, bb[i]));
+  }
+  const ka = Object.keys(a).filter((k) => (a as Record<string, unknown>)[k] !== undefined);
+  const kb = Object.keys(b).filter((k) => (b as Record<string, unknown>)[k] !== undefined);
+  if (ka.length !== kb.length) return false;
+  return ka.every((k) => deepEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
 }
 
 function podGrace(o: KObject, requested: number | undefined): number {

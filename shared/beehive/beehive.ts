@@ -131,7 +131,6 @@ export class Beehive {
         return;
       } catch (err) {
         if (signal.aborted) return;
-        reg.restarts++;
         if (policy.mode === 'never') {
           this.log.error('module failed; restart policy is never, it stays stopped', { module: module.name, err });
           return;
@@ -141,6 +140,7 @@ export class Beehive {
         this.log.error(`module failed: ${errorMessage(err)}; restarting in ${delay} ms`, { module: module.name, err, restarts: reg.restarts });
         await sleep(delay, signal);
         if (signal.aborted) return;
+        reg.restarts++;
         delay = Math.min(delay * 2, cap);
       }
     }
@@ -210,8 +210,8 @@ export class Beehive {
       waiter.resolve(response);
       return;
     }
-    // No one waits (timed out, or a response to a remote request): route by group.
-    await this.deliverToGroup(response.route.group, response);
+    // No one waits any more (the request timed out): the requester already got its error.
+    this.log.debug('late response dropped', { parentId, resource: response.route.resource });
   }
 
   /**

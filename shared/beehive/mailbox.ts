@@ -17,7 +17,9 @@ export class Mailbox<T> {
   private putters: { item: T; w: Waiter<void> }[] = [];
   private closed = false;
 
-  constructor(readonly capacity: number) {}
+  constructor(readonly capacity: number) {
+    if (!Number.isInteger(capacity) || capacity < 1) throw new TypeError(`mailbox capacity must be an integer ≥ 1, got ${capacity}`);
+  }
 
   get size(): number {
     return this.items.length - this.head;

@@ -37,8 +37,8 @@ class Walker {
         this.need(8);
         const v = this.view.getBigUint64(this.pos);
         this.pos += 8;
-        // For negative ints the value is -1-v, so the bound is the same.
-        if (v > MAX_SAFE) this.fail(major <= 1 ? 'integer outside ±(2^53-1)' : 'length too large');
+        // A negative int is -1-v, so its bound is one tighter: v ≤ 2^53-2.
+        if (v > MAX_SAFE || (major === 1 && v === MAX_SAFE)) this.fail(major <= 1 ? 'integer outside ±(2^53-1)' : 'length too large');
         return Number(v);
       }
       case 31: return this.fail('indefinite-length items are not allowed');

@@ -100,10 +100,17 @@ export function createCborCodec(options: CodecOptions = {}): Codec {
   return {
     name: 'cbor',
     encode(message: Message): Uint8Array {
-      // Copy out of cbor-x's reusable buffer: frames outlive the next encode (retries, queues).
+      // Copy: a subarray would keep cbor-x's whole 8 KiB working buffer alive while the frame is queued.
       const frame = Uint8Array.prototype.slice.call(encoder.encode(toWire(message)));
       if (frame.length > maxFrameBytes) {
         throw new FrameTooLargeError(`message ${message.header.id} encodes to ${frame.length} bytes, over the ${maxFrameBytes}-byte limit`);
+      }
+      // cbor-x writes Date, Set, big BigInt… as tags the profile forbids; refuse here, where the
+      // sender can see it, rather than have the peer close the session.
+      try {
+        validateCbor(frame, maxDepth);
+      } catch (err) {
+        throw new InvalidMessageError(`message ${message.header.id} (${message.route.resource}) has content outside the wire profile: ${(err as Error).message}; convert Dates to ISO strings and use only JSON values and byte strings`, { cause: err });
       }
       return frame;
     },

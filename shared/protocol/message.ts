@@ -62,7 +62,7 @@ export function newMessage<C>(init: NewMessageInit<C>): Message<C> {
   };
 }
 
-/** A response to `request`, routed back to the request's source group. */
+/** A response to `request` (delivered to the waiting sendSync by `parentId`). */
 export function newResponse<C>(request: Message, source: string, content: C): Message<C> {
   return newMessage({
     source,
@@ -86,9 +86,13 @@ export function newAck(message: Message, source: string, error?: ErrorContent): 
   });
 }
 
-/** Builds a resource string: `namespace/type/name`, or `type/name` when namespace is empty. */
+/**
+ * Builds a resource string `namespace/type[/name]` (KubeEdge's edge-local form).
+ * Cluster-scoped objects use `default` as their namespace segment, as KubeEdge does
+ * (`default/node/edge-1`), so every form parses back unambiguously.
+ */
 export function buildResource(namespace: string | undefined, type: string, name?: string): string {
-  const parts = namespace ? [namespace, type] : [type];
+  const parts = [namespace || 'default', type];
   if (name !== undefined && name !== '') parts.push(name);
   return parts.join('/');
 }
@@ -99,14 +103,11 @@ export interface ParsedResource {
   name?: string;
 }
 
-/**
- * Parses `namespace/type/name`, `type/name` or `type`. With two parts the first is
- * taken as the type (cluster-scoped objects, e.g. `node/edge-1`).
- */
+/** Parses `namespace/type/name`, `namespace/type` or `type`. Names may contain slashes. */
 export function parseResource(resource: string): ParsedResource {
   const parts = resource.split('/');
   if (parts.length >= 3) return { namespace: parts[0], type: parts[1]!, name: parts.slice(2).join('/') };
-  if (parts.length === 2) return { type: parts[0]!, name: parts[1] };
+  if (parts.length === 2) return { namespace: parts[0], type: parts[1]! };
   return { type: parts[0]! };
 }
 
@@ -119,8 +120,10 @@ export function parseResource(resource: string): ParsedResource {
 export function compareResourceVersions(a: string, b: string): number {
   if (a === b) return 0;
   if (/^\d+$/.test(a) && /^\d+$/.test(b)) {
-    if (a.length !== b.length) return a.length - b.length;
-    return a < b ? -1 : 1;
+    const x = a.replace(/^0+(?=\d)/, '');
+    const y = b.replace(/^0+(?=\d)/, '');
+    if (x.length !== y.length) return x.length - y.length;
+    return x === y ? 0 : x < y ? -1 : 1;
   }
   return Number.NaN;
 }

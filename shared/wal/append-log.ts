@@ -12,7 +12,7 @@
  * `rewrite()` compacts: new content goes to a temp file, is fsynced, then renamed
  * over the log and the directory is fsynced.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, existsSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, existsSync, statSync } from 'node:fs';
 import { open, rename, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { StorageError, StoppedError } from '../errors/index.js';
@@ -79,7 +79,8 @@ export class AppendLog {
   static async open(path: string, options: AppendLogOptions = {}): Promise<{ log: AppendLog; records: Uint8Array[]; truncatedBytes: number }> {
     try {
       mkdirSync(dirname(path), { recursive: true });
-      const data = existsSync(path) ? readFileSync(path) : new Uint8Array(0);
+      // Only regular files hold records (a device such as /dev/full reads as empty).
+      const data = existsSync(path) && statSync(path).isFile() ? readFileSync(path) : new Uint8Array(0);
       const { records, validBytes } = readRecords(data);
       const fh = await open(path, existsSync(path) ? 'r+' : 'w+');
       if (validBytes !== data.length) {

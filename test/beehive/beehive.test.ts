@@ -505,3 +505,32 @@ describe('Mailbox', () => {
     for (let i = 2500; i < 4000; i++) assert.equal(await box.take(), i);
   });
 });
+
+describe('beehive: edge cases', () => {
+  it('rejects a mailbox capacity below 1 instead of deadlocking', () => {
+    assert.throws(() => new Mailbox(0), TypeError);
+  });
+
+  it('drops a response that arrives after its sendSync timed out, without delivering it anywhere', async (t) => {
+    const bus = new Beehive();
+    t.after(() => bus.stop());
+    const seenByResponder: Message[] = [];
+    bus.register(
+      mod('slow', 'meta', async (ctx, signal) => {
+        for (;;) {
+          const m = await ctx.receive(signal).catch(() => undefined);
+          if (!m) return;
+          seenByResponder.push(m);
+          await delay(60);
+          await ctx.respond(m, 'late');
+        }
+      }),
+    );
+    bus.start();
+    const client = bus.context('client');
+    await assert.rejects(client.sendSync('slow', newMessage({ source: 'client', group: 'meta', operation: 'query', resource: 'x', content: null }), 20), { code: 'LEDGE_ERR_TIMEOUT' });
+    await delay(120);
+    assert.equal(seenByResponder.length, 1, 'the late response did not come back to the responder');
+  });
+});
+
