@@ -1,7 +1,8 @@
 /**
  * A TCP proxy for link faults: `cut()` destroys every connection (a link reset);
- * `blackhole(true)` keeps connections open but silently drops all traffic (a dead
- * link that only heartbeats can detect).
+ * `blackhole(dir)` keeps connections open but silently drops traffic in one direction
+ * or both (a dead or half-dead link that only heartbeats and ACK timeouts detect).
+ * 'up' is client → target (edge → cloud), 'down' is target → client.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
@@ -9,24 +10,25 @@ import { once } from 'node:events';
 export interface Proxy {
   port: number;
   cut(): void;
-  blackhole(on: boolean): void;
+  blackhole(direction: 'up' | 'down' | 'both' | 'none'): void;
   connections(): number;
   close(): Promise<void>;
 }
 
 export async function startProxy(targetPort: () => number): Promise<Proxy> {
   const pairs = new Set<[Socket, Socket]>();
-  let dropping = false;
+  let dropUp = false;
+  let dropDown = false;
   const server: Server = createServer((client) => {
     const upstream = connect(targetPort(), '127.0.0.1');
     const pair: [Socket, Socket] = [client, upstream];
     pairs.add(pair);
-    const forward = (from: Socket, to: Socket) =>
+    const forward = (from: Socket, to: Socket, dropped: () => boolean) =>
       from.on('data', (d) => {
-        if (!dropping) to.write(d);
+        if (!dropped()) to.write(d);
       });
-    forward(client, upstream);
-    forward(upstream, client);
+    forward(client, upstream, () => dropUp);
+    forward(upstream, client, () => dropDown);
     const end = () => {
       pairs.delete(pair);
       client.destroy();
@@ -48,8 +50,9 @@ export async function startProxy(targetPort: () => number): Promise<Proxy> {
   return {
     port: typeof addr === 'object' && addr ? addr.port : 0,
     cut,
-    blackhole(on) {
-      dropping = on;
+    blackhole(direction) {
+      dropUp = direction === 'up' || direction === 'both';
+      dropDown = direction === 'down' || direction === 'both';
     },
     connections: () => pairs.size,
     async close() {

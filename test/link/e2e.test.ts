@@ -20,6 +20,7 @@ import { createCborCodec } from '../../shared/protocol/index.js';
 
 const RESOURCES = 5;
 const UPDATES = 150;
+const LINK_UPDATES = 45;
 const fast = ['--heartbeat-interval', '300', '--heartbeat-timeout', '1200', '--ack-timeout', '300', '--log-level', 'warn'];
 
 interface Acked { resource: string; rv: string; id: string }
@@ -30,8 +31,8 @@ after(async () => {
   await Promise.all(procs.map((p) => p.kill9()));
 });
 
-function startCloud(harnessDir: string, port: number): Proc {
-  const p = startProcess(['--import', 'tsx', 'test/fixtures/cloud-harness.ts', '--port', String(port), '--host', '127.0.0.1', ...fast], { HARNESS_DIR: harnessDir, RESOURCES: String(RESOURCES), UPDATES: String(UPDATES), INTERVAL_MS: '25' }, 'cloud');
+function startCloud(harnessDir: string, port: number, intervalMs = 25, updates = UPDATES): Proc {
+  const p = startProcess(['--import', 'tsx', 'test/fixtures/cloud-harness.ts', '--port', String(port), '--host', '127.0.0.1', ...fast], { HARNESS_DIR: harnessDir, RESOURCES: String(RESOURCES), UPDATES: String(updates), INTERVAL_MS: String(intervalMs) }, 'cloud');
   procs.push(p);
   return p;
 }
@@ -57,7 +58,7 @@ async function freePort(): Promise<number> {
 }
 
 /** Downstream checks against the edge's store log. `strict`: every ACKed version must be in the log itself. */
-function checkDownstream(dataDir: string, harnessDir: string, strict: boolean): { applied: number } {
+function checkDownstream(dataDir: string, harnessDir: string, strict: boolean, updates = UPDATES): { applied: number } {
   const log = readMetaLog(dataDir).filter((r) => r.t === 'put');
   const byKey = new Map<string, number[]>();
   for (const r of log) {
@@ -77,7 +78,7 @@ function checkDownstream(dataDir: string, harnessDir: string, strict: boolean): 
   }
   for (let i = 0; i < RESOURCES; i++) {
     const rvs = byKey.get(`default/configmap/cm-${i}`) ?? [];
-    assert.equal(rvs.at(-1), UPDATES, `cm-${i} converged to the last version`);
+    assert.equal(rvs.at(-1), updates, `cm-${i} converged to the last version`);
   }
   return { applied: log.length };
 }
@@ -223,27 +224,34 @@ describe('cloud–edge link, real processes', () => {
     let proxy: Awaited<ReturnType<typeof startProxy>> | undefined;
     try {
       const port = await freePort();
-      const cloud = startCloud(h.path, port);
+      // Paced slower than the ACK timeout, so a lost ACK means a resend of the same message
+      // (not a newer version superseding it), and long enough to outlast four faults.
+      const cloud = startCloud(h.path, port, 400, LINK_UPDATES);
       await cloud.waitFor(/HARNESS READY/);
       proxy = await startProxy(() => port);
       const edge = startEdge(edgeArgs(`ws://127.0.0.1:${proxy.port}`, e.path, writeEdgeConfig(e.path)));
       procs.push(edge);
-      for (let round = 0; round < 4; round++) {
-        await progress(h.path);
-        if (round % 2 === 0) {
+      // A reset, then half-dead links: ACKs lost on the way up force resends of messages the
+      // edge already applied (its de-duplication must hold), ACKs lost on the way down force
+      // resends of upstream messages the cloud already handled (CloudHub's must), then a dead link.
+      const faults = ['cut', 'up', 'down', 'both'] as const;
+      for (const fault of faults) {
+        await progress(h.path, 8);
+        if (fault === 'cut') {
           proxy.cut();
         } else {
-          proxy.blackhole(true);
+          proxy.blackhole(fault);
           // Longer than the heartbeat timeout: both sides must notice on their own.
           await new Promise((r) => setTimeout(r, 2000));
-          proxy.blackhole(false);
+          proxy.blackhole('none');
+          proxy.cut();
         }
       }
       await cloud.waitFor(/PRODUCER DONE/, 60_000);
       await caughtUp(e.path);
       await edge.stop();
       assert.match(edge.output(), /no traffic from cloud|disconnected from cloud/, 'the edge noticed the dead link');
-      checkDownstream(e.path, h.path, true);
+      checkDownstream(e.path, h.path, true, LINK_UPDATES);
       checkUpstream(e.path, h.path, true);
       await cloud.stop();
     } finally {
