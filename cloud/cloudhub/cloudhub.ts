@@ -60,6 +60,8 @@ export interface NodeSummary {
   connected: boolean;
   queued: number;
   inFlight: number;
+  /** Bytes handed to the socket and not yet flushed to the kernel. */
+  unflushedBytes: number;
   stats: NodeState['stats'];
 }
 
@@ -512,7 +514,7 @@ export class CloudHub implements Module {
   nodeSummary(node: string): NodeSummary | undefined {
     const s = this.nodes.get(node);
     if (!s) return undefined;
-    return { name: s.name, connected: s.connected, queued: s.queue?.size ?? 0, inFlight: s.queue?.inFlightCount ?? 0, stats: { ...s.stats } };
+    return { name: s.name, connected: s.connected, queued: s.queue?.size ?? 0, inFlight: s.queue?.inFlightCount ?? 0, unflushedBytes: s.unflushed, stats: { ...s.stats } };
   }
 
   connectedNodes(): string[] {

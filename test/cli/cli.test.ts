@@ -7,6 +7,10 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { repoRoot, edgecoreBundle, startEdge } from '../helpers/process.js';
 import { tempDir } from '../helpers/files.js';
+import { copyFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startTestCloud } from '../helpers/cloud.js';
+import { eventually, startProcess } from '../helpers/process.js';
 
 function run(args: string[]) {
   return spawnSync(process.execPath, args, { cwd: repoRoot, encoding: 'utf8', env: { ...process.env, LEDGE_LOG_FORMAT: 'json' }, timeout: 30_000 });
@@ -64,4 +68,22 @@ describe('CLI', () => {
       d.cleanup();
     }
   });
+
+  test('dist/edgecore.js is self-contained: copied alone to an empty folder, it runs and connects', async () => {
+    const d = tempDir();
+    const cloud = await startTestCloud();
+    try {
+      const alone = join(d.path, 'edgecore.js');
+      copyFileSync(edgecoreBundle, alone);
+      // No node_modules anywhere above a temp dir: imports of dependencies would fail here.
+      const edge = startProcess([alone, '--cloud', cloud.hub.url, '--node-name', 'standalone', '--data-dir', join(d.path, 'data'), '--log-level', 'info'], {}, 'standalone');
+      await edge.waitFor(/connected to cloud/);
+      await eventually(() => cloud.hub.nodeSummary('standalone')?.connected, 5000, 'session');
+      assert.equal(await edge.stop(), 0);
+    } finally {
+      await cloud.stop();
+      d.cleanup();
+    }
+  });
 });
+

@@ -185,4 +185,30 @@ describe('sessions', () => {
       d.cleanup();
     }
   });
+
+  test('backpressure: a node that stops reading holds its queue at the high-water mark and never slows another node', async () => {
+    const hwm = 256 * 1024;
+    const c = await cloud({ sendHighWaterMark: hwm, maxInFlightPerNode: 1000, ackTimeoutMs: 60_000, maxAckTimeoutMs: 60_000 });
+    const slow = await ThinEdge.connect(c.hub.url, 'slow-reader', { autoAck: false });
+    const fast = await ThinEdge.connect(c.hub.url, 'fast-reader');
+    slow.ws.pause(); // reads nothing: the kernel buffers fill, then ours would
+    const blob = 'x'.repeat(60 * 1024);
+    for (let i = 0; i < 300; i++) {
+      c.hub.sendToNode('slow-reader', newMessage({ source: 'test', group: 'resource', operation: 'update', resource: `default/configmap/big-${i}`, resourceVersion: '1', sync: true, content: { blob } }));
+    }
+    // 18 MB were queued for the slow node; its socket holds only about the high-water mark.
+    await new Promise((r) => setTimeout(r, 500));
+    const summary = c.hub.nodeSummary('slow-reader')!;
+    assert.ok(summary.unflushedBytes <= hwm + 70 * 1024, `socket buffer bounded: ${summary.unflushedBytes} bytes`);
+    assert.ok(summary.queued > 100, `the rest waits in the queue as encoded frames: ${summary.queued}`);
+    // Meanwhile the other node is served at once.
+    for (let i = 0; i < 20; i++) c.hub.sendToNode('fast-reader', configmap(`f-${i}`, 1));
+    await eventually(() => c.hub.nodeSummary('fast-reader')!.stats.acked === 20, 5000, 'fast node ACKed everything');
+    // When the slow node reads again, everything arrives.
+    slow.ws.resume();
+    await eventually(() => slow.messages.filter((m) => m.route.operation === 'update').length === 300, 20_000, 'slow node caught up');
+    slow.close();
+    fast.close();
+  });
 });
+
