@@ -11,6 +11,7 @@ import { cloudConfigSpec, type CloudConfig } from '../cloud/config.js';
 import { loadConfig } from '../shared/config/index.js';
 import { createLogger } from '../shared/log/index.js';
 import { errorMessage } from '../shared/errors/index.js';
+import { runUntilSignal } from '../shared/runtime/index.js';
 
 declare const LEDGE_VERSION: string | undefined;
 const version = typeof LEDGE_VERSION === 'string' ? LEDGE_VERSION : 'dev';
@@ -56,16 +57,12 @@ async function runUp(argv: string[]): Promise<void> {
   }
   const child = spawn(process.execPath, [edgecore, '--cloud', core.hub.url, '--node-name', 'edge-1', '--data-dir', './.ledge/edge-1', '--log-level', config.log.level], { stdio: 'inherit' });
   log.info(`ledge is up: CloudHub at ${core.hub.url}, EdgeCore "edge-1" pid ${child.pid}. Ctrl-C stops both.`);
-  await new Promise<void>((resolve) => {
-    const stop = () => {
-      child.kill('SIGTERM');
-      core.stop().then(resolve, resolve);
-    };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-    child.once('exit', (code) => {
-      if (code !== 0 && code !== null) log.error(`edgecore exited with code ${code}`);
-    });
+  child.once('exit', (code) => {
+    if (code !== 0 && code !== null) log.error(`edgecore exited with code ${code}`);
+  });
+  await runUntilSignal(log, async () => {
+    child.kill('SIGTERM');
+    await core.stop();
   });
 }
 

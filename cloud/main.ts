@@ -5,7 +5,7 @@
  */
 import { Beehive } from '../shared/beehive/index.js';
 import { createLogger, type Logger } from '../shared/log/index.js';
-import { formatHelp, loadConfig } from '../shared/config/index.js';
+import { installCrashHandlers, loadCommandConfig, runUntilSignal } from '../shared/runtime/index.js';
 import { ConfigError, errorCode, errorMessage } from '../shared/errors/index.js';
 import type { Module } from '../shared/beehive/index.js';
 import { createCloudHub, type CloudHub, type CloudHubOptions, type AckRecorder } from './cloudhub/index.js';
@@ -52,21 +52,10 @@ export async function startCloudCore(config: CloudConfig, log: Logger, extras: C
 
 /** `ledge cloud`: parses flags, starts, and handles signals. */
 export async function runCloud(argv: string[]): Promise<void> {
-  let loaded;
-  try {
-    loaded = await loadConfig<CloudConfig>(cloudConfigSpec, { argv });
-  } catch (err) {
-    process.stderr.write(`ledge cloud: ${errorMessage(err)}\n`);
-    process.exitCode = 2;
-    return;
-  }
-  if (loaded.help) {
-    process.stdout.write(formatHelp(cloudUsage, cloudConfigSpec) + '\n');
-    return;
-  }
-  const config = loaded.config;
+  const config = await loadCommandConfig<CloudConfig>('cloud', cloudConfigSpec, cloudUsage, argv);
+  if (!config) return;
   const log = createLogger({ level: config.log.level, ...(config.log.format ? { format: config.log.format } : {}) });
-  process.on('unhandledRejection', (reason) => log.error(`unhandled rejection: ${errorMessage(reason)}`, { code: errorCode(reason) }));
+  installCrashHandlers(log);
   let core: CloudCore;
   try {
     core = await startCloudCore(config, log);
@@ -76,13 +65,6 @@ export async function runCloud(argv: string[]): Promise<void> {
     return;
   }
   log.info('cloudcore started', { url: core.hub.url, pid: process.pid });
-  await new Promise<void>((resolve) => {
-    const stop = (sig: string) => {
-      log.info(`${sig} received; stopping`);
-      core.stop().then(resolve, resolve);
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  });
+  await runUntilSignal(log, core.stop);
   log.info('cloudcore stopped');
 }

@@ -6,7 +6,7 @@
 import { mkdirSync } from 'node:fs';
 import { Beehive } from '../shared/beehive/index.js';
 import { createLogger, type Logger } from '../shared/log/index.js';
-import { formatHelp, loadConfig } from '../shared/config/index.js';
+import { installCrashHandlers, loadCommandConfig, runUntilSignal } from '../shared/runtime/index.js';
 import { errorCode, errorMessage, ConfigError, StorageError } from '../shared/errors/index.js';
 import { createEdgeHub } from './edgehub/index.js';
 import { createMetaManager } from './metamanager/index.js';
@@ -45,19 +45,8 @@ export function startEdgeCore(config: EdgeConfig, log: Logger): EdgeCore {
 
 /** `ledge edge` / `node edgecore.js`: parses flags, starts, and handles signals. */
 export async function runEdge(argv: string[]): Promise<void> {
-  let loaded;
-  try {
-    loaded = await loadConfig<EdgeConfig>(edgeConfigSpec, { argv });
-  } catch (err) {
-    process.stderr.write(`ledge edge: ${errorMessage(err)}\n`);
-    process.exitCode = 2;
-    return;
-  }
-  if (loaded.help) {
-    process.stdout.write(formatHelp(edgeUsage, edgeConfigSpec) + '\n');
-    return;
-  }
-  const config = loaded.config;
+  const config = await loadCommandConfig<EdgeConfig>('edge', edgeConfigSpec, edgeUsage, argv);
+  if (!config) return;
   const log = createLogger({ level: config.log.level, ...(config.log.format ? { format: config.log.format } : {}) }).child({ node: config.nodeName });
   installCrashHandlers(log);
   let core: EdgeCore;
@@ -69,25 +58,6 @@ export async function runEdge(argv: string[]): Promise<void> {
     return;
   }
   log.info('edgecore started', { cloud: config.cloud.join(','), dataDir: config.dataDir, pid: process.pid });
-  await new Promise<void>((resolve) => {
-    const stop = (sig: string) => {
-      log.info(`${sig} received; stopping`);
-      core.stop().then(resolve, resolve);
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  });
+  await runUntilSignal(log, core.stop);
   log.info('edgecore stopped');
-}
-
-/** One clear line for anything that escaped a module, instead of a silent half-alive process. */
-export function installCrashHandlers(log: Logger): void {
-  process.on('unhandledRejection', (reason) => {
-    log.error(`unhandled rejection: ${errorMessage(reason)}`, { code: errorCode(reason) });
-  });
-  process.on('uncaughtException', (err) => {
-    log.error(`uncaught exception: ${err.stack ?? err.message}`, { code: errorCode(err) });
-    // State may be corrupt: exit and let the supervisor (systemd) restart from the durable store.
-    process.exit(70);
-  });
 }

@@ -111,14 +111,7 @@ export class CloudHub implements Module {
     this.timers.push(setInterval(() => this.retrySweep(), sweep));
     this.timers.push(setInterval(() => this.heartbeatSweep(), this.options.heartbeatIntervalMs));
     try {
-      for (;;) {
-        let msg: Message;
-        try {
-          msg = await ctx.receive(signal);
-        } catch (err) {
-          if (signal.aborted) break;
-          throw err;
-        }
+      for await (const msg of ctx.messages(signal)) {
         this.dispatchDownstream(msg);
       }
     } finally {

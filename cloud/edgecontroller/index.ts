@@ -26,14 +26,7 @@ export class EdgeController implements Module {
   }
 
   async start(ctx: ModuleContext, signal: AbortSignal): Promise<void> {
-    for (;;) {
-      let msg: Message;
-      try {
-        msg = await ctx.receive(signal);
-      } catch (err) {
-        if (signal.aborted) return;
-        throw err;
-      }
+    for await (const msg of ctx.messages(signal)) {
       this.handle(ctx, msg);
       if (msg.header.sync) await ctx.respond(msg, null).catch(() => {});
     }

@@ -29,6 +29,7 @@ import { errorCode, errorMessage } from '../../shared/errors/index.js';
 import type { Module, ModuleContext } from '../../shared/beehive/index.js';
 import type { Logger } from '../../shared/log/index.js';
 import { DeliveryQueue } from '../../shared/delivery/index.js';
+import { sleep } from '../../shared/runtime/index.js';
 import { Outbox, type OutboxEntry } from './outbox.js';
 import { resolveEdgeHubOptions, type EdgeHubOptions } from './options.js';
 
@@ -93,14 +94,7 @@ export class EdgeHub implements Module {
     ];
     const connector = this.connectLoop(signal);
     try {
-      for (;;) {
-        let msg: Message;
-        try {
-          msg = await ctx.receive(signal);
-        } catch (err) {
-          if (signal.aborted) break;
-          throw err;
-        }
+      for await (const msg of ctx.messages(signal)) {
         void this.sendUpstream(msg);
       }
     } finally {
@@ -345,17 +339,4 @@ export class EdgeHub implements Module {
     this.write(frame);
     this.stats.acksSent++;
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
 }

@@ -33,14 +33,7 @@ export class MetaManager implements Module {
     this.log.info('metadata store opened', { objects: this.store.size });
     const inflight = new Set<Promise<void>>();
     try {
-      for (;;) {
-        let msg: Message;
-        try {
-          msg = await ctx.receive(signal);
-        } catch (err) {
-          if (signal.aborted) break;
-          throw err;
-        }
+      for await (const msg of ctx.messages(signal)) {
         // Handled concurrently so fsyncs group-commit; EdgeHub already orders per resource.
         const p = this.handle(ctx, msg).finally(() => inflight.delete(p));
         inflight.add(p);

@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { Group, ModuleName, Operation, ResourceType, buildResource, newMessage, type ErrorContent } from '../../shared/protocol/index.js';
 import type { Module, ModuleContext } from '../../shared/beehive/index.js';
 import { errorCode, errorMessage } from '../../shared/errors/index.js';
+import { sleep } from '../../shared/runtime/index.js';
 
 export interface NodeStatusOptions {
   nodeName: string;
@@ -64,15 +65,7 @@ export function createNodeStatusReporter(options: NodeStatusOptions): Module {
       };
       await report();
       while (!signal.aborted) {
-        await new Promise<void>((resolve) => {
-          const done = () => {
-            clearTimeout(t);
-            signal.removeEventListener('abort', done);
-            resolve();
-          };
-          const t = setTimeout(done, options.intervalMs);
-          signal.addEventListener('abort', done, { once: true });
-        });
+        await sleep(options.intervalMs, signal);
         if (!signal.aborted) await report();
       }
     },

@@ -14,6 +14,7 @@ import type { Logger } from '../log/index.js';
 import { silentLogger } from '../log/index.js';
 import type { Message } from '../protocol/message.js';
 import { newResponse } from '../protocol/message.js';
+import { sleep } from '../runtime/index.js';
 import { Mailbox } from './mailbox.js';
 
 export interface RestartPolicy {
@@ -41,6 +42,8 @@ export interface ModuleContext {
   sendResponse(response: Message): Promise<void>;
   /** Next message for this module. */
   receive(signal?: AbortSignal): Promise<Message>;
+  /** This module's messages until `signal` aborts (then the loop just ends). */
+  messages(signal: AbortSignal): AsyncIterable<Message>;
 }
 
 /** A module: named, grouped, started with a context and a signal that aborts on stop. */
@@ -168,6 +171,18 @@ export class Beehive {
         if (!reg) return Promise.reject(new NoSuchModuleError(`module "${name}" is not registered`));
         return reg.mailbox.take(signal);
       },
+      async *messages(signal) {
+        const reg = self.modules.get(name);
+        if (!reg) throw new NoSuchModuleError(`module "${name}" is not registered`);
+        for (;;) {
+          try {
+            yield await reg.mailbox.take(signal);
+          } catch (err) {
+            if (signal.aborted || err instanceof StoppedError) return;
+            throw err;
+          }
+        }
+      },
     };
   }
 
@@ -237,16 +252,4 @@ export class Beehive {
     for (const reg of this.modules.values()) reg.mailbox.close();
     if (timedOut) this.log.warn(`modules did not stop within ${timeoutMs} ms`);
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
