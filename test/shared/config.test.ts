@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import { loadConfig, formatHelp } from '../../shared/config/index.js';
 import { edgeConfigSpec, type EdgeConfig } from '../../edge/config.js';
 import { tempDir } from '../helpers/files.js';
+import { repoRoot } from '../helpers/process.js';
+import { cloudConfigSpec, type CloudConfig } from '../../cloud/config.js';
 
 const required = ['--cloud', 'ws://c:10000', '--node-name', 'n1'];
 
@@ -72,4 +74,15 @@ describe('config', () => {
     assert.match(help, /--heartbeat-interval <integer>\s+keepalive interval \(ms\) \[default: 15000\]/);
     assert.match(help, /field: hub\.heartbeatIntervalMs/);
   });
+
+  test('the shipped example configs load and mean what they say', async () => {
+    const edge = await loadConfig<EdgeConfig>(edgeConfigSpec, { argv: ['--config', join(repoRoot, 'deploy/edgecore.example.yaml')], env: {} });
+    assert.deepEqual(edge.config.cloud, ['wss://cloudcore.example.com:10000']);
+    assert.equal(edge.config.nodeName, 'pi-kitchen-1');
+    assert.equal(edge.config.hub.caFile, '/etc/ledge/ca.pem');
+    const cloud = await loadConfig<CloudConfig>(cloudConfigSpec, { argv: ['--config', join(repoRoot, 'deploy/cloudcore.example.yaml')], env: {} });
+    assert.equal(cloud.config.hub.port, 10000);
+    assert.equal(cloud.config.hub.tls?.certFile, '/etc/ledge/tls/tls.crt');
+  });
 });
+
