@@ -43,11 +43,12 @@ function edgecorePath(): string | undefined {
 async function runUp(argv: string[]): Promise<void> {
   const { config, help: wantHelp } = await loadConfig<CloudConfig>(cloudConfigSpec, { argv });
   if (wantHelp) {
-    process.stdout.write('Usage: ledge up [cloud options]\n\nStarts CloudCore and one EdgeCore (node "edge-1", data in ./.ledge/edge-1) on this machine.\n');
+    process.stdout.write('Usage: ledge up [cloud options]\n\nStarts the local control plane, CloudCore and one EdgeCore (node "edge-1") on this machine; data in ./.ledge.\n');
     return;
   }
   const log = createLogger({ level: config.log.level });
-  const core = await startCloudCore({ ...config, hub: { ...config.hub, host: '127.0.0.1' } }, log.child({ side: 'cloud' }));
+  // `up` is the all-in-one local setup: the embedded control plane is on unless --local=false is meaningful later.
+  const core = await startCloudCore({ ...config, local: true, hub: { ...config.hub, host: '127.0.0.1' } }, log.child({ side: 'cloud' }));
   const edgecore = edgecorePath();
   if (!edgecore) {
     log.error('dist/edgecore.js not found; run "npm run build" first', { code: 'LEDGE_ERR_CONFIG' });
@@ -56,7 +57,7 @@ async function runUp(argv: string[]): Promise<void> {
     return;
   }
   const child = spawn(process.execPath, [edgecore, '--cloud', core.hub.url, '--node-name', 'edge-1', '--data-dir', './.ledge/edge-1', '--log-level', config.log.level], { stdio: 'inherit' });
-  log.info(`ledge is up: CloudHub at ${core.hub.url}, EdgeCore "edge-1" pid ${child.pid}. Ctrl-C stops both.`);
+  log.info(`ledge is up: CloudHub at ${core.hub.url}, EdgeCore "edge-1" pid ${child.pid}${core.apiserver ? `, kubectl --kubeconfig ${core.apiserver.kubeconfigPath}` : ''}. Ctrl-C stops both.`);
   child.once('exit', (code) => {
     if (code !== 0 && code !== null) log.error(`edgecore exited with code ${code}`);
   });

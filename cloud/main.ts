@@ -3,7 +3,9 @@
  * CloudCore entry point. Wires the modules in one explicit list and runs until
  * SIGTERM/SIGINT, draining in-flight work.
  */
+import { join } from 'node:path';
 import { Beehive } from '../shared/beehive/index.js';
+import { startApiServer, type ApiServerHandle } from './apiserver/index.js';
 import { createLogger, type Logger } from '../shared/log/index.js';
 import { installCrashHandlers, loadCommandConfig, runUntilSignal } from '../shared/runtime/index.js';
 import { ConfigError, errorCode, errorMessage } from '../shared/errors/index.js';
@@ -15,6 +17,8 @@ import { cloudConfigSpec, cloudUsage, type CloudConfig } from './config.js';
 export interface CloudCore {
   bee: Beehive;
   hub: CloudHub;
+  /** The embedded control plane, with `local: true`. */
+  apiserver?: ApiServerHandle;
   stop(): Promise<void>;
 }
 
@@ -38,6 +42,16 @@ export function hubOptionsFrom(config: CloudConfig): Partial<CloudHubOptions> {
 
 /** Starts CloudCore with a loaded config; resolves once CloudHub listens. */
 export async function startCloudCore(config: CloudConfig, log: Logger, extras: CloudCoreExtras = {}): Promise<CloudCore> {
+  // Local mode: the control plane runs in this process, and CloudCore uses it over HTTP like any cluster.
+  const apiserver = config.local
+    ? await startApiServer({
+        dataDir: join(config.dataDir, 'apiserver'),
+        port: config.apiserver.port,
+        kubeconfigPath: config.apiserver.kubeconfig ?? join(config.dataDir, 'kubeconfig'),
+        log: log.child({ module: 'apiserver' }),
+      })
+    : undefined;
+  if (apiserver) log.info('local control plane started', { url: apiserver.url, kubeconfig: apiserver.kubeconfigPath });
   const bee = new Beehive({ log });
   const hub = createCloudHub({ ...hubOptionsFrom(config), ...extras.hubOverrides }, { log: log.child({ module: 'cloudhub' }), ...(extras.ackRecorder ? { ackRecorder: extras.ackRecorder } : {}) });
   bee.register(hub);
@@ -47,7 +61,15 @@ export async function startCloudCore(config: CloudConfig, log: Logger, extras: C
   for (const m of extra) bee.register(m);
   bee.start();
   await hub.ready();
-  return { bee, hub, stop: () => bee.stop() };
+  return {
+    bee,
+    hub,
+    ...(apiserver ? { apiserver } : {}),
+    stop: async () => {
+      await bee.stop();
+      await apiserver?.close();
+    },
+  };
 }
 
 /** `ledge cloud`: parses flags, starts, and handles signals. */
