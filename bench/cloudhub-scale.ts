@@ -16,15 +16,17 @@
  *  4. RSS after the broadcasts (every node now has its DeliveryQueue).
  *
  * Run:  node --import tsx bench/cloudhub-scale.ts
- * Env:  BENCH_STEPS=1000,5000,10000  BENCH_ROUNDS=3  BENCH_SESSIONS_PER_GENERATOR=5000 BENCH_GENERATOR_NICE=10
+ * Env:  BENCH_STEPS=1000,5000,10000  BENCH_ROUNDS=3  BENCH_SESSIONS_PER_GENERATOR=5000 BENCH_GENERATOR_NICE=0
  *       BENCH_CONNECT_CONCURRENCY=50 (per generator)  BENCH_CONTENT_BYTES=1024
  *       BENCH_CLOUD_NODE_FLAGS='--cpu-prof --cpu-prof-dir=/tmp/prof' (extra flags for CloudCore)
+ *       BENCH_TLS=1 (wss:// with test/fixtures/tls; writes bench/results/cloudhub-scale-tls.json)
+ *       BENCH_CLOUD_SERVER=path.mjs (another build of bench/lib/cloud-server.ts, for A/B runs)
  * Writes bench/results/cloudhub-scale.json. Reports; never fails on a missed target.
  *
  * Caveat: the machine has 2 cores shared by CloudCore and the generators, so the
  * broadcast latency includes the generators' CPU time (decode + ACK of every frame).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import type { BroadcastReply, MemReply } from './lib/cloud-server.js';
@@ -35,10 +37,16 @@ const env = process.env;
 const STEPS = (env.BENCH_STEPS ?? '1000,5000,10000').split(',').map((s) => Number(s.trim())).filter((n) => n > 0);
 const ROUNDS = Number(env.BENCH_ROUNDS ?? 3);
 const PER_GENERATOR = Number(env.BENCH_SESSIONS_PER_GENERATOR ?? 5000);
-/** Generators run at this nice level so they do not take CPU from CloudCore (on a real fleet the edges have their own CPUs). */
-const GENERATOR_NICE = Number(env.BENCH_GENERATOR_NICE ?? 10);
+/**
+ * Nice level of the generators. 0 by default: niced generators keep CPU for CloudCore
+ * on an otherwise idle machine, but starve (and inflate the latencies) when other work
+ * runs on the shared cores.
+ */
+const GENERATOR_NICE = Number(env.BENCH_GENERATOR_NICE ?? 0);
 const CONCURRENCY = Number(env.BENCH_CONNECT_CONCURRENCY ?? 50);
 const CONTENT_BYTES = Number(env.BENCH_CONTENT_BYTES ?? 1024);
+/** wss:// with the test certificates in test/fixtures/tls (ECDSA P-256). */
+const TLS = env.BENCH_TLS === '1';
 const BROADCAST_TIMEOUT_MS = 60_000;
 const CONNECT_TIMEOUT_MS = 150_000;
 /** The whole run is killed after this, children included. */
@@ -67,6 +75,8 @@ interface RoundResult {
   max: number;
   allAckedMs: number | null;
   cloudCpuMs: number;
+  /** CPU time all generators used during the round (decode + ACK of every frame). */
+  generatorsCpuMs: number;
   /** 1-minute load average when the round started (other work on the machine shows here). */
   loadAvg1: number;
 }
@@ -81,7 +91,7 @@ interface StepResult {
   idle: MemPoint;
   afterBroadcast: MemPoint;
   perSession: { rssKiB: number; rssAnonKiB: number; heapKiB: number };
-  perSessionWithQueue: { rssKiB: number; rssAnonKiB: number };
+  perSessionWithQueue: { rssKiB: number; rssAnonKiB: number; heapKiB: number };
   rounds: RoundResult[];
   generatorStats: { acks: number; frames: number; closes: number; errors: number; lastError: string }[];
   cloudStderrLines: number;
@@ -103,7 +113,7 @@ async function memPoint(cloud: Tracked): Promise<MemPoint> {
   return { rss: r.rss, rssAnon: r.rssAnon, rssFile: r.rssFile, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers, connected: m.connected };
 }
 
-function roundStats(r: BroadcastReply, cloudCpuMs: number, loadAvg1: number): RoundResult {
+function roundStats(r: BroadcastReply, cloudCpuMs: number, generatorsCpuMs: number, loadAvg1: number): RoundResult {
   const sorted = [...r.latencies].sort((a, b) => a - b);
   const round = (x: number) => Math.round(x * 10) / 10;
   return {
@@ -118,16 +128,20 @@ function roundStats(r: BroadcastReply, cloudCpuMs: number, loadAvg1: number): Ro
     max: round(sorted[sorted.length - 1] ?? Number.NaN),
     allAckedMs: r.acked >= r.nodes ? round(sorted[sorted.length - 1] ?? 0) : null,
     cloudCpuMs,
+    generatorsCpuMs,
     loadAvg1: Math.round(loadAvg1 * 100) / 100,
   };
 }
 
 async function runStep(n: number, helpers: Record<string, string>): Promise<StepResult> {
-  const cloud = forkTracked(helpers['cloud-server']!, [], ['--expose-gc', ...(env.BENCH_CLOUD_NODE_FLAGS ?? '').split(' ').filter(Boolean)]);
+  const tlsDir = join(root, 'test', 'fixtures', 'tls');
+  const cloudEnv = TLS ? { ...env, BENCH_TLS_CERT: join(tlsDir, 'server.pem'), BENCH_TLS_KEY: join(tlsDir, 'server-key.pem') } : env;
+  const cloud = forkTracked(env.BENCH_CLOUD_SERVER || helpers['cloud-server']!, [], ['--expose-gc', ...(env.BENCH_CLOUD_NODE_FLAGS ?? '').split(' ').filter(Boolean)], cloudEnv);
+  const ca = TLS ? readFileSync(join(tlsDir, 'ca.pem'), 'utf8') : undefined;
   const generators: Tracked[] = [];
   try {
-    const ready = await waitMessage<{ port: number }>(cloud, (m) => m.type === 'ready', 20_000, 'CloudCore ready');
-    const url = `ws://127.0.0.1:${ready.port}/v1/edge`;
+    const ready = await waitMessage<{ port: number; url: string }>(cloud, (m) => m.type === 'ready', 20_000, 'CloudCore ready');
+    const url = ready.url;
     await sleep(1000);
     const base = await memPoint(cloud);
 
@@ -143,7 +157,7 @@ async function runStep(n: number, helpers: Record<string, string>): Promise<Step
     const replies = await Promise.all(
       generators.map((t, i) => {
         const slice = names.filter((_, k) => k % g === i);
-        t.child.send({ cmd: 'connect', url, names: slice, concurrency: CONCURRENCY, handshakeTimeoutMs: 30_000 });
+        t.child.send({ cmd: 'connect', url, names: slice, concurrency: CONCURRENCY, handshakeTimeoutMs: 30_000, ...(ca ? { ca } : {}) });
         return waitMessage<{ ok: number; failed: number; lastError: string }>(t, (m) => m.type === 'connected', CONNECT_TIMEOUT_MS, `${slice.length} sessions`);
       }),
     );
@@ -160,9 +174,11 @@ async function runStep(n: number, helpers: Record<string, string>): Promise<Step
     for (let i = 0; i < ROUNDS; i++) {
       const cpu0 = readCpuMs(cloud.child.pid!);
       const load = os.loadavg()[0]!;
+      const genCpu = () => generators.reduce((a, t) => a + readCpuMs(t.child.pid!), 0);
+      const gen0 = genCpu();
       cloud.child.send({ cmd: 'broadcast', id: i, contentBytes: CONTENT_BYTES, timeoutMs: BROADCAST_TIMEOUT_MS });
       const r = await waitMessage<BroadcastReply>(cloud, (m) => m.type === 'broadcast' && m.id === i, BROADCAST_TIMEOUT_MS + 15_000, `broadcast ${i}`);
-      rounds.push(roundStats(r, readCpuMs(cloud.child.pid!) - cpu0, load));
+      rounds.push(roundStats(r, readCpuMs(cloud.child.pid!) - cpu0, genCpu() - gen0, load));
       await sleep(1500);
     }
     await sleep(1000);
@@ -185,7 +201,7 @@ async function runStep(n: number, helpers: Record<string, string>): Promise<Step
       idle,
       afterBroadcast,
       perSession: { rssKiB: per(idle.rss, base.rss), rssAnonKiB: per(idle.rssAnon, base.rssAnon), heapKiB: per(idle.heapUsed, base.heapUsed) },
-      perSessionWithQueue: { rssKiB: per(afterBroadcast.rss, base.rss), rssAnonKiB: per(afterBroadcast.rssAnon, base.rssAnon) },
+      perSessionWithQueue: { rssKiB: per(afterBroadcast.rss, base.rss), rssAnonKiB: per(afterBroadcast.rssAnon, base.rssAnon), heapKiB: per(afterBroadcast.heapUsed, base.heapUsed) },
       rounds,
       generatorStats,
       cloudStderrLines: cloud.stderrLines(),
@@ -216,18 +232,18 @@ async function main(): Promise<void> {
   }
 
   const ok = steps.filter((s) => !s.error);
-  console.log('\nCloudHub scale (one CloudCore process; RSS after GC; per session = (idle − before) / N)\n');
-  console.log('| nodes | connected | connect s | RSS before MiB | RSS idle MiB | RSS/session KiB | RssAnon/session KiB | heap/session KiB | RSS/session after broadcast KiB |');
-  console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  console.log(`\nCloudHub scale, ${TLS ? 'wss:// (TLS)' : 'ws:// (no TLS)'} (one CloudCore process; RSS after GC; per session = (idle − before) / N)\n`);
+  console.log('| nodes | connected | connect s | RSS before MiB | RSS idle MiB | RSS/session KiB | RssAnon/session KiB | heap/session KiB | after broadcasts: RSS/session KiB | after broadcasts: heap/session KiB |');
+  console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const s of ok) {
-    console.log(`| ${s.nodes} | ${s.connected} | ${(s.connectMs / 1000).toFixed(1)} | ${fmtMiB(s.base.rss)} | ${fmtMiB(s.idle.rss)} | ${s.perSession.rssKiB.toFixed(1)} | ${s.perSession.rssAnonKiB.toFixed(1)} | ${s.perSession.heapKiB.toFixed(1)} | ${s.perSessionWithQueue.rssKiB.toFixed(1)} |`);
+    console.log(`| ${s.nodes} | ${s.connected} | ${(s.connectMs / 1000).toFixed(1)} | ${fmtMiB(s.base.rss)} | ${fmtMiB(s.idle.rss)} | ${s.perSession.rssKiB.toFixed(1)} | ${s.perSession.rssAnonKiB.toFixed(1)} | ${s.perSession.heapKiB.toFixed(1)} | ${s.perSessionWithQueue.rssKiB.toFixed(1)} | ${s.perSessionWithQueue.heapKiB.toFixed(1)} |`);
   }
   console.log(`\nBroadcast of one ${ok[0]?.rounds[0]?.frameBytes ?? '?'}-byte frame to every node, ms from send to ACK at CloudHub (round 1 is cold: creates every node's queue)\n`);
-  console.log('| nodes | round | acked | send call ms | p50 ms | p90 ms | p99 ms | max ms | all ACKed ms | cloud CPU ms | load avg |');
-  console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  console.log('| nodes | round | acked | send call ms | p50 ms | p90 ms | p99 ms | max ms | all ACKed ms | cloud CPU ms | generators CPU ms | load avg |');
+  console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const s of ok) {
     s.rounds.forEach((r, i) => {
-      console.log(`| ${s.nodes} | ${i + 1} | ${r.acked}/${r.nodes} | ${r.sendCallMs} | ${r.p50} | ${r.p90} | ${r.p99} | ${r.max} | ${r.allAckedMs ?? 'timeout'} | ${r.cloudCpuMs} | ${r.loadAvg1} |`);
+      console.log(`| ${s.nodes} | ${i + 1} | ${r.acked}/${r.nodes} | ${r.sendCallMs} | ${r.p50} | ${r.p90} | ${r.p99} | ${r.max} | ${r.allAckedMs ?? 'timeout'} | ${r.cloudCpuMs} | ${r.generatorsCpuMs} | ${r.loadAvg1} |`);
     });
   }
   for (const s of steps.filter((x) => x.error)) console.log(`\nstep ${s.nodes}: FAILED: ${s.error}`);
@@ -245,13 +261,13 @@ async function main(): Promise<void> {
   const out = join(root, 'bench', 'results');
   mkdirSync(out, { recursive: true });
   writeFileSync(
-    join(out, 'cloudhub-scale.json'),
+    join(out, TLS ? 'cloudhub-scale-tls.json' : 'cloudhub-scale.json'),
     JSON.stringify(
       {
         bench: 'cloudhub-scale',
         date: new Date().toISOString(),
         machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, openFileLimit: limit },
-        settings: { steps: STEPS, rounds: ROUNDS, sessionsPerGenerator: PER_GENERATOR, generatorNice: GENERATOR_NICE, connectConcurrencyPerGenerator: CONCURRENCY, contentBytes: CONTENT_BYTES },
+        settings: { tls: TLS, steps: STEPS, rounds: ROUNDS, sessionsPerGenerator: PER_GENERATOR, generatorNice: GENERATOR_NICE, connectConcurrencyPerGenerator: CONCURRENCY, contentBytes: CONTENT_BYTES },
         targets: { nodes: TARGET_NODES, rssKiBPerIdleSession: TARGET_KB_PER_SESSION, broadcastP99Ms: TARGET_P99_MS },
         verdict,
         steps,
@@ -260,7 +276,7 @@ async function main(): Promise<void> {
       2,
     ) + '\n',
   );
-  console.log(`wrote bench/results/cloudhub-scale.json`);
+  console.log(`wrote bench/results/${TLS ? 'cloudhub-scale-tls.json' : 'cloudhub-scale.json'}`);
 }
 
 main()

@@ -1,8 +1,8 @@
 /**
  * @module
  * Benchmark CloudCore: a child process (forked with an IPC channel) that runs
- * `startCloudCore` on 127.0.0.1, port 0, logging at warn (JSON lines on stderr), and
- * answers commands from the benchmark over IPC:
+ * `startCloudCore` on 127.0.0.1, port 0, logging at warn (JSON lines on stderr), with
+ * TLS when BENCH_TLS_CERT and BENCH_TLS_KEY name PEM files, and answers commands from the benchmark over IPC:
  *
  * - `{ cmd: 'mem' }` → runs gc() until the heap settles (needs --expose-gc), then
  *   replies with process.memoryUsage(), /proc/self/status numbers and the number of
@@ -12,6 +12,7 @@
  *   `node/*\/`, the same path as a Beehive broadcast), and timestamps each node's
  *   ACK as CloudHub publishes it on `ledge:cloudhub:ack`. Replies with the per-node
  *   latencies (ms from the send call, same clock, same process).
+ * - `{ cmd: 'nodes' }` → `{ type: 'nodes', names }`: the connected nodes.
  * - `{ cmd: 'stop' }` → stops CloudCore and exits.
  *
  * Sends `{ type: 'ready', port, pid }` once CloudHub listens.
@@ -51,7 +52,7 @@ export interface MemReply {
   arrayBuffers: number;
 }
 
-type Command = { cmd: 'mem' } | { cmd: 'broadcast'; id: number; contentBytes: number; timeoutMs: number } | { cmd: 'stop' };
+type Command = { cmd: 'mem' } | { cmd: 'nodes' } | { cmd: 'broadcast'; id: number; contentBytes: number; timeoutMs: number } | { cmd: 'stop' };
 
 const send = (m: unknown): void => {
   process.send?.(m);
@@ -95,7 +96,11 @@ export function configMap(bytes: number, rv: string): Record<string, unknown> {
 
 async function main(): Promise<void> {
   const { config } = await loadConfig<CloudConfig>(cloudConfigSpec, {
-    argv: ['--host', '127.0.0.1', '--port', '0', '--log-level', process.env.BENCH_CLOUD_LOG_LEVEL ?? 'warn', '--log-format', 'json'],
+    argv: [
+      '--host', '127.0.0.1', '--port', '0', '--log-level', process.env.BENCH_CLOUD_LOG_LEVEL ?? 'warn', '--log-format', 'json',
+      // wss:// when the parent passes a certificate (BENCH_TLS=1 in bench/cloudhub-scale.ts).
+      ...(process.env.BENCH_TLS_CERT && process.env.BENCH_TLS_KEY ? ['--tls-cert-file', process.env.BENCH_TLS_CERT, '--tls-key-file', process.env.BENCH_TLS_KEY] : []),
+    ],
     env: {},
   });
   const log = createLogger({ level: config.log.level, format: 'json' });
@@ -112,6 +117,10 @@ async function main(): Promise<void> {
       const hard = setTimeout(() => process.exit(0), 5000);
       hard.unref();
       core.stop().finally(() => process.exit(0));
+      return;
+    }
+    if (c.cmd === 'nodes') {
+      send({ type: 'nodes', names: core.hub.connectedNodes() });
       return;
     }
     if (c.cmd === 'mem') {
@@ -162,7 +171,7 @@ async function main(): Promise<void> {
     }
   });
   process.on('disconnect', () => process.exit(0));
-  send({ type: 'ready', port: core.hub.port, pid: process.pid });
+  send({ type: 'ready', port: core.hub.port, pid: process.pid, url: core.hub.url });
 }
 
 main().catch((err) => {

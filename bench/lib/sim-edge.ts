@@ -7,7 +7,7 @@
  * answered (ws itself answers CloudHub's pings with pongs, so sessions stay alive).
  *
  * Commands:
- * - `{ cmd: 'connect', url, names: string[], concurrency, handshakeTimeoutMs }` → opens
+ * - `{ cmd: 'connect', url, names: string[], concurrency, handshakeTimeoutMs, ca? }` → opens
  *   one session per name, at most `concurrency` handshakes at a time, retrying a
  *   failed one up to 3 times; replies `{ type: 'connected', ok, failed, ms }`.
  * - `{ cmd: 'stats' }` → `{ type: 'stats', open, frames, acks, closes, errors }`.
@@ -17,7 +17,7 @@ import WebSocket from 'ws';
 import { createCborCodec, newAck, NODE_NAME_HEADER, SUBPROTOCOL } from '../../shared/protocol/index.js';
 
 type Command =
-  | { cmd: 'connect'; url: string; names: string[]; concurrency: number; handshakeTimeoutMs: number }
+  | { cmd: 'connect'; url: string; names: string[]; concurrency: number; handshakeTimeoutMs: number; ca?: string }
   | { cmd: 'stats' }
   | { cmd: 'close' };
 
@@ -28,13 +28,14 @@ const send = (m: unknown): void => {
   process.send?.(m);
 };
 
-function open(url: string, name: string, handshakeTimeoutMs: number): Promise<boolean> {
+function open(url: string, name: string, handshakeTimeoutMs: number, ca?: string): Promise<boolean> {
   return new Promise((resolve) => {
     let opened = false;
     const ws = new WebSocket(url, SUBPROTOCOL, {
       headers: { [NODE_NAME_HEADER]: name },
       perMessageDeflate: false,
       handshakeTimeout: handshakeTimeoutMs,
+      ...(ca ? { ca } : {}),
     });
     ws.binaryType = 'nodebuffer';
     ws.on('open', () => {
@@ -80,7 +81,7 @@ async function connectAll(c: Extract<Command, { cmd: 'connect' }>): Promise<void
       const name = c.names[next++]!;
       let done = false;
       for (let attempt = 0; attempt < 3 && !done; attempt++) {
-        done = await open(c.url, name, c.handshakeTimeoutMs);
+        done = await open(c.url, name, c.handshakeTimeoutMs, c.ca);
         if (!done) await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
       }
       if (done) ok++;

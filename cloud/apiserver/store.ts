@@ -252,7 +252,7 @@ export class Store {
   private pushHistory(ev: StoreEvent): void {
     this.history.push(ev);
     // Trim in chunks so the array shift cost is amortised.
-    if (this.history.length > this.historySize + Math.max(64, this.historySize >> 3)) {
+    if (this.history.length > this.historySize + Math.max(16, this.historySize >> 3)) {
       const drop = this.history.length - this.historySize;
       this.compactedRv = this.history[drop - 1]!.rv;
       this.history = this.history.slice(drop);

@@ -67,7 +67,9 @@ describe('persistence', () => {
       const first = (await raw(s.handle, 'POST', CMS, body('k0'))).json();
       for (let i = 1; i < 30; i++) await raw(s.handle, 'POST', CMS, body(`k${i}`, { i: String(i) }));
       for (let i = 0; i < 30; i += 2) await raw(s.handle, 'DELETE', `${CMS}/k${i}`);
-      for (let i = 1; i < 30; i += 2) await raw(s.handle, 'PATCH', `${CMS}/k${i}`, JSON.stringify({ data: { j: 'x' } }), { 'content-type': 'application/merge-patch+json' });
+      for (let round = 0; round < 7; round++) {
+        for (let i = 1; i < 30; i += 2) await raw(s.handle, 'PATCH', `${CMS}/k${i}`, JSON.stringify({ data: { j: `x${round}` } }), { 'content-type': 'application/merge-patch+json' });
+      }
       const before = (await raw(s.handle, 'GET', CMS)).json();
       await s.stop({ keepDir: true });
       s = await startTestServer({ dataDir: dir, compactAfterRecords: 40, watchHistorySize: 50 });
@@ -80,8 +82,9 @@ describe('persistence', () => {
       assert.ok(recent.events.every((e) => e.type === 'MODIFIED'));
       recent.close();
       const old = rawWatch(s.handle, `${CMS}?watch=1&resourceVersion=${first.metadata.resourceVersion}`);
-      await old.ended;
-      assert.equal(old.events[0]?.object.code, 410);
+      await Promise.race([old.ended, new Promise((r) => setTimeout(r, 5000))]);
+      old.close();
+      assert.equal(old.events[0]?.object.code, 410, 'a compacted resourceVersion must get 410');
       await s.stop({ keepDir: true });
     } finally {
       rmSync(dir, { recursive: true, force: true });
