@@ -22,6 +22,10 @@ export interface CloudConfig {
   };
   /** Run the embedded local control plane in this process (no cluster needed). */
   local: boolean;
+  /** kubeconfig of the cluster; absent: in-cluster service account, or none (hub only). */
+  kubeconfig?: string;
+  controllers: { reconcileIntervalMs: number };
+  leaderElection: { namespace: string; leaseDurationMs: number; renewIntervalMs: number; identity?: string };
   dataDir: string;
   apiserver: { port: number; kubeconfig?: string };
 }
@@ -42,6 +46,12 @@ export const cloudConfigSpec: ConfigSpec = {
   'hub.upstreamQps': { type: 'number', min: 0.1, default: 200, description: 'upstream messages/s per node before throttling' },
   'hub.upstreamBurst': { type: 'integer', min: 1, default: 400, description: 'upstream burst per node' },
   'hub.maxNodes': { type: 'integer', min: 1, default: 20_000, description: 'nodes tracked by this process' },
+  kubeconfig: { type: 'string', flag: 'kubeconfig', env: 'LEDGE_KUBECONFIG', optional: true, description: 'kubeconfig of the cluster (default: in-cluster service account; without either, controllers are off)' },
+  'controllers.reconcileIntervalMs': { type: 'integer', min: 100, flag: 'reconcile-interval', default: 30_000, description: 'full reconcile of connected nodes against their sync records (ms)' },
+  'leaderElection.namespace': { type: 'string', default: 'kube-system', description: 'namespace of the leader-election Lease' },
+  'leaderElection.leaseDurationMs': { type: 'integer', min: 1000, flag: 'leader-lease-duration', default: 15_000, description: 'leader lease duration (ms)' },
+  'leaderElection.renewIntervalMs': { type: 'integer', min: 100, default: 5_000, description: 'leader lease renew interval (ms)' },
+  'leaderElection.identity': { type: 'string', flag: 'identity', env: 'LEDGE_IDENTITY', optional: true, description: 'this replica\'s identity (default: hostname_pid)' },
   local: { type: 'boolean', flag: 'local', env: 'LEDGE_LOCAL', default: false, description: 'run the embedded local control plane (no cluster needed)' },
   dataDir: { type: 'string', flag: 'data-dir', env: 'LEDGE_DATA_DIR', default: './.ledge/cloud', description: 'data directory of the local control plane' },
   'apiserver.port': { type: 'integer', min: 0, max: 65535, flag: 'apiserver-port', default: 6443, description: 'local control plane port (with --local)' },

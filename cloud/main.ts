@@ -12,11 +12,15 @@ import { ConfigError, errorCode, errorMessage } from '../shared/errors/index.js'
 import type { Module } from '../shared/beehive/index.js';
 import { createCloudHub, type CloudHub, type CloudHubOptions, type AckRecorder } from './cloudhub/index.js';
 import { createEdgeController } from './edgecontroller/index.js';
+import { SyncController } from './synccontroller/index.js';
+import { LeaderElector, defaultIdentity } from './leaderelection/index.js';
+import { loadKubeConfig } from './kube/index.js';
 import { cloudConfigSpec, cloudUsage, type CloudConfig } from './config.js';
 
 export interface CloudCore {
   bee: Beehive;
   hub: CloudHub;
+  sync?: SyncController;
   /** The embedded control plane, with `local: true`. */
   apiserver?: ApiServerHandle;
   stop(): Promise<void>;
@@ -52,18 +56,39 @@ export async function startCloudCore(config: CloudConfig, log: Logger, extras: C
       })
     : undefined;
   if (apiserver) log.info('local control plane started', { url: apiserver.url, kubeconfig: apiserver.kubeconfigPath });
+  const kubeconfigPath = apiserver?.kubeconfigPath ?? config.kubeconfig;
+  const kc = kubeconfigPath || process.env.KUBERNETES_SERVICE_HOST ? loadKubeConfig(kubeconfigPath) : undefined;
+  if (!kc) log.warn('no Kubernetes API configured (--kubeconfig, --local or in-cluster): controllers are off, CloudHub only', { code: 'LEDGE_ERR_CONFIG' });
   const bee = new Beehive({ log });
-  const hub = createCloudHub({ ...hubOptionsFrom(config), ...extras.hubOverrides }, { log: log.child({ module: 'cloudhub' }), ...(extras.ackRecorder ? { ackRecorder: extras.ackRecorder } : {}) });
+  let hub: CloudHub | undefined;
+  const elector = kc
+    ? new LeaderElector(kc, { namespace: config.leaderElection.namespace, name: 'ledge-cloudcore', identity: config.leaderElection.identity ?? defaultIdentity(), leaseDurationMs: config.leaderElection.leaseDurationMs, renewIntervalMs: config.leaderElection.renewIntervalMs }, log.child({ module: 'leaderelection' }))
+    : undefined;
+  const sync = kc
+    ? new SyncController(kc, { reconcileIntervalMs: config.controllers.reconcileIntervalMs, isLeader: () => elector?.isLeader() ?? false, isConnected: (n) => hub?.isConnected(n) ?? false, connectedNodes: () => hub?.connectedNodes() ?? [] }, log.child({ module: 'synccontroller' }))
+    : undefined;
+  hub = createCloudHub(
+    { ...hubOptionsFrom(config), ...extras.hubOverrides },
+    {
+      log: log.child({ module: 'cloudhub' }),
+      ...(extras.ackRecorder ?? sync ? { ackRecorder: (extras.ackRecorder ?? sync)! } : {}),
+      events: { connected: (node) => sync?.nodeConnected(node), disconnected: (node) => sync?.nodeDisconnected(node) },
+    },
+  );
   bee.register(hub);
   const extra = extras.modules ?? [];
   // Built-in modules, unless the embedder supplies its own of the same name.
-  for (const m of [createEdgeController()]) if (!extra.some((e) => e.name === m.name)) bee.register(m);
+  const builtin: Module[] = [createEdgeController(kc, sync, log.child({ module: 'edgecontroller' }))];
+  if (sync) builtin.push(sync);
+  if (elector) builtin.push(elector);
+  for (const m of builtin) if (!extra.some((e) => e.name === m.name)) bee.register(m);
   for (const m of extra) bee.register(m);
   bee.start();
   await hub.ready();
   return {
     bee,
     hub,
+    ...(sync ? { sync } : {}),
     ...(apiserver ? { apiserver } : {}),
     stop: async () => {
       await bee.stop();

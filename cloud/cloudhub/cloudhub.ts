@@ -510,6 +510,10 @@ export class CloudHub implements Module {
     return { name: s.name, connected: s.connected, queued: s.queue?.size ?? 0, inFlight: s.queue?.inFlightCount ?? 0, unflushedBytes: s.unflushed, stats: { ...s.stats } };
   }
 
+  isConnected(node: string): boolean {
+    return this.nodes.get(node)?.connected ?? false;
+  }
+
   connectedNodes(): string[] {
     return [...this.nodes.values()].filter((s) => s.connected).map((s) => s.name);
   }

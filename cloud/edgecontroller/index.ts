@@ -1,13 +1,28 @@
 /**
  * @module
- * EdgeController (first slice): receives upstream node status reports and keeps the
- * latest per node. Writing them to the Kubernetes API (nodes/status, leases) and the
- * downstream pod/configmap/secret flow arrive with the controllers issue; the module
- * name and the "answer once handled" contract are fixed now so CloudHub's ACK
- * semantics hold from the start.
+ * EdgeController: the cluster side of edge nodes.
+ * - Downstream: pods bound to edge nodes, and only the configmaps and secrets those
+ *   pods reference, become the node's desired set (served to the SyncController).
+ *   Informers only; nothing polls.
+ * - Upstream: node status reports register/update the Node (edge role label,
+ *   addresses, capacity, nodeInfo, conditions) and renew its Lease; pod status
+ *   reports go to pods/status. Writes are coalesced per object (latest wins).
+ *   A node may write only its own Node and the pods bound to it.
+ * - Graceful pod deletion: a pod being deleted is removed from its node's desired set,
+ *   so the node is told to delete it; when the node ACKs (it stopped the pod), the
+ *   deletion is completed with gracePeriodSeconds=0, as a kubelet does.
+ * Without a Kubernetes API (no kubeconfig), it keeps only the latest status per node.
  */
-import { Group, ModuleName, Operation, ResourceType, parseResource, type Message } from '../../shared/protocol/index.js';
+import { ModuleName, Group, Operation, ResourceType, parseResource, type ErrorContent, type Message } from '../../shared/protocol/index.js';
 import type { Module, ModuleContext } from '../../shared/beehive/index.js';
+import type { Logger } from '../../shared/log/index.js';
+import { errorCode, errorMessage } from '../../shared/errors/index.js';
+import { k8s, httpStatus, toPlain, watchResource, type WatchedResource } from '../kube/index.js';
+import type { DesiredObject, DesiredSource, SyncController } from '../synccontroller/index.js';
+import { CoalescingWriter } from './coalescing-writer.js';
+import { podReferences } from './references.js';
+
+export const EDGE_ROLE_LABEL = 'node-role.kubernetes.io/edge';
 
 export interface NodeStatusRecord {
   node: string;
@@ -15,10 +30,54 @@ export interface NodeStatusRecord {
   status: unknown;
 }
 
-export class EdgeController implements Module {
+interface NodeStatusReport {
+  nodeInfo?: { operatingSystem?: string; architecture?: string; kernelVersion?: string; hostname?: string; runtime?: string };
+  capacity?: Record<string, string>;
+  addresses?: { type: string; address: string }[];
+  conditions?: { type: string; status: string; reason?: string; message?: string }[];
+}
+
+export interface EdgeControllerOptions {
+  /** Lease namespace for node heartbeats. Default 'kube-node-lease'. */
+  leaseNamespace: string;
+  /** Lease duration written on renewals, seconds. Default 40. */
+  leaseDurationSeconds: number;
+}
+
+export class EdgeController implements Module, DesiredSource {
   readonly name = ModuleName.EdgeController;
   readonly group = Group.Resource;
   private readonly latest = new Map<string, NodeStatusRecord>();
+  private core: k8s.CoreV1Api | undefined;
+  private coordination: k8s.CoordinationV1Api | undefined;
+  private pods: WatchedResource<k8s.V1Pod> | undefined;
+  private nodes: WatchedResource<k8s.V1Node> | undefined;
+  private configMaps: WatchedResource<k8s.V1ConfigMap> | undefined;
+  private secrets: WatchedResource<k8s.V1Secret> | undefined;
+  private nodesSynced = false;
+  /** node → pod keys (ns/name) bound to it. */
+  private readonly podsByNode = new Map<string, Set<string>>();
+  private readonly nodeStatusWriter: CoalescingWriter<NodeStatusReport>;
+  private readonly leaseWriter: CoalescingWriter<number>;
+  private readonly podStatusWriter: CoalescingWriter<k8s.V1PodStatus>;
+  private readonly options: EdgeControllerOptions;
+
+  constructor(
+    private readonly kc: k8s.KubeConfig | undefined,
+    private readonly sync: SyncController | undefined,
+    private readonly log: Logger,
+    options: Partial<EdgeControllerOptions> = {},
+  ) {
+    this.options = { leaseNamespace: 'kube-node-lease', leaseDurationSeconds: 40, ...options };
+    if (kc) {
+      this.core = kc.makeApiClient(k8s.CoreV1Api);
+      this.coordination = kc.makeApiClient(k8s.CoordinationV1Api);
+    }
+    this.nodeStatusWriter = new CoalescingWriter((node, report) => this.writeNodeStatus(node, report));
+    this.leaseWriter = new CoalescingWriter((node) => this.renewLease(node));
+    this.podStatusWriter = new CoalescingWriter((key, status) => this.writePodStatus(key, status));
+    sync?.setDesiredSource(this);
+  }
 
   /** Latest status report of a node. */
   nodeStatus(node: string): NodeStatusRecord | undefined {
@@ -26,25 +85,243 @@ export class EdgeController implements Module {
   }
 
   async start(ctx: ModuleContext, signal: AbortSignal): Promise<void> {
-    for await (const msg of ctx.messages(signal)) {
-      this.handle(ctx, msg);
-      if (msg.header.sync) await ctx.respond(msg, null).catch(() => {});
+    if (this.kc) await this.startInformers();
+    try {
+      for await (const msg of ctx.messages(signal)) {
+        // Handled concurrently: writes to the API may take a while; CloudHub orders per resource.
+        void this.handle(msg).then(
+          async (reply) => {
+            if (msg.header.sync) await ctx.respond(msg, reply);
+          },
+          (err) => {
+            // No answer: CloudHub withholds the ACK and the edge retries later.
+            this.log.warn(`upstream ${msg.route.operation} ${msg.route.resource} failed: ${errorMessage(err)}`, { code: errorCode(err), status: httpStatus(err) });
+          },
+        );
+      }
+    } finally {
+      await Promise.all([this.pods, this.nodes, this.configMaps, this.secrets].map((w) => w?.stop()));
     }
   }
 
-  private handle(ctx: ModuleContext, msg: Message): void {
-    // Upstream resources arrive as node/<node>/<namespace>/<type>/<name>.
+  private async startInformers(): Promise<void> {
+    const kc = this.kc!;
+    const core = this.core!;
+    this.nodes = watchResource<k8s.V1Node>(kc, '/api/v1/nodes', () => core.listNode({ labelSelector: EDGE_ROLE_LABEL }), this.log, { labelSelector: EDGE_ROLE_LABEL });
+    this.pods = watchResource<k8s.V1Pod>(kc, '/api/v1/pods', () => core.listPodForAllNamespaces(), this.log);
+    this.configMaps = watchResource<k8s.V1ConfigMap>(kc, '/api/v1/configmaps', () => core.listConfigMapForAllNamespaces(), this.log);
+    this.secrets = watchResource<k8s.V1Secret>(kc, '/api/v1/secrets', () => core.listSecretForAllNamespaces(), this.log);
+    const podChanged = (pod: k8s.V1Pod, deleted = false) => {
+      const key = `${pod.metadata?.namespace}/${pod.metadata?.name}`;
+      const node = pod.spec?.nodeName;
+      // A pod may have moved or been deleted: update the index, then reconcile the node(s).
+      for (const [n, set] of this.podsByNode) {
+        if (set.delete(key) && n !== node) this.sync?.reconcileNode(n);
+      }
+      if (node && !deleted) {
+        let set = this.podsByNode.get(node);
+        if (!set) this.podsByNode.set(node, (set = new Set()));
+        set.add(key);
+      }
+      if (node) {
+        this.sync?.reconcileNode(node);
+        if (pod.metadata?.deletionTimestamp && !deleted) this.maybeFinalize(node, pod);
+      }
+    };
+    this.pods.informer.on('add', (p) => podChanged(p));
+    this.pods.informer.on('update', (p) => podChanged(p));
+    this.pods.informer.on('delete', (p) => podChanged(p, true));
+    const refChanged = (kind: 'ConfigMap' | 'Secret') => (obj: k8s.V1ConfigMap | k8s.V1Secret) => {
+      const ns = obj.metadata?.namespace;
+      const name = obj.metadata?.name;
+      for (const [node, keys] of this.podsByNode) {
+        for (const key of keys) {
+          const pod = this.pods!.informer.get(key.slice(key.indexOf('/') + 1), key.slice(0, key.indexOf('/')));
+          if (pod && pod.metadata?.namespace === ns && podReferences(pod)[kind === 'ConfigMap' ? 'configMaps' : 'secrets'].has(name!)) {
+            this.sync?.reconcileNode(node);
+            break;
+          }
+        }
+      }
+    };
+    for (const ev of ['add', 'update', 'delete'] as const) {
+      this.configMaps.informer.on(ev, refChanged('ConfigMap'));
+      this.secrets.informer.on(ev, refChanged('Secret'));
+    }
+    await Promise.all([this.nodes.synced, this.pods.synced, this.configMaps.synced, this.secrets.synced]);
+    this.nodesSynced = true;
+    this.log.info('edge controller watching', { pods: this.pods.informer.list().length, edgeNodes: this.nodes.informer.list().length });
+  }
+
+  /** DesiredSource: the pods bound to `node` and the configmaps/secrets they reference. */
+  desiredFor(node: string): Map<string, DesiredObject> {
+    const out = new Map<string, DesiredObject>();
+    if (!this.pods) return out;
+    for (const key of this.podsByNode.get(node) ?? []) {
+      const i = key.indexOf('/');
+      const pod = this.pods.informer.get(key.slice(i + 1), key.slice(0, i));
+      if (!pod || pod.spec?.nodeName !== node) continue;
+      // Being deleted: the node must stop it, so it leaves the desired set (a delete goes down).
+      if (pod.metadata?.deletionTimestamp) continue;
+      add(out, pod, 'v1', 'Pod');
+      const ns = pod.metadata!.namespace!;
+      const refs = podReferences(pod);
+      for (const name of refs.configMaps) {
+        const cm = this.configMaps?.informer.get(name, ns);
+        if (cm) add(out, cm, 'v1', 'ConfigMap');
+      }
+      for (const name of refs.secrets) {
+        const s = this.secrets?.informer.get(name, ns);
+        if (s) add(out, s, 'v1', 'Secret');
+      }
+    }
+    return out;
+  }
+
+  nodeExists(node: string): boolean | undefined {
+    if (!this.nodesSynced || !this.nodes) return undefined;
+    return this.nodes.informer.get(node) !== undefined;
+  }
+
+  /** The node ACKed a delete: if it was a pod being deleted gracefully, complete the deletion. */
+  onDeleteAcked(node: string, ref: { kind: string; namespace?: string; name: string; uid: string }): void {
+    if (ref.kind !== 'Pod' || !ref.namespace) return;
+    const pod = this.pods?.informer.get(ref.name, ref.namespace);
+    if (pod?.metadata?.uid === ref.uid && pod.metadata.deletionTimestamp && pod.spec?.nodeName === node) void this.finalizePod(pod);
+  }
+
+  /** A pod being deleted that its node never received needs no confirmation. */
+  private maybeFinalize(node: string, pod: k8s.V1Pod): void {
+    if (this.sync && this.sync.ackedVersion(node, pod.metadata!.uid!) === undefined && !this.sync.isPendingFor(node, pod.metadata!.uid!)) {
+      void this.finalizePod(pod);
+    }
+  }
+
+  private async finalizePod(pod: k8s.V1Pod): Promise<void> {
+    const { name, namespace, uid } = pod.metadata!;
+    try {
+      await this.core!.deleteNamespacedPod({ name: name!, namespace: namespace!, gracePeriodSeconds: 0, body: { preconditions: { uid: uid! } } });
+      this.log.info(`pod ${namespace}/${name} stopped on its node; deletion completed`);
+    } catch (err) {
+      if (httpStatus(err) !== 404 && httpStatus(err) !== 409) this.log.warn(`cannot complete deletion of pod ${namespace}/${name}: ${errorMessage(err)}`, { code: 'LEDGE_ERR_API', status: httpStatus(err) });
+    }
+  }
+
+  /** Returns null when handled, an error to ACK with (rejected), or throws (retry later). */
+  private async handle(msg: Message): Promise<ErrorContent | null> {
     const m = /^node\/([^/]+)\/(.*)$/.exec(msg.route.resource);
-    if (!m || msg.route.operation === Operation.Ack) return;
+    if (!m || msg.route.operation === Operation.Ack) return null;
     const [, node, rest] = m as unknown as [string, string, string];
     const r = parseResource(rest);
-    if (r.type === ResourceType.NodeStatus) {
-      this.latest.set(node, { node, receivedAt: Date.now(), status: msg.content });
-      ctx.log.debug('node status', { node });
+    switch (r.type) {
+      case ResourceType.NodeStatus: {
+        // A node reports only for itself: the session's name wins over anything in the resource.
+        if (r.name && r.name !== node) return forbidden(node, `status of node ${r.name}`);
+        this.latest.set(node, { node, receivedAt: Date.now(), status: msg.content });
+        if (!this.core) return null;
+        await Promise.all([this.nodeStatusWriter.write(node, msg.content as NodeStatusReport), this.leaseWriter.write(node, Date.now())]);
+        return null;
+      }
+      case ResourceType.PodStatus: {
+        if (!this.core || !r.namespace || !r.name) return null;
+        const pod = this.pods?.informer.get(r.name, r.namespace);
+        if (!pod) return { code: 'LEDGE_ERR_NOT_FOUND', message: `pod ${r.namespace}/${r.name} does not exist` };
+        if (pod.spec?.nodeName !== node) return forbidden(node, `pod ${r.namespace}/${r.name}`);
+        await this.podStatusWriter.write(`${r.namespace}/${r.name}`, msg.content as k8s.V1PodStatus);
+        return null;
+      }
+      default:
+        return { code: 'LEDGE_ERR_UNSUPPORTED', message: `edgecontroller does not handle ${r.type}` };
     }
+  }
+
+  private async writeNodeStatus(node: string, report: NodeStatusReport): Promise<void> {
+    const core = this.core!;
+    let current: k8s.V1Node;
+    try {
+      current = await core.readNode({ name: node });
+    } catch (err) {
+      if (httpStatus(err) !== 404) throw err;
+      const info = report.nodeInfo ?? {};
+      const labels: Record<string, string> = { [EDGE_ROLE_LABEL]: '', 'kubernetes.io/hostname': node };
+      if (info.operatingSystem) labels['kubernetes.io/os'] = info.operatingSystem;
+      if (info.architecture) labels['kubernetes.io/arch'] = nodeArch(info.architecture);
+      try {
+        current = await core.createNode({ body: { apiVersion: 'v1', kind: 'Node', metadata: { name: node, labels } } });
+        this.log.info(`registered edge node ${node}`);
+      } catch (e) {
+        if (httpStatus(e) !== 409) throw e;
+        current = await core.readNode({ name: node });
+      }
+    }
+    // An existing node gains the edge role label if it lacked it.
+    if (current.metadata?.labels?.[EDGE_ROLE_LABEL] === undefined) {
+      current.metadata = { ...current.metadata, labels: { ...current.metadata?.labels, [EDGE_ROLE_LABEL]: '' } };
+      current = await core.replaceNode({ name: node, body: current });
+    }
+    const now = new Date();
+    const info = report.nodeInfo ?? {};
+    const capacity = report.capacity ?? {};
+    current.status = {
+      ...current.status,
+      capacity,
+      allocatable: capacity,
+      addresses: report.addresses ?? [],
+      nodeInfo: {
+        architecture: nodeArch(info.architecture ?? ''),
+        operatingSystem: info.operatingSystem ?? '',
+        kernelVersion: info.kernelVersion ?? '',
+        osImage: info.operatingSystem ?? '',
+        containerRuntimeVersion: info.runtime ?? '',
+        kubeletVersion: 'ledge',
+        kubeProxyVersion: '',
+        bootID: '',
+        machineID: '',
+        systemUUID: '',
+      },
+      conditions: (report.conditions ?? []).map((c) => ({ type: c.type, status: c.status, reason: c.reason ?? '', message: c.message ?? '', lastHeartbeatTime: now, lastTransitionTime: now })),
+    };
+    await core.replaceNodeStatus({ name: node, body: current });
+  }
+
+  private async renewLease(node: string): Promise<void> {
+    const co = this.coordination!;
+    const namespace = this.options.leaseNamespace;
+    const renewTime = new k8s.V1MicroTime(Date.now());
+    try {
+      const lease = await co.readNamespacedLease({ name: node, namespace });
+      lease.spec = { ...lease.spec, holderIdentity: node, renewTime, leaseDurationSeconds: this.options.leaseDurationSeconds };
+      await co.replaceNamespacedLease({ name: node, namespace, body: lease });
+    } catch (err) {
+      if (httpStatus(err) !== 404) throw err;
+      await co.createNamespacedLease({ namespace, body: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: node, namespace }, spec: { holderIdentity: node, renewTime, leaseDurationSeconds: this.options.leaseDurationSeconds } } });
+    }
+  }
+
+  private async writePodStatus(key: string, status: k8s.V1PodStatus): Promise<void> {
+    const [namespace, name] = key.split('/') as [string, string];
+    const pod = await this.core!.readNamespacedPod({ name, namespace });
+    pod.status = status;
+    await this.core!.replaceNamespacedPodStatus({ name, namespace, body: pod });
   }
 }
 
-export function createEdgeController(): EdgeController {
-  return new EdgeController();
+function add(out: Map<string, DesiredObject>, obj: k8s.KubernetesObject, apiVersion: string, kind: string): void {
+  const md = obj.metadata!;
+  out.set(md.uid!, { uid: md.uid!, apiVersion, kind, namespace: md.namespace!, name: md.name!, resourceVersion: md.resourceVersion!, body: toPlain(obj, apiVersion, kind) });
 }
+
+function forbidden(node: string, what: string): ErrorContent {
+  return { code: 'LEDGE_ERR_FORBIDDEN', message: `node ${node} may not write ${what}` };
+}
+
+/** Node's os.arch() names → Kubernetes' GOARCH names. */
+function nodeArch(arch: string): string {
+  return ({ x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386' } as Record<string, string>)[arch] ?? arch;
+}
+
+export function createEdgeController(kc?: k8s.KubeConfig, sync?: SyncController, log?: Logger, options?: Partial<EdgeControllerOptions>): EdgeController {
+  return new EdgeController(kc, sync, log ?? silentFallback, options);
+}
+
+import { silentLogger as silentFallback } from '../../shared/log/index.js';
