@@ -50,7 +50,7 @@ export const cloudConfigSpec: ConfigSpec = {
   'controllers.reconcileIntervalMs': { type: 'integer', min: 100, flag: 'reconcile-interval', default: 30_000, description: 'full reconcile of connected nodes against their sync records (ms)' },
   'leaderElection.namespace': { type: 'string', default: 'kube-system', description: 'namespace of the leader-election Lease' },
   'leaderElection.leaseDurationMs': { type: 'integer', min: 1000, flag: 'leader-lease-duration', default: 15_000, description: 'leader lease duration (ms)' },
-  'leaderElection.renewIntervalMs': { type: 'integer', min: 100, default: 5_000, description: 'leader lease renew interval (ms)' },
+  'leaderElection.renewIntervalMs': { type: 'integer', min: 100, flag: 'leader-renew-interval', default: 5_000, description: 'leader lease renew interval (ms)' },
   'leaderElection.identity': { type: 'string', flag: 'identity', env: 'LEDGE_IDENTITY', optional: true, description: 'this replica\'s identity (default: hostname_pid)' },
   local: { type: 'boolean', flag: 'local', env: 'LEDGE_LOCAL', default: false, description: 'run the embedded local control plane (no cluster needed)' },
   dataDir: { type: 'string', flag: 'data-dir', env: 'LEDGE_DATA_DIR', default: './.ledge/cloud', description: 'data directory of the local control plane' },

@@ -96,6 +96,7 @@ export class SyncController implements Module, AckRecorder {
   /** node → uid → version queued to CloudHub since the node connected ('delete' for deletes). */
   private readonly sent = new Map<string, Map<string, string>>();
   private readonly pendingWrites = new Map<string, RecordWrite>();
+  private readonly inflightWrites = new Map<string, RecordWrite>();
   private readonly writing = new Set<string>();
   private watches: WatchedResource<ObjectSync>[] = [];
   private readonly objects: k8s.CustomObjectsApi;
@@ -190,8 +191,10 @@ export class SyncController implements Module, AckRecorder {
     this.records.get(node)?.delete(o.metadata.name.slice(node.length + 1));
   }
 
-  /** The version `node` last ACKed for object `uid`, from its record. */
+  /** The version `node` last ACKed for object `uid`: from a record write still in progress, else the record. */
   ackedVersion(node: string, uid: string): string | undefined {
+    const pending = this.pendingWrites.get(`${node}/${uid}`) ?? this.inflightWrites.get(`${node}/${uid}`);
+    if (pending && pending.rv !== null) return pending.rv;
     return this.records.get(node)?.get(uid)?.status?.objectResourceVersion;
   }
 
@@ -225,7 +228,7 @@ export class SyncController implements Module, AckRecorder {
     let sent = this.sent.get(node);
     if (!sent) this.sent.set(node, (sent = new Map()));
     for (const obj of desired.values()) {
-      const acked = recs?.get(obj.uid)?.status?.objectResourceVersion;
+      const acked = this.ackedVersion(node, obj.uid);
       if (acked !== undefined && compareResourceVersions(obj.resourceVersion, acked) <= 0) {
         result.upToDate++;
         continue;
@@ -307,6 +310,9 @@ export class SyncController implements Module, AckRecorder {
       this.source?.onDeleteAcked?.(ack.node, { kind: write.kind, name: write.name, uid, ...(write.namespace ? { namespace: write.namespace } : {}) });
     } else if (write.rv === null) {
       return;
+    } else if (this.sent.get(ack.node)?.get(uid) === write.rv) {
+      // Delivered: from now on the record (being written) is what counts.
+      this.sent.get(ack.node)!.delete(uid);
     }
     this.queueWrite(write);
   }
@@ -327,6 +333,7 @@ export class SyncController implements Module, AckRecorder {
         const w = this.pendingWrites.get(key);
         if (!w) return;
         this.pendingWrites.delete(key);
+        this.inflightWrites.set(key, w);
         for (let attempt = 0; ; attempt++) {
           try {
             await this.writeRecord(w);
@@ -345,6 +352,7 @@ export class SyncController implements Module, AckRecorder {
       }
     } finally {
       this.writing.delete(key);
+      this.inflightWrites.delete(key);
     }
   }
 

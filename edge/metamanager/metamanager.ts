@@ -55,6 +55,7 @@ export class MetaManager implements Module {
         case Operation.Patch: {
           const r = await store.put(resource, msg.content, msg.header.resourceVersion, msg.header.id);
           this.stats[r]++;
+          if (r !== 'applied') this.log.debug(`already had ${resource}@${msg.header.resourceVersion ?? '-'} (${r} delivery)`, { outcome: r });
           break;
         }
         case Operation.Delete: {
