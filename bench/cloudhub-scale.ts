@@ -252,7 +252,7 @@ async function main(): Promise<void> {
   const worstP99 = top ? Math.max(...top.rounds.map((r) => r.p99)) : Number.NaN;
   const verdict = {
     sessions: top ? `${top.connected} sessions on one CloudCore process (target ${TARGET_NODES}): ${top.connected >= TARGET_NODES ? 'MET' : 'MISSED'}` : 'no data',
-    memory: top ? `${top.perSession.rssKiB.toFixed(1)} KiB RSS per idle session at ${top.nodes} (target ≤ ${TARGET_KB_PER_SESSION} KB): ${top.perSession.rssKiB <= TARGET_KB_PER_SESSION ? 'MET' : 'MISSED'}` : 'no data',
+    memory: top ? `${top.perSession.rssKiB.toFixed(1)} KiB (${Math.round(top.perSession.rssKiB * 1024)} bytes) RSS per idle session at ${top.nodes}${TLS ? ' with TLS' : ''} (target ≤ ${TARGET_KB_PER_SESSION} KB, taken as ${TARGET_KB_PER_SESSION} KiB): ${top.perSession.rssKiB <= TARGET_KB_PER_SESSION ? 'MET' : 'MISSED'}` : 'no data',
     broadcast: top ? `worst p99 over ${top.rounds.length} rounds at ${top.nodes} nodes: ${worstP99} ms (target < ${TARGET_P99_MS} ms): ${worstP99 < TARGET_P99_MS && top.rounds.every((r) => !r.timedOut) ? 'MET' : 'MISSED'}` : 'no data',
   };
   console.log(`\nVerdict:\n- ${verdict.sessions}\n- ${verdict.memory}\n- ${verdict.broadcast}`);

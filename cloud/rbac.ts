@@ -1,0 +1,29 @@
+/**
+ * @module
+ * The Kubernetes API access CloudCore needs, derived from what its code calls
+ * (kept next to the code so a new call means a new rule here). deploy/kubernetes/
+ * rbac.yaml is generated from it (`node --import tsx build/gen-manifests.ts`), and a
+ * test checks the shipped file matches.
+ */
+export interface PolicyRule {
+  apiGroups: string[];
+  resources: string[];
+  verbs: string[];
+}
+
+export const cloudcoreRules: PolicyRule[] = [
+  // EdgeController: informers; node registration and status (readNode/createNode/replaceNode/replaceNodeStatus).
+  { apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list', 'watch', 'create', 'update'] },
+  { apiGroups: [''], resources: ['nodes/status'], verbs: ['update'] },
+  // Pods: informer, status from the edge (readNamespacedPod + replaceNamespacedPodStatus), graceful deletion.
+  { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'delete'] },
+  { apiGroups: [''], resources: ['pods/status'], verbs: ['update'] },
+  // Only read, and only those referenced by pods are sent to nodes.
+  { apiGroups: [''], resources: ['configmaps', 'secrets'], verbs: ['get', 'list', 'watch'] },
+  // Node heartbeats (kube-node-lease) and leader election (kube-system).
+  { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
+  // SyncController installs its CRDs when missing.
+  { apiGroups: ['apiextensions.k8s.io'], resources: ['customresourcedefinitions'], verbs: ['get', 'create'] },
+  { apiGroups: ['reliablesyncs.ledge.io'], resources: ['objectsyncs', 'clusterobjectsyncs'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
+  { apiGroups: ['reliablesyncs.ledge.io'], resources: ['objectsyncs/status', 'clusterobjectsyncs/status'], verbs: ['update'] },
+];
