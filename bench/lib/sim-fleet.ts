@@ -1,0 +1,90 @@
+/**
+ * @module
+ * A fleet of simulated edge nodes for the controllers benchmark (forked, IPC): thin
+ * protocol clients that ACK every sync message at once, remember the newest version of
+ * each resource they were sent, report receipts of watched resources, and on a lost
+ * connection reconnect to the next endpoint with jitter (like EdgeHub).
+ *
+ * Commands: `{cmd:'connect', endpoints, names}` → `{type:'connected', ok}`;
+ * `{cmd:'watch', prefix}` → from then on `{type:'recv', node, resource, rv, t}` for resources
+ * starting with prefix; `{cmd:'stats'}` → `{type:'stats', open, received, reconnects, perEndpoint}`;
+ * `{cmd:'digest'}` → `{type:'digest', versions: {node: {resource: rv}}}`; `{cmd:'close'}`.
+ */
+import WebSocket from 'ws';
+import { createCborCodec, newAck, NODE_NAME_HEADER, SUBPROTOCOL } from '../../shared/protocol/index.js';
+
+const codec = createCborCodec();
+const versions = new Map<string, Map<string, string>>();
+const stats = { open: 0, received: 0, reconnects: 0, perEndpoint: {} as Record<string, number> };
+let watchPrefix: string | undefined;
+let closing = false;
+const sockets = new Set<WebSocket>();
+const send = (m: unknown) => process.send?.(m);
+
+function connect(endpoints: string[], name: string, index: number, first: (ok: boolean) => void): void {
+  const url = endpoints[index % endpoints.length]!;
+  const ws = new WebSocket(url, SUBPROTOCOL, { headers: { [NODE_NAME_HEADER]: name }, perMessageDeflate: false, handshakeTimeout: 10_000 });
+  let opened = false;
+  ws.on('open', () => {
+    opened = true;
+    sockets.add(ws);
+    stats.open++;
+    stats.perEndpoint[url] = (stats.perEndpoint[url] ?? 0) + 1;
+    first(true);
+  });
+  ws.on('message', (data: Buffer) => {
+    const msg = codec.decode(data);
+    if (!msg.header.sync || msg.route.operation === 'ack') return;
+    ws.send(codec.encode(newAck(msg, 'websocket')));
+    stats.received++;
+    const rv = msg.header.resourceVersion;
+    let m = versions.get(name);
+    if (!m) versions.set(name, (m = new Map()));
+    if (msg.route.operation === 'delete') m.delete(msg.route.resource);
+    else if (rv) m.set(msg.route.resource, rv);
+    if (watchPrefix !== undefined && msg.route.resource.startsWith(watchPrefix)) send({ type: 'recv', node: name, resource: msg.route.resource, rv, t: Date.now() });
+  });
+  ws.on('error', () => {});
+  ws.on('close', () => {
+    sockets.delete(ws);
+    if (opened) {
+      stats.open--;
+      stats.perEndpoint[url]!--;
+    }
+    if (closing) return;
+    if (!opened) first(false);
+    stats.reconnects++;
+    // The next endpoint, after a jittered delay (EdgeHub's behaviour, compressed).
+    setTimeout(() => connect(endpoints, name, index + 1, () => {}), 100 + Math.random() * 900);
+  });
+}
+
+process.on('message', (raw: unknown) => {
+  const m = raw as { cmd: string; endpoints?: string[]; names?: string[]; prefix?: string };
+  switch (m.cmd) {
+    case 'connect': {
+      let pending = m.names!.length;
+      let ok = 0;
+      for (const name of m.names!) {
+        connect(m.endpoints!, name, 0, (good) => {
+          if (good) ok++;
+          if (--pending === 0) send({ type: 'connected', ok });
+        });
+      }
+      break;
+    }
+    case 'watch':
+      watchPrefix = m.prefix;
+      break;
+    case 'stats':
+      send({ type: 'stats', ...stats });
+      break;
+    case 'digest':
+      send({ type: 'digest', versions: Object.fromEntries([...versions].map(([n, r]) => [n, Object.fromEntries(r)])) });
+      break;
+    case 'close':
+      closing = true;
+      for (const ws of sockets) ws.terminate();
+      process.exit(0);
+  }
+});
