@@ -25,6 +25,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
+import { withKeepAlive } from '../cloud/kube/index.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values: args } = parseArgs({ options: { nodes: { type: 'string', default: '1000' }, objects: { type: 'string', default: '20' } } });
@@ -107,7 +108,7 @@ for (let i = 0; !existsSync(kubeconfig); i++) {
   await new Promise((r) => setTimeout(r, 100));
 }
 await new Promise((r) => setTimeout(r, 300));
-const kc = new k8s.KubeConfig();
+const kc = withKeepAlive(new k8s.KubeConfig());
 kc.loadFromFile(kubeconfig);
 const core = kc.makeApiClient(k8s.CoreV1Api);
 const objects = kc.makeApiClient(k8s.CustomObjectsApi);

@@ -14,7 +14,7 @@ import { createCloudHub, type CloudHub, type CloudHubOptions, type AckRecorder }
 import { createEdgeController } from './edgecontroller/index.js';
 import { SyncController } from './synccontroller/index.js';
 import { LeaderElector, defaultIdentity } from './leaderelection/index.js';
-import { loadKubeConfig } from './kube/index.js';
+import { loadKube, loadKubeConfig } from './kube/index.js';
 import { cloudConfigSpec, cloudUsage, type CloudConfig } from './config.js';
 
 export interface CloudCore {
@@ -57,7 +57,9 @@ export async function startCloudCore(config: CloudConfig, log: Logger, extras: C
     : undefined;
   if (apiserver) log.info('local control plane started', { url: apiserver.url, kubeconfig: apiserver.kubeconfigPath });
   const kubeconfigPath = apiserver?.kubeconfigPath ?? config.kubeconfig;
-  const kc = kubeconfigPath || process.env.KUBERNETES_SERVICE_HOST ? loadKubeConfig(kubeconfigPath) : undefined;
+  const wantsApi = Boolean(kubeconfigPath || process.env.KUBERNETES_SERVICE_HOST);
+  if (wantsApi) await loadKube();
+  const kc = wantsApi ? loadKubeConfig(kubeconfigPath) : undefined;
   if (!kc) log.warn('no Kubernetes API configured (--kubeconfig, --local or in-cluster): controllers are off, CloudHub only', { code: 'LEDGE_ERR_CONFIG' });
   const bee = new Beehive({ log });
   let hub: CloudHub | undefined;

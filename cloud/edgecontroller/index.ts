@@ -17,7 +17,7 @@ import { ModuleName, Group, Operation, ResourceType, parseResource, type ErrorCo
 import type { Module, ModuleContext } from '../../shared/beehive/index.js';
 import type { Logger } from '../../shared/log/index.js';
 import { errorCode, errorMessage } from '../../shared/errors/index.js';
-import { k8s, httpStatus, toPlain, watchResource, type WatchedResource } from '../kube/index.js';
+import { kube, httpStatus, toPlain, watchResource, type k8s, type WatchedResource } from '../kube/index.js';
 import type { DesiredObject, DesiredSource, SyncController } from '../synccontroller/index.js';
 import { CoalescingWriter } from './coalescing-writer.js';
 import { podReferences } from './references.js';
@@ -70,8 +70,8 @@ export class EdgeController implements Module, DesiredSource {
   ) {
     this.options = { leaseNamespace: 'kube-node-lease', leaseDurationSeconds: 40, ...options };
     if (kc) {
-      this.core = kc.makeApiClient(k8s.CoreV1Api);
-      this.coordination = kc.makeApiClient(k8s.CoordinationV1Api);
+      this.core = kc.makeApiClient(kube().CoreV1Api);
+      this.coordination = kc.makeApiClient(kube().CoordinationV1Api);
     }
     this.nodeStatusWriter = new CoalescingWriter((node, report) => this.writeNodeStatus(node, report));
     this.leaseWriter = new CoalescingWriter((node) => this.renewLease(node));
@@ -287,7 +287,7 @@ export class EdgeController implements Module, DesiredSource {
   private async renewLease(node: string): Promise<void> {
     const co = this.coordination!;
     const namespace = this.options.leaseNamespace;
-    const renewTime = new k8s.V1MicroTime(Date.now());
+    const renewTime = new (kube().V1MicroTime)(Date.now());
     try {
       const lease = await co.readNamespacedLease({ name: node, namespace });
       lease.spec = { ...lease.spec, holderIdentity: node, renewTime, leaseDurationSeconds: this.options.leaseDurationSeconds };

@@ -6,18 +6,52 @@
  * Date fields) into the plain JSON that goes on the wire. Everything here works the
  * same against a real cluster and against `ledge apiserver`.
  */
-import * as k8s from '@kubernetes/client-node';
+import type * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../../shared/log/index.js';
 import { errorMessage } from '../../shared/errors/index.js';
 
-export { k8s };
+export type { k8s };
+
+let runtime: typeof k8s | undefined;
+
+/**
+ * Loads @kubernetes/client-node. It is imported only when CloudCore has a Kubernetes
+ * API to talk to: the library costs ~27 MB of heap, which a hub-only CloudCore need not pay.
+ */
+export async function loadKube(): Promise<typeof k8s> {
+  runtime ??= await import('@kubernetes/client-node');
+  return runtime;
+}
+
+/** The loaded client-node module; {@link loadKube} must have run. */
+export function kube(): typeof k8s {
+  if (!runtime) throw new TypeError('@kubernetes/client-node is not loaded: await loadKube() first');
+  return runtime;
+}
 
 /** Loads a kubeconfig: the given file, else in-cluster service account, else the default ($KUBECONFIG, ~/.kube/config). */
 export function loadKubeConfig(file?: string): k8s.KubeConfig {
-  const kc = new k8s.KubeConfig();
+  const kc = new (kube().KubeConfig)();
   if (file) kc.loadFromFile(file);
   else if (process.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
   else kc.loadFromDefault();
+  return withKeepAlive(kc);
+}
+
+type AgentFactory = (cluster: unknown, options: Record<string, unknown>) => unknown;
+
+/**
+ * Makes every API client of `kc` share one keep-alive agent. client-node 1.x builds a
+ * new https.Agent per request, so each call opens a fresh TCP+TLS connection: slow, and
+ * under load (thousands of status writes) it exhausts the ephemeral ports
+ * (EADDRNOTAVAIL). The agent options come from the kubeconfig and do not change
+ * between requests, so one agent is correct; headers (tokens) are still per request.
+ */
+export function withKeepAlive<T extends k8s.KubeConfig>(kc: T): T {
+  const target = kc as unknown as { createAgent: AgentFactory };
+  const original = target.createAgent.bind(kc);
+  let agent: unknown;
+  target.createAgent = (cluster, options) => (agent ??= original(cluster, { ...options, keepAlive: true, maxSockets: 64 }));
   return kc;
 }
 
@@ -53,7 +87,7 @@ export function watchResource<T extends k8s.KubernetesObject>(
   log: Logger,
   options: { labelSelector?: string; restartDelayMs?: number } = {},
 ): WatchedResource<T> {
-  const informer = k8s.makeInformer<T>(kc, path, list, options.labelSelector);
+  const informer = kube().makeInformer<T>(kc, path, list, options.labelSelector);
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   informer.on('error', (err: unknown) => {

@@ -11,7 +11,7 @@ import type { Module, ModuleContext } from '../../shared/beehive/index.js';
 import type { Logger } from '../../shared/log/index.js';
 import { errorMessage } from '../../shared/errors/index.js';
 import { sleep } from '../../shared/runtime/index.js';
-import { k8s, httpStatus } from '../kube/index.js';
+import { kube, httpStatus, type k8s } from '../kube/index.js';
 
 export interface LeaderElectionOptions {
   namespace: string;
@@ -30,7 +30,7 @@ export class LeaderElector implements Module {
   private readonly api: k8s.CoordinationV1Api;
 
   constructor(kc: k8s.KubeConfig, private readonly options: LeaderElectionOptions, private readonly log: Logger) {
-    this.api = kc.makeApiClient(k8s.CoordinationV1Api);
+    this.api = kc.makeApiClient(kube().CoordinationV1Api);
   }
 
   isLeader(): boolean {
@@ -57,7 +57,7 @@ export class LeaderElector implements Module {
 
   private async tryAcquireOrRenew(): Promise<boolean> {
     const { namespace, name, identity } = this.options;
-    const now = new k8s.V1MicroTime(Date.now());
+    const now = new (kube().V1MicroTime)(Date.now());
     const spec = { holderIdentity: identity, leaseDurationSeconds: Math.ceil(this.options.leaseDurationMs / 1000), renewTime: now };
     let lease: k8s.V1Lease;
     try {
@@ -92,7 +92,7 @@ export class LeaderElector implements Module {
     const { namespace, name } = this.options;
     const lease = await this.api.readNamespacedLease({ name, namespace });
     if (lease.spec?.holderIdentity !== this.options.identity) return;
-    lease.spec = { ...lease.spec, holderIdentity: '', renewTime: new k8s.V1MicroTime(0) };
+    lease.spec = { ...lease.spec, holderIdentity: '', renewTime: new (kube().V1MicroTime)(0) };
     await this.api.replaceNamespacedLease({ name, namespace, body: lease });
   }
 }

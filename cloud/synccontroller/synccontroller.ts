@@ -18,7 +18,7 @@ import type { Logger } from '../../shared/log/index.js';
 import { errorMessage, errorCode } from '../../shared/errors/index.js';
 import { sleep } from '../../shared/runtime/index.js';
 import type { AckRecorder, AckedObject } from '../cloudhub/index.js';
-import { k8s, httpStatus, watchResource, type WatchedResource } from '../kube/index.js';
+import { kube, httpStatus, watchResource, type k8s, type WatchedResource } from '../kube/index.js';
 import {
   CLUSTER_OBJECT_SYNC_PLURAL,
   NODE_LABEL,
@@ -107,7 +107,7 @@ export class SyncController implements Module, AckRecorder {
     private readonly options: SyncControllerOptions,
     private readonly log: Logger,
   ) {
-    this.objects = kc.makeApiClient(k8s.CustomObjectsApi);
+    this.objects = kc.makeApiClient(kube().CustomObjectsApi);
   }
 
   setDesiredSource(source: DesiredSource): void {
@@ -116,7 +116,7 @@ export class SyncController implements Module, AckRecorder {
 
   /** Installs the CRDs when missing (they may also be applied from deploy/crds/). */
   async ensureCrds(): Promise<void> {
-    const ext = this.kc.makeApiClient(k8s.ApiextensionsV1Api);
+    const ext = this.kc.makeApiClient(kube().ApiextensionsV1Api);
     for (const crd of [objectSyncCrd, clusterObjectSyncCrd]) {
       try {
         await ext.readCustomResourceDefinition({ name: crd.metadata.name });

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { startApiServer, type ApiServerHandle } from '../../cloud/apiserver/index.js';
 import { createLogger } from '../../shared/log/index.js';
+import { withKeepAlive } from '../../cloud/kube/index.js';
 import { startProcess, startEdge, repoRoot, eventually, type Proc } from './process.js';
 import { readMetaLog, tempDir } from './files.js';
 
@@ -31,7 +32,7 @@ export interface Cluster {
 export async function startCluster(): Promise<Cluster> {
   const d = tempDir('ledge-cluster-');
   const api = await startApiServer({ dataDir: join(d.path, 'api'), port: 0, nodeLeaseTimeoutMs: 60_000, log: createLogger({ level: 'warn' }) });
-  const kc = new k8s.KubeConfig();
+  const kc = withKeepAlive(new k8s.KubeConfig());
   kc.loadFromFile(api.kubeconfigPath);
   const procs: Proc[] = [];
   return {
