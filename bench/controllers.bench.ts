@@ -211,13 +211,16 @@ for (;;) {
   const s = await fleet.request<{ received: number }>({ cmd: 'stats' }, 'stats');
   if (s.received >= NODES * OBJECTS) break;
   if (Date.now() - t > 180_000) throw new Error(`initial sync incomplete: ${s.received}/${NODES * OBJECTS}`);
+  if ((Date.now() - t) % 10_000 < 250) console.log(`  initial sync: ${s.received}/${NODES * OBJECTS} delivered`);
   await new Promise((r) => setTimeout(r, 250));
 }
 const initialSyncMs = Date.now() - t;
 for (;;) {
   const list = (await objects.listNamespacedCustomObject({ group: 'reliablesyncs.ledge.io', version: 'v1alpha1', plural: 'objectsyncs', namespace: ns })) as { items: { status?: { objectResourceVersion?: string } }[] };
-  if (list.items.filter((i) => i.status?.objectResourceVersion).length >= NODES * OBJECTS) break;
-  if (Date.now() - t > 240_000) throw new Error('records incomplete');
+  const recorded = list.items.filter((i) => i.status?.objectResourceVersion).length;
+  if (recorded >= NODES * OBJECTS) break;
+  if (Date.now() - t > 240_000) throw new Error(`records incomplete: ${recorded}/${NODES * OBJECTS}`);
+  console.log(`  records: ${recorded}/${NODES * OBJECTS}`);
   await new Promise((r) => setTimeout(r, 500));
 }
 const recordsMs = Date.now() - t;

@@ -11,7 +11,7 @@
  * `{cmd:'digest'}` → `{type:'digest', versions: {node: {resource: rv}}}`; `{cmd:'close'}`.
  */
 import WebSocket from 'ws';
-import { createCborCodec, newAck, NODE_NAME_HEADER, SUBPROTOCOL } from '../../shared/protocol/index.js';
+import { createCborCodec, newAck, newMessage, NODE_NAME_HEADER, SUBPROTOCOL } from '../../shared/protocol/index.js';
 
 const codec = createCborCodec();
 const versions = new Map<string, Map<string, string>>();
@@ -30,6 +30,9 @@ function connect(endpoints: string[], name: string, index: number, first: (ok: b
     sockets.add(ws);
     stats.open++;
     stats.perEndpoint[url] = (stats.perEndpoint[url] ?? 0) + 1;
+    // Register like a real edge: a node status report (the Node object is created from it).
+    const status = { seq: 1, bootId: name, nodeInfo: { operatingSystem: 'linux', architecture: 'arm64', kernelVersion: 'sim', hostname: name, runtime: 'sim' }, capacity: { cpu: '4', memory: '4Gi' }, addresses: [], conditions: [{ type: 'Ready', status: 'True', reason: 'Sim', lastHeartbeatTime: new Date().toISOString() }] };
+    ws.send(codec.encode(newMessage({ source: 'edged', group: 'resource', operation: 'update', resource: `default/nodestatus/${name}`, sync: true, content: status })));
     first(true);
   });
   ws.on('message', (data: Buffer) => {

@@ -96,6 +96,9 @@ export class SyncController implements Module, AckRecorder {
   /** node → uid → version queued to CloudHub since the node connected ('delete' for deletes). */
   private readonly sent = new Map<string, Map<string, string>>();
   private readonly pendingWrites = new Map<string, RecordWrite>();
+  /** Record writes in flight across all keys, bounded so a burst of ACKs cannot flood the API server. */
+  private writeSlots = 32;
+  private readonly slotWaiters: (() => void)[] = [];
   private readonly inflightWrites = new Map<string, RecordWrite>();
   private readonly writing = new Set<string>();
   private watches: WatchedResource<ObjectSync>[] = [];
@@ -334,25 +337,48 @@ export class SyncController implements Module, AckRecorder {
         if (!w) return;
         this.pendingWrites.delete(key);
         this.inflightWrites.set(key, w);
-        for (let attempt = 0; ; attempt++) {
-          try {
-            await this.writeRecord(w);
-            this.stats.recordWrites++;
-            break;
-          } catch (err) {
-            this.stats.recordWriteErrors++;
-            if (attempt >= 5) {
-              // The periodic reconcile resends and the next ACK tries again: nothing is lost, only delayed.
-              this.log.warn(`cannot record ACK of ${w.kind} ${w.name} on ${w.node}: ${errorMessage(err)}`, { code: 'LEDGE_ERR_SYNC_RECORD', status: httpStatus(err) });
-              break;
-            }
-            await sleep(100 * 2 ** attempt);
-          }
+        await this.acquireSlot();
+        try {
+          await this.writeWithRetries(w);
+        } finally {
+          this.releaseSlot();
         }
       }
     } finally {
       this.writing.delete(key);
       this.inflightWrites.delete(key);
+    }
+  }
+
+  private acquireSlot(): Promise<void> {
+    if (this.writeSlots > 0) {
+      this.writeSlots--;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.slotWaiters.push(resolve));
+  }
+
+  private releaseSlot(): void {
+    const next = this.slotWaiters.shift();
+    if (next) next();
+    else this.writeSlots++;
+  }
+
+  private async writeWithRetries(w: RecordWrite): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.writeRecord(w);
+        this.stats.recordWrites++;
+        return;
+      } catch (err) {
+        this.stats.recordWriteErrors++;
+        if (attempt >= 5) {
+          // The periodic reconcile resends and the next ACK tries again: nothing is lost, only delayed.
+          this.log.warn(`cannot record ACK of ${w.kind} ${w.name} on ${w.node}: ${errorMessage(err)}`, { code: 'LEDGE_ERR_SYNC_RECORD', status: httpStatus(err) });
+          return;
+        }
+        await sleep(100 * 2 ** attempt);
+      }
     }
   }
 
@@ -430,15 +456,25 @@ export class SyncController implements Module, AckRecorder {
     if (this.options.isLeader()) void this.gc();
   }
 
-  /** Leader only: deletes records of nodes that no longer exist. */
+  /** Nodes seen missing at the previous GC pass: a node must be missing twice in a row. */
+  private missingNodes = new Set<string>();
+
+  /**
+   * Leader only: deletes records of nodes that no longer exist. A node connected here,
+   * or missing only once (it may be registering right now), keeps its records.
+   */
   private async gc(): Promise<void> {
     if (!this.source) return;
+    const missing = new Set<string>();
     for (const [node, recs] of this.records) {
-      if (this.source.nodeExists(node) !== false) continue;
+      if (this.source.nodeExists(node) !== false || this.options.isConnected(node)) continue;
+      missing.add(node);
+      if (!this.missingNodes.has(node)) continue;
       for (const [uid, rec] of recs) {
         this.queueWrite({ node, uid, kind: rec.spec.objectKind, apiVersion: rec.spec.objectAPIVersion, name: rec.spec.objectName, rv: null, ...(rec.metadata.namespace ? { namespace: rec.metadata.namespace } : {}) });
         this.stats.gc++;
       }
     }
+    this.missingNodes = missing;
   }
 }
