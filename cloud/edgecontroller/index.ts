@@ -17,9 +17,8 @@ import { ModuleName, Group, Operation, ResourceType, parseResource, type ErrorCo
 import type { Module, ModuleContext } from '../../shared/beehive/index.js';
 import type { Logger } from '../../shared/log/index.js';
 import { errorCode, errorMessage } from '../../shared/errors/index.js';
-import { kube, httpStatus, toPlain, watchResource, type k8s, type WatchedResource } from '../kube/index.js';
+import { kube, httpStatus, toPlain, watchResource, CoalescingWriter, type k8s, type WatchedResource } from '../kube/index.js';
 import type { DesiredObject, DesiredSource, SyncController } from '../synccontroller/index.js';
-import { CoalescingWriter } from './coalescing-writer.js';
 import { podReferences } from './references.js';
 
 export const EDGE_ROLE_LABEL = 'node-role.kubernetes.io/edge';

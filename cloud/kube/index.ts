@@ -108,3 +108,6 @@ export function watchResource<T extends k8s.KubernetesObject>(
     },
   };
 }
+
+export { CoalescingWriter } from './coalescing-writer.js';
+export type { CoalescingWriterOptions } from './coalescing-writer.js';

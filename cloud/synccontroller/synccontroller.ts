@@ -18,7 +18,7 @@ import type { Logger } from '../../shared/log/index.js';
 import { errorMessage, errorCode } from '../../shared/errors/index.js';
 import { sleep } from '../../shared/runtime/index.js';
 import type { AckRecorder, AckedObject } from '../cloudhub/index.js';
-import { kube, httpStatus, watchResource, type k8s, type WatchedResource } from '../kube/index.js';
+import { kube, httpStatus, watchResource, CoalescingWriter, type k8s, type WatchedResource } from '../kube/index.js';
 import {
   CLUSTER_OBJECT_SYNC_PLURAL,
   NODE_LABEL,
@@ -95,12 +95,14 @@ export class SyncController implements Module, AckRecorder {
   private readonly records = new Map<string, Map<string, ObjectSync>>();
   /** node → uid → version queued to CloudHub since the node connected ('delete' for deletes). */
   private readonly sent = new Map<string, Map<string, string>>();
-  private readonly pendingWrites = new Map<string, RecordWrite>();
-  /** Record writes in flight across all keys, bounded so a burst of ACKs cannot flood the API server. */
-  private writeSlots = 32;
-  private readonly slotWaiters: (() => void)[] = [];
-  private readonly inflightWrites = new Map<string, RecordWrite>();
-  private readonly writing = new Set<string>();
+  /**
+   * Record writes, per record: a delete wins, otherwise the newest version; at most 32
+   * in flight so a burst of ACKs cannot flood the API server.
+   */
+  private readonly recordWriter = new CoalescingWriter<RecordWrite>((_key, w) => this.writeWithRetries(w), {
+    concurrency: 32,
+    merge: (waiting, next) => (waiting.rv !== null && next.rv !== null && compareResourceVersions(next.rv, waiting.rv) < 0 ? waiting : next),
+  });
   private watches: WatchedResource<ObjectSync>[] = [];
   private readonly objects: k8s.CustomObjectsApi;
   stats = { sent: 0, deletes: 0, recordWrites: 0, recordWriteErrors: 0, gc: 0 };
@@ -196,7 +198,7 @@ export class SyncController implements Module, AckRecorder {
 
   /** The version `node` last ACKed for object `uid`: from a record write still in progress, else the record. */
   ackedVersion(node: string, uid: string): string | undefined {
-    const pending = this.pendingWrites.get(`${node}/${uid}`) ?? this.inflightWrites.get(`${node}/${uid}`);
+    const pending = this.recordWriter.current(`${node}/${uid}`);
     if (pending && pending.rv !== null) return pending.rv;
     return this.records.get(node)?.get(uid)?.status?.objectResourceVersion;
   }
@@ -321,47 +323,7 @@ export class SyncController implements Module, AckRecorder {
   }
 
   private queueWrite(w: RecordWrite): void {
-    const key = `${w.node}/${w.uid}`;
-    const prev = this.pendingWrites.get(key);
-    // Coalesce: a delete wins; otherwise the newest version wins.
-    if (prev && prev.rv !== null && w.rv !== null && compareResourceVersions(w.rv, prev.rv) < 0) return;
-    this.pendingWrites.set(key, w);
-    if (!this.writing.has(key)) void this.drainWrites(key);
-  }
-
-  private async drainWrites(key: string): Promise<void> {
-    this.writing.add(key);
-    try {
-      for (;;) {
-        const w = this.pendingWrites.get(key);
-        if (!w) return;
-        this.pendingWrites.delete(key);
-        this.inflightWrites.set(key, w);
-        await this.acquireSlot();
-        try {
-          await this.writeWithRetries(w);
-        } finally {
-          this.releaseSlot();
-        }
-      }
-    } finally {
-      this.writing.delete(key);
-      this.inflightWrites.delete(key);
-    }
-  }
-
-  private acquireSlot(): Promise<void> {
-    if (this.writeSlots > 0) {
-      this.writeSlots--;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => this.slotWaiters.push(resolve));
-  }
-
-  private releaseSlot(): void {
-    const next = this.slotWaiters.shift();
-    if (next) next();
-    else this.writeSlots++;
+    void this.recordWriter.write(`${w.node}/${w.uid}`, w);
   }
 
   private async writeWithRetries(w: RecordWrite): Promise<void> {

@@ -135,129 +135,109 @@ async function caughtUp(dataDir: string): Promise<void> {
   }, 30_000, 'the edge outbox to catch up');
 }
 
+/** Runs a scenario with a harness dir, an edge data dir and a free port, cleaning up after. */
+async function scenario(fn: (harnessDir: string, dataDir: string, port: number) => Promise<void>): Promise<void> {
+  const h = tempDir();
+  const e = tempDir();
+  try {
+    await fn(h.path, e.path, await freePort());
+  } finally {
+    h.cleanup();
+    e.cleanup();
+  }
+}
+
+/** Lets the stream finish, stops both sides and checks both directions from their files. */
+async function finishAndCheck(cloud: Proc, edge: Proc, harnessDir: string, dataDir: string, opts: { strict: boolean; updates?: number }): Promise<{ duplicates: number }> {
+  await cloud.waitFor(/PRODUCER DONE/, 60_000);
+  await caughtUp(dataDir);
+  await edge.stop();
+  checkDownstream(dataDir, harnessDir, opts.strict, opts.updates);
+  const { duplicates } = checkUpstream(dataDir, harnessDir, opts.strict);
+  await cloud.stop();
+  return { duplicates };
+}
+
 describe('cloud–edge link, real processes', () => {
   test('messages flow both ways: downstream applied durably and ACKed, upstream delivered and ACKed', async () => {
-    const h = tempDir();
-    const e = tempDir();
-    try {
-      const port = await freePort();
-      const cloud = startCloud(h.path, port);
+    await scenario(async (h, e, port) => {
+      const cloud = startCloud(h, port);
       const [, url] = (await cloud.waitFor(/HARNESS READY (\S+)/)) as unknown as [string, string];
-      const edge = startEdge(edgeArgs(url, e.path, writeEdgeConfig(e.path)));
+      const edge = startEdge(edgeArgs(url, e, writeEdgeConfig(e)));
       procs.push(edge);
-      await cloud.waitFor(/PRODUCER DONE/, 60_000);
-      await caughtUp(e.path);
-      await edge.stop();
-      checkDownstream(e.path, h.path, true);
-      checkUpstream(e.path, h.path, true);
-      await cloud.stop();
-    } finally {
-      h.cleanup();
-      e.cleanup();
-    }
+      await finishAndCheck(cloud, edge, h, e, { strict: true });
+    });
   });
 
   test('kill -9 of the edge mid-stream: nothing ACKed is lost, nothing applied twice, the outbox survives', async () => {
-    const h = tempDir();
-    const e = tempDir();
-    try {
-      const port = await freePort();
-      const cloud = startCloud(h.path, port);
+    await scenario(async (h, e, port) => {
+      const cloud = startCloud(h, port);
       const [, url] = (await cloud.waitFor(/HARNESS READY (\S+)/)) as unknown as [string, string];
-      const cfg = writeEdgeConfig(e.path);
+      const cfg = writeEdgeConfig(e);
       for (let round = 0; round < 3; round++) {
-        const edge = startEdge(edgeArgs(url, e.path, cfg), {}, `edge-${round}`);
+        const edge = startEdge(edgeArgs(url, e, cfg), {}, `edge-${round}`);
         procs.push(edge);
         // Let it get mid-stream, then kill it without warning.
-        await progress(h.path);
+        await progress(h);
         await edge.kill9();
       }
-      const edge = startEdge(edgeArgs(url, e.path, cfg), {}, 'edge-final');
+      const edge = startEdge(edgeArgs(url, e, cfg), {}, 'edge-final');
       procs.push(edge);
-      await cloud.waitFor(/PRODUCER DONE/, 60_000);
-      await caughtUp(e.path);
-      await edge.stop();
-      checkDownstream(e.path, h.path, true);
-      checkUpstream(e.path, h.path, true);
-      await cloud.stop();
-    } finally {
-      h.cleanup();
-      e.cleanup();
-    }
+      await finishAndCheck(cloud, edge, h, e, { strict: true });
+    });
   });
 
   test('kill -9 of the cloud mid-stream: the edge reconnects to the restarted cloud and converges', async () => {
-    const h = tempDir();
-    const e = tempDir();
-    try {
-      const port = await freePort();
-      let cloud = startCloud(h.path, port);
+    await scenario(async (h, e, port) => {
+      let cloud = startCloud(h, port);
       const [, url] = (await cloud.waitFor(/HARNESS READY (\S+)/)) as unknown as [string, string];
-      const edge = startEdge(edgeArgs(url, e.path, writeEdgeConfig(e.path)));
+      const edge = startEdge(edgeArgs(url, e, writeEdgeConfig(e)));
       procs.push(edge);
       for (let round = 0; round < 2; round++) {
-        await progress(h.path);
+        await progress(h);
         await cloud.kill9();
         // Offline for a moment: the edge keeps queueing status reports in its outbox.
         await new Promise((r) => setTimeout(r, 500));
-        cloud = startCloud(h.path, port);
+        cloud = startCloud(h, port);
         await cloud.waitFor(/HARNESS READY/);
       }
-      await cloud.waitFor(/PRODUCER DONE/, 60_000);
-      await caughtUp(e.path);
-      await edge.stop();
-      // Versions re-sent by the restarted cloud may be ones the edge already had: ≥ check.
-      checkDownstream(e.path, h.path, false);
-      const { duplicates } = checkUpstream(e.path, h.path, false);
-      // Only messages in flight at a crash can be handled twice (the cloud's dedupe memory died with it).
+      // Versions re-sent by the restarted cloud may be ones the edge already had (≥ check), and
+      // upstream messages in flight at a crash may be handled twice: the cloud's dedupe memory died.
+      const { duplicates } = await finishAndCheck(cloud, edge, h, e, { strict: false });
       assert.ok(duplicates <= 2 * 32, `duplicates bounded by the in-flight window: ${duplicates}`);
-      await cloud.stop();
-    } finally {
-      h.cleanup();
-      e.cleanup();
-    }
+    });
   });
 
   test('link cut and black-holed: heartbeats detect the dead link, nothing is lost or duplicated', async () => {
-    const h = tempDir();
-    const e = tempDir();
-    let proxy: Awaited<ReturnType<typeof startProxy>> | undefined;
-    try {
-      const port = await freePort();
+    await scenario(async (h, e, port) => {
       // Paced slower than the ACK timeout, so a lost ACK means a resend of the same message
       // (not a newer version superseding it), and long enough to outlast four faults.
-      const cloud = startCloud(h.path, port, 400, LINK_UPDATES);
+      const cloud = startCloud(h, port, 400, LINK_UPDATES);
       await cloud.waitFor(/HARNESS READY/);
-      proxy = await startProxy(() => port);
-      const edge = startEdge(edgeArgs(`ws://127.0.0.1:${proxy.port}`, e.path, writeEdgeConfig(e.path)));
-      procs.push(edge);
-      // A reset, then half-dead links: ACKs lost on the way up force resends of messages the
-      // edge already applied (its de-duplication must hold), ACKs lost on the way down force
-      // resends of upstream messages the cloud already handled (CloudHub's must), then a dead link.
-      const faults = ['cut', 'up', 'down', 'both'] as const;
-      for (const fault of faults) {
-        await progress(h.path, 8);
-        if (fault === 'cut') {
-          proxy.cut();
-        } else {
-          proxy.blackhole(fault);
-          // Longer than the heartbeat timeout: both sides must notice on their own.
-          await new Promise((r) => setTimeout(r, 2000));
-          proxy.blackhole('none');
-          proxy.cut();
+      const proxy = await startProxy(() => port);
+      try {
+        const edge = startEdge(edgeArgs(`ws://127.0.0.1:${proxy.port}`, e, writeEdgeConfig(e)));
+        procs.push(edge);
+        // A reset, then half-dead links: ACKs lost on the way up force resends of messages the
+        // edge already applied (its de-duplication must hold), ACKs lost on the way down force
+        // resends of upstream messages the cloud already handled (CloudHub's must), then a dead link.
+        for (const fault of ['cut', 'up', 'down', 'both'] as const) {
+          await progress(h, 8);
+          if (fault === 'cut') {
+            proxy.cut();
+          } else {
+            proxy.blackhole(fault);
+            // Longer than the heartbeat timeout: both sides must notice on their own.
+            await new Promise((r) => setTimeout(r, 2000));
+            proxy.blackhole('none');
+            proxy.cut();
+          }
         }
+        await finishAndCheck(cloud, edge, h, e, { strict: true, updates: LINK_UPDATES });
+        assert.match(edge.output(), /no traffic from cloud|disconnected from cloud/, 'the edge noticed the dead link');
+      } finally {
+        await proxy.close();
       }
-      await cloud.waitFor(/PRODUCER DONE/, 60_000);
-      await caughtUp(e.path);
-      await edge.stop();
-      assert.match(edge.output(), /no traffic from cloud|disconnected from cloud/, 'the edge noticed the dead link');
-      checkDownstream(e.path, h.path, true, LINK_UPDATES);
-      checkUpstream(e.path, h.path, true);
-      await cloud.stop();
-    } finally {
-      await proxy?.close();
-      h.cleanup();
-      e.cleanup();
-    }
+    });
   });
 });
