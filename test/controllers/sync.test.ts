@@ -129,6 +129,9 @@ describe('controllers: cluster state reaches edge nodes', () => {
       return r.size === 3 && !r.has('Pod/b-gone') && !r.has('ConfigMap/b-cfg2');
     }, 15_000, 'records of deleted objects garbage-collected');
     await edge.stop();
+    // The node is decommissioned: once its Node object is gone, the leader garbage-collects its records.
+    await cluster.core.deleteNode({ name: 'edge-b' });
+    await eventually(async () => (await records('edge-b')).size === 0, 20_000, 'records of the deleted node garbage-collected');
     await cloud.proc.stop();
   });
 
