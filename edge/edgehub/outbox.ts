@@ -86,13 +86,15 @@ export class Outbox {
 
   private async compact(): Promise<void> {
     try {
-      const recs = [...this.pending.values()].map((f) => {
-        const r = new Uint8Array(f.length + 1);
-        r[0] = ADD;
-        r.set(f, 1);
-        return r;
-      });
-      await this.log.rewrite(recs);
+      // Built inside rewrite(), once every earlier add() is on disk and in `pending`.
+      await this.log.rewrite(() =>
+        [...this.pending.values()].map((f) => {
+          const r = new Uint8Array(f.length + 1);
+          r[0] = ADD;
+          r.set(f, 1);
+          return r;
+        }),
+      );
       this.acked = 0;
     } catch (err) {
       this.logger.warn(`outbox compaction failed: ${(err as Error).message}`, { code: 'LEDGE_ERR_STORAGE' });

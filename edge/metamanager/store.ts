@@ -140,13 +140,22 @@ export class MetaStore {
   }
 
   private async compact(): Promise<void> {
-    const snapshot: Uint8Array[] = [enc.encode(JSON.stringify({ t: 'ids', ids: [...this.ids] }))];
-    for (const o of this.objects.values()) {
-      snapshot.push(enc.encode(JSON.stringify({ t: 'put', k: o.resource, v: o.value, ...(o.resourceVersion !== undefined ? { rv: o.resourceVersion } : {}) })));
-    }
+    // Built inside rewrite(), once every earlier write is on disk and applied here.
+    const snapshot = (): Uint8Array[] => {
+      const recs: Uint8Array[] = [enc.encode(JSON.stringify({ t: 'ids', ids: [...this.ids] }))];
+      for (const o of this.objects.values()) {
+        recs.push(enc.encode(JSON.stringify({ t: 'put', k: o.resource, v: o.value, ...(o.resourceVersion !== undefined ? { rv: o.resourceVersion } : {}) })));
+      }
+      return recs;
+    };
     try {
-      await this.log.rewrite(snapshot);
-      this.records = snapshot.length;
+      let written = 0;
+      await this.log.rewrite(() => {
+        const recs = snapshot();
+        written = recs.length;
+        return recs;
+      });
+      this.records = written;
     } catch (err) {
       this.logger.warn(`metadata store compaction failed: ${(err as Error).message}`, { code: 'LEDGE_ERR_STORAGE' });
     }

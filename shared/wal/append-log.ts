@@ -10,7 +10,10 @@
  * batch. A failed write (ENOSPC, EIO) truncates the partial bytes away and rejects
  * every append of the batch with a StorageError, so no record is ever half-present.
  * `rewrite()` compacts: new content goes to a temp file, is fsynced, then renamed
- * over the log and the directory is fsynced.
+ * over the log and the directory is fsynced. Appends are held while it runs (they land
+ * in the new file afterwards), and the snapshot can be a function evaluated only once
+ * every earlier append is on disk and its caller has seen it resolve, so a record can
+ * never be written to the file that is about to be replaced and miss the snapshot.
  */
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, existsSync, statSync } from 'node:fs';
 import { open, rename, type FileHandle } from 'node:fs/promises';
@@ -62,6 +65,7 @@ export function readRecords(data: Uint8Array): { records: Uint8Array[]; validByt
 export class AppendLog {
   private queue: PendingAppend[] = [];
   private flushing = false;
+  private rewriting = false;
   private closed = false;
   private idle: Promise<void> = Promise.resolve();
 
@@ -110,7 +114,7 @@ export class AppendLog {
     const bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
     return new Promise((resolve, reject) => {
       this.queue.push({ bytes, resolve, reject });
-      if (!this.flushing) this.idle = this.flush();
+      if (!this.flushing && !this.rewriting) this.idle = this.flush();
     });
   }
 
@@ -143,36 +147,51 @@ export class AppendLog {
   }
 
   /**
-   * Replaces the whole log with `payloads` (compaction). Appends issued before this
-   * call are flushed first; the swap is atomic (temp file + fsync + rename + dir fsync).
+   * Replaces the whole log with a snapshot (compaction), atomically: temp file + fsync +
+   * rename + directory fsync. Appends issued before the call are written first; appends
+   * issued during it wait and go to the new file. Pass a function to build the snapshot
+   * at that exclusive moment (after earlier appends resolved and their callers ran).
    */
-  async rewrite(payloads: Uint8Array[]): Promise<void> {
+  async rewrite(snapshot: Uint8Array[] | (() => Uint8Array[])): Promise<void> {
     if (this.closed) throw new StoppedError(`log ${this.path} is closed`);
-    await this.drain();
-    const tmp = `${this.path}.tmp`;
-    const body = Buffer.concat(payloads.map(frameRecord));
+    if (this.rewriting) throw new StorageError(`log ${this.path} is already being compacted`);
+    this.rewriting = true;
     try {
-      const t = await open(tmp, 'w');
+      while (this.flushing) await this.idle;
+      // Let the callers of the last flushed appends run (they update the state the snapshot reads).
+      await new Promise<void>((r) => setImmediate(r));
+      const payloads = typeof snapshot === 'function' ? snapshot() : snapshot;
+      const tmp = `${this.path}.tmp`;
+      const body = Buffer.concat(payloads.map(frameRecord));
       try {
-        await t.write(body, 0, body.length, 0);
-        if (this.doFsync) await t.sync();
-      } finally {
-        await t.close();
+        const t = await open(tmp, 'w');
+        try {
+          await t.write(body, 0, body.length, 0);
+          if (this.doFsync) await t.sync();
+        } finally {
+          await t.close();
+        }
+        await rename(tmp, this.path);
+        if (this.doFsync) fsyncDir(dirname(this.path));
+        const old = this.fh;
+        this.fh = await open(this.path, 'r+');
+        this.size = body.length;
+        await old.close();
+      } catch (err) {
+        throw new StorageError(`compaction of ${this.path} failed: ${(err as Error).message}`, { cause: err });
       }
-      await rename(tmp, this.path);
-      if (this.doFsync) fsyncDir(dirname(this.path));
-      const old = this.fh;
-      this.fh = await open(this.path, 'r+');
-      this.size = body.length;
-      await old.close();
-    } catch (err) {
-      throw new StorageError(`compaction of ${this.path} failed: ${(err as Error).message}`, { cause: err });
+    } finally {
+      this.rewriting = false;
+      if (this.queue.length > 0 && !this.flushing) this.idle = this.flush();
     }
   }
 
-  /** Waits for queued appends to finish. */
+  /** Waits for queued appends to finish (and for a running compaction). */
   async drain(): Promise<void> {
-    while (this.flushing || this.queue.length > 0) await this.idle;
+    while (this.flushing || this.rewriting || this.queue.length > 0) {
+      if (this.rewriting && !this.flushing) await new Promise<void>((r) => setImmediate(r));
+      else await this.idle;
+    }
   }
 
   async close(): Promise<void> {
