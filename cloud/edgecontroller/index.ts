@@ -56,6 +56,12 @@ export class EdgeController implements Module, DesiredSource {
   private nodesSynced = false;
   /** node → pod keys (ns/name) bound to it. */
   private readonly podsByNode = new Map<string, Set<string>>();
+  /** pod key → its node. */
+  private readonly nodeOfPod = new Map<string, string>();
+  /** `ns/configmap|secret/name` → keys of the bound pods referencing it. */
+  private readonly podsByRef = new Map<string, Set<string>>();
+  /** pod key → the reference keys it was indexed under. */
+  private readonly refsOfPod = new Map<string, string[]>();
   private readonly nodeStatusWriter: CoalescingWriter<NodeStatusReport>;
   private readonly leaseWriter: CoalescingWriter<number>;
   private readonly podStatusWriter: CoalescingWriter<k8s.V1PodStatus>;
@@ -112,44 +118,68 @@ export class EdgeController implements Module, DesiredSource {
     this.secrets = watchResource<k8s.V1Secret>(kc, '/api/v1/secrets', () => core.listSecretForAllNamespaces(), this.log);
     const podChanged = (pod: k8s.V1Pod, deleted = false) => {
       const key = `${pod.metadata?.namespace}/${pod.metadata?.name}`;
-      const node = pod.spec?.nodeName;
-      // A pod may have moved or been deleted: update the index, then reconcile the node(s).
-      for (const [n, set] of this.podsByNode) {
-        if (set.delete(key) && n !== node) this.sync?.reconcileNode(n);
+      const node = deleted ? undefined : pod.spec?.nodeName;
+      // A pod may have moved or been deleted: update the indexes, then reconcile the node(s).
+      const previous = this.nodeOfPod.get(key);
+      if (previous !== undefined && previous !== node) {
+        this.podsByNode.get(previous)?.delete(key);
+        this.sync?.reconcileNode(previous);
       }
-      if (node && !deleted) {
+      this.indexRefs(key, node ? pod : undefined);
+      if (node) {
+        this.nodeOfPod.set(key, node);
         let set = this.podsByNode.get(node);
         if (!set) this.podsByNode.set(node, (set = new Set()));
         set.add(key);
-      }
-      if (node) {
         this.sync?.reconcileNode(node);
-        if (pod.metadata?.deletionTimestamp && !deleted) this.maybeFinalize(node, pod);
+        if (pod.metadata?.deletionTimestamp) this.maybeFinalize(node, pod);
+      } else {
+        this.nodeOfPod.delete(key);
+        if (deleted && pod.spec?.nodeName && pod.spec.nodeName !== previous) this.sync?.reconcileNode(pod.spec.nodeName);
       }
     };
     this.pods.informer.on('add', (p) => podChanged(p));
     this.pods.informer.on('update', (p) => podChanged(p));
     this.pods.informer.on('delete', (p) => podChanged(p, true));
-    const refChanged = (kind: 'ConfigMap' | 'Secret') => (obj: k8s.V1ConfigMap | k8s.V1Secret) => {
-      const ns = obj.metadata?.namespace;
-      const name = obj.metadata?.name;
-      for (const [node, keys] of this.podsByNode) {
-        for (const key of keys) {
-          const pod = this.pods!.informer.get(key.slice(key.indexOf('/') + 1), key.slice(0, key.indexOf('/')));
-          if (pod && pod.metadata?.namespace === ns && podReferences(pod)[kind === 'ConfigMap' ? 'configMaps' : 'secrets'].has(name!)) {
-            this.sync?.reconcileNode(node);
-            break;
-          }
-        }
+    // A configmap or secret changed: only the nodes of the pods that reference it care.
+    const refChanged = (kind: 'configmap' | 'secret') => (obj: k8s.V1ConfigMap | k8s.V1Secret) => {
+      const pods = this.podsByRef.get(`${obj.metadata?.namespace}/${kind}/${obj.metadata?.name}`);
+      const nodes = new Set<string>();
+      for (const key of pods ?? []) {
+        const n = this.nodeOfPod.get(key);
+        if (n) nodes.add(n);
       }
+      for (const n of nodes) this.sync?.reconcileNode(n);
     };
     for (const ev of ['add', 'update', 'delete'] as const) {
-      this.configMaps.informer.on(ev, refChanged('ConfigMap'));
-      this.secrets.informer.on(ev, refChanged('Secret'));
+      this.configMaps.informer.on(ev, refChanged('configmap'));
+      this.secrets.informer.on(ev, refChanged('secret'));
     }
     await Promise.all([this.nodes.synced, this.pods.synced, this.configMaps.synced, this.secrets.synced]);
     this.nodesSynced = true;
     this.log.info('edge controller watching', { pods: this.pods.informer.list().length, edgeNodes: this.nodes.informer.list().length });
+  }
+
+  /** Re-indexes the configmaps/secrets a bound pod references (`pod` undefined: unbound or gone). */
+  private indexRefs(key: string, pod: k8s.V1Pod | undefined): void {
+    for (const ref of this.refsOfPod.get(key) ?? []) {
+      const set = this.podsByRef.get(ref);
+      set?.delete(key);
+      if (set?.size === 0) this.podsByRef.delete(ref);
+    }
+    if (!pod) {
+      this.refsOfPod.delete(key);
+      return;
+    }
+    const ns = pod.metadata?.namespace;
+    const refs = podReferences(pod);
+    const keys = [...[...refs.configMaps].map((n) => `${ns}/configmap/${n}`), ...[...refs.secrets].map((n) => `${ns}/secret/${n}`)];
+    for (const ref of keys) {
+      let set = this.podsByRef.get(ref);
+      if (!set) this.podsByRef.set(ref, (set = new Set()));
+      set.add(key);
+    }
+    this.refsOfPod.set(key, keys);
   }
 
   /** DesiredSource: the pods bound to `node` and the configmaps/secrets they reference. */

@@ -95,6 +95,8 @@ export class SyncController implements Module, AckRecorder {
   private readonly records = new Map<string, Map<string, ObjectSync>>();
   /** node → uid → version queued to CloudHub since the node connected ('delete' for deletes). */
   private readonly sent = new Map<string, Map<string, string>>();
+  /** node/uid → when it was queued; an entry still unacknowledged after a few reconcile periods is queued again. */
+  private readonly sentAt = new Map<string, number>();
   /**
    * Record writes, per record: a delete wins, otherwise the newest version; at most 32
    * in flight so a burst of ACKs cannot flood the API server.
@@ -215,12 +217,17 @@ export class SyncController implements Module, AckRecorder {
 
   /** A node connected to this replica: forget what was queued for a previous session and reconcile. */
   nodeConnected(node: string): void {
-    this.sent.delete(node);
+    this.forgetSent(node);
     const r = this.reconcileNode(node);
     this.log.info(`node ${node} connected: ${r.sent} objects to send, ${r.deleted} to delete, ${r.upToDate} already up to date`, { node, ...r });
   }
 
   nodeDisconnected(node: string): void {
+    this.forgetSent(node);
+  }
+
+  private forgetSent(node: string): void {
+    for (const uid of this.sent.get(node)?.keys() ?? []) this.sentAt.delete(`${node}/${uid}`);
     this.sent.delete(node);
   }
 
@@ -238,9 +245,10 @@ export class SyncController implements Module, AckRecorder {
         result.upToDate++;
         continue;
       }
-      if (sent.get(obj.uid) === obj.resourceVersion) continue;
+      if (sent.get(obj.uid) === obj.resourceVersion && !this.overdue(node, obj.uid)) continue;
       this.send(node, obj, acked === undefined && !recs?.has(obj.uid) ? Operation.Insert : Operation.Update);
       sent.set(obj.uid, obj.resourceVersion);
+      this.sentAt.set(`${node}/${obj.uid}`, Date.now());
       result.sent++;
     }
     // Records (or unACKed sends) of objects the node should no longer hold.
@@ -255,12 +263,23 @@ export class SyncController implements Module, AckRecorder {
       }
     }
     for (const [uid, ref] of stale) {
-      if (sent.get(uid) === 'delete') continue;
+      if (sent.get(uid) === 'delete' && !this.overdue(node, uid)) continue;
       this.sendDelete(node, uid, ref);
       sent.set(uid, 'delete');
+      this.sentAt.set(`${node}/${uid}`, Date.now());
       result.deleted++;
     }
     return result;
+  }
+
+  /**
+   * CloudHub retries a queued message until it is ACKed, so "sent" normally suffices; but a
+   * message CloudHub had to drop (its per-node queue was full) would otherwise wait for the
+   * node's next reconnect. After three reconcile periods without an ACK it is queued again.
+   */
+  private overdue(node: string, uid: string): boolean {
+    const at = this.sentAt.get(`${node}/${uid}`);
+    return at !== undefined && Date.now() - at > 3 * this.options.reconcileIntervalMs;
   }
 
   /** What was sent, by node/uid, so a delete can be built for an object whose record does not exist yet. */
@@ -311,6 +330,7 @@ export class SyncController implements Module, AckRecorder {
     };
     if (ack.operation === Operation.Delete) {
       this.sent.get(ack.node)?.delete(uid);
+      this.sentAt.delete(`${ack.node}/${uid}`);
       this.sentRefs.delete(`${ack.node}/${uid}`);
       this.source?.onDeleteAcked?.(ack.node, { kind: write.kind, name: write.name, uid, ...(write.namespace ? { namespace: write.namespace } : {}) });
     } else if (write.rv === null) {
@@ -318,6 +338,7 @@ export class SyncController implements Module, AckRecorder {
     } else if (this.sent.get(ack.node)?.get(uid) === write.rv) {
       // Delivered: from now on the record (being written) is what counts.
       this.sent.get(ack.node)!.delete(uid);
+      this.sentAt.delete(`${ack.node}/${uid}`);
     }
     this.queueWrite(write);
   }
