@@ -515,7 +515,7 @@ function decodeProtobufBody(body: Buffer, expect?: ResourceType): unknown {
     throw err;
   }
   if (d.object) return d.object;
-  if (!expect || d.kind === expect.kind) {
+  if (!expect || (d.kind === expect.kind && d.apiVersion === apiVersionOf(expect))) {
     throw errors.unsupportedMediaType(`${PROTOBUF_MEDIA_TYPE} bodies of kind ${d.kind} (${d.apiVersion}) are not supported by this server; send application/json or application/yaml`);
   }
   return { apiVersion: d.apiVersion, kind: d.kind };

@@ -125,7 +125,7 @@ export class WireReader {
 
 // ------------------------------------------------------------------ schema
 
-type Scalar = 'string' | 'bytes' | 'bool' | 'int32' | 'int64' | 'time' | 'quantity' | 'intOrString';
+type Scalar = 'string' | 'bytes' | 'bool' | 'int32' | 'int64' | 'time' | 'quantity';
 
 interface Field {
   /** JSON name. */
@@ -339,23 +339,6 @@ function decodeQuantity(r: WireReader): string {
   return s;
 }
 
-/** intstr.IntOrString {1 type (0 int, 1 string), 2 intVal, 3 strVal}. */
-function decodeIntOrString(r: WireReader): number | string {
-  let type = 0n;
-  let intVal = 0;
-  let strVal = '';
-  while (!r.eof()) {
-    const [f, wt] = r.tag();
-    if (f === 1 && wt === WT_VARINT) type = r.varint();
-    else if (f === 2 && wt === WT_VARINT) intVal = Number(BigInt.asIntN(32, r.varint()));
-    else if (f === 3 && wt === WT_LEN) {
-      const [a, b] = r.lengthDelimited();
-      strVal = r.buf.toString('utf8', a, b);
-    } else r.skip(wt, f);
-  }
-  return type === 1n ? strVal : intVal;
-}
-
 /** Decodes one value of a non-map field whose key has been read. */
 function decodeValue(r: WireReader, wt: number, f: Field): JsonValue | undefined {
   const t = f.type;
@@ -381,12 +364,11 @@ function decodeValue(r: WireReader, wt: number, f: Field): JsonValue | undefined
       expectWire(wt, WT_VARINT, f.name);
       return int64(r.varint(), f.name);
     case 'time':
-    case 'quantity':
-    case 'intOrString': {
+    case 'quantity': {
       expectWire(wt, WT_LEN, f.name);
       const [a, b] = r.lengthDelimited();
       const sub = new WireReader(r.buf, a, b);
-      return t === 'time' ? decodeTime(sub) : t === 'quantity' ? decodeQuantity(sub) : decodeIntOrString(sub);
+      return t === 'time' ? decodeTime(sub) : decodeQuantity(sub);
     }
   }
 }

@@ -40,6 +40,7 @@ export interface WriteResult {
 
 const NAMESPACES = '/namespaces';
 const PODS = '/pods';
+const SECRETS = '/secrets';
 const CRDS = 'apiextensions.k8s.io/customresourcedefinitions';
 /** Types whose PUT creates a missing object (AllowCreateOnUpdate in their k8s strategy). */
 const CREATE_ON_UPDATE = new Set(['/events', '/endpoints', 'coordination.k8s.io/leases']);
@@ -138,6 +139,7 @@ export class Rest {
     } else {
       delete obj.metadata.namespace;
     }
+    if (t.storageKey === SECRETS) mergeStringData(obj);
     return obj;
   }
 
@@ -336,6 +338,7 @@ export class Rest {
       merged.metadata.managedFields = upsertManaged(cur.obj.metadata.managedFields, managedEntry(opts.fieldManager, 'Apply', applied as unknown as KObject));
       // Apply is not a compare-and-swap unless the applied object carries a resourceVersion.
       if (!(isObj(applied.metadata) && applied.metadata.resourceVersion)) merged.metadata.resourceVersion = cur.obj.metadata.resourceVersion;
+      if (t.storageKey === SECRETS) mergeStringData(merged);
       return this.replace(t, cur, merged, sub, opts);
     }
     if (!cur) throw errors.notFound(t, name);
@@ -508,6 +511,25 @@ function podGrace(o: KObject, requested: number | undefined): number {
   if (o.metadata.deletionGracePeriodSeconds !== undefined) return o.metadata.deletionGracePeriodSeconds;
   const tgp = p.spec.terminationGracePeriodSeconds;
   return typeof tgp === 'number' ? tgp : 30;
+}
+
+/**
+ * Secret `stringData` is write-only: its entries are merged into `data` (base64 of the
+ * UTF-8 text), overwriting existing keys, and it is never stored — as k8s's v1
+ * conversion does.
+ */
+function mergeStringData(obj: KObject): void {
+  const o = obj as KObject & { data?: unknown; stringData?: unknown };
+  if (o.stringData === undefined || o.stringData === null) {
+    delete o.stringData;
+    return;
+  }
+  if (!isObj(o.stringData) || !Object.values(o.stringData).every((v) => typeof v === 'string')) throw errors.badRequest('stringData must be a map of strings');
+  if (o.data !== undefined && o.data !== null && !isObj(o.data)) throw errors.badRequest('data must be a map of base64 strings');
+  const data: JsonObject = isObj(o.data) ? o.data : {};
+  for (const [k, v] of Object.entries(o.stringData)) data[k] = Buffer.from(v as string, 'utf8').toString('base64');
+  o.data = data;
+  delete o.stringData;
 }
 
 function defaultPod(o: KObject & { spec?: JsonObject; status?: JsonObject }): void {
