@@ -10,6 +10,7 @@ import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import * as k8s from '@kubernetes/client-node';
 import { startApiServer, type ApiServerHandle, type ApiServerOptions } from '../../cloud/apiserver/index.js';
+import { eventually as pollUntil } from '../helpers/process.js';
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -149,20 +150,9 @@ export function rawWatch(h: ApiServerHandle, path: string): { events: WatchEvent
   return { events, ended, close: () => req?.destroy(), waitFor };
 }
 
-/** Polls `fn` until it returns a truthy value (test-side waiting; never asserts time). */
-export async function eventually<T>(fn: () => Promise<T> | T, what: string, ms = 15000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v as NonNullable<T>;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+/** Polls `fn` until it returns a truthy value (the shared helper, with this suite's argument order). */
+export function eventually<T>(fn: () => Promise<T> | T, what: string, ms = 15000): Promise<NonNullable<T>> {
+  return pollUntil(fn, ms, what);
 }
 
 // ------------------------------------------------------------------ kubectl
