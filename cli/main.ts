@@ -11,7 +11,7 @@ import { cloudConfigSpec, type CloudConfig } from '../cloud/config.js';
 import { loadConfig } from '../shared/config/index.js';
 import { createLogger } from '../shared/log/index.js';
 import { errorMessage } from '../shared/errors/index.js';
-import { runUntilSignal } from '../shared/runtime/index.js';
+import { handleStopSignals } from '../shared/runtime/index.js';
 
 declare const LEDGE_VERSION: string | undefined;
 const version = typeof LEDGE_VERSION === 'string' ? LEDGE_VERSION : 'dev';
@@ -47,6 +47,7 @@ async function runUp(argv: string[]): Promise<void> {
     return;
   }
   const log = createLogger({ level: config.log.level });
+  const untilStopSignal = handleStopSignals(log);
   // `up` is the all-in-one local setup: the embedded control plane is on unless --local=false is meaningful later.
   const core = await startCloudCore({ ...config, local: true, hub: { ...config.hub, host: '127.0.0.1' } }, log.child({ side: 'cloud' }));
   const edgecore = edgecorePath();
@@ -61,7 +62,7 @@ async function runUp(argv: string[]): Promise<void> {
   child.once('exit', (code) => {
     if (code !== 0 && code !== null) log.error(`edgecore exited with code ${code}`);
   });
-  await runUntilSignal(log, async () => {
+  await untilStopSignal(async () => {
     child.kill('SIGTERM');
     await core.stop();
   });

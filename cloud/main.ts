@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Beehive } from '../shared/beehive/index.js';
 import { startApiServer, type ApiServerHandle } from './apiserver/index.js';
 import { createLogger, type Logger } from '../shared/log/index.js';
-import { installCrashHandlers, loadCommandConfig, runUntilSignal } from '../shared/runtime/index.js';
+import { handleStopSignals, installCrashHandlers, loadCommandConfig } from '../shared/runtime/index.js';
 import { ConfigError, errorCode, errorMessage } from '../shared/errors/index.js';
 import type { Module } from '../shared/beehive/index.js';
 import { createCloudHub, type CloudHub, type CloudHubOptions, type AckRecorder } from './cloudhub/index.js';
@@ -105,6 +105,7 @@ export async function runCloud(argv: string[]): Promise<void> {
   if (!config) return;
   const log = createLogger({ level: config.log.level, ...(config.log.format ? { format: config.log.format } : {}) });
   installCrashHandlers(log);
+  const untilStopSignal = handleStopSignals(log);
   let core: CloudCore;
   try {
     core = await startCloudCore(config, log);
@@ -114,6 +115,6 @@ export async function runCloud(argv: string[]): Promise<void> {
     return;
   }
   log.info('cloudcore started', { url: core.hub.url, pid: process.pid });
-  await runUntilSignal(log, core.stop);
+  await untilStopSignal(core.stop);
   log.info('cloudcore stopped');
 }

@@ -6,7 +6,7 @@
 import { mkdirSync } from 'node:fs';
 import { Beehive } from '../shared/beehive/index.js';
 import { createLogger, type Logger } from '../shared/log/index.js';
-import { installCrashHandlers, loadCommandConfig, runUntilSignal } from '../shared/runtime/index.js';
+import { handleStopSignals, installCrashHandlers, loadCommandConfig } from '../shared/runtime/index.js';
 import { errorCode, errorMessage, ConfigError, StorageError } from '../shared/errors/index.js';
 import { createEdgeHub } from './edgehub/index.js';
 import { createMetaManager } from './metamanager/index.js';
@@ -49,6 +49,7 @@ export async function runEdge(argv: string[]): Promise<void> {
   if (!config) return;
   const log = createLogger({ level: config.log.level, ...(config.log.format ? { format: config.log.format } : {}) }).child({ node: config.nodeName });
   installCrashHandlers(log);
+  const untilStopSignal = handleStopSignals(log);
   let core: EdgeCore;
   try {
     core = startEdgeCore(config, log);
@@ -58,6 +59,6 @@ export async function runEdge(argv: string[]): Promise<void> {
     return;
   }
   log.info('edgecore started', { cloud: config.cloud.join(','), dataDir: config.dataDir, pid: process.pid });
-  await runUntilSignal(log, core.stop);
+  await untilStopSignal(core.stop);
   log.info('edgecore stopped');
 }

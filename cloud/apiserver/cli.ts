@@ -5,6 +5,7 @@
 import { formatHelp, loadConfig, type ConfigSpec } from '../../shared/config/index.js';
 import { createLogger, logLevels, type LogLevel } from '../../shared/log/index.js';
 import { startApiServer } from './server.js';
+import { handleStopSignals } from '../../shared/runtime/index.js';
 
 export const apiServerConfigSpec: ConfigSpec = {
   dataDir: { type: 'string', flag: 'data-dir', env: 'LEDGE_APISERVER_DATA_DIR', default: '.ledge/apiserver', description: 'directory for the write-ahead log, credentials and kubeconfig' },
@@ -34,6 +35,8 @@ export async function runApiServerCli(argv: string[]): Promise<void> {
     return;
   }
   const log = createLogger({ level: config.logLevel });
+  // Handlers first: a supervisor may signal as soon as it reads "listening".
+  const untilStopSignal = handleStopSignals(log);
   const handle = await startApiServer({
     dataDir: config.dataDir,
     port: config.port,
@@ -44,17 +47,6 @@ export async function runApiServerCli(argv: string[]): Promise<void> {
     log,
   });
   log.info('apiserver listening', { url: handle.url, kubeconfig: handle.kubeconfigPath });
-  await new Promise<void>((resolve) => {
-    const stop = (signal: NodeJS.Signals) => {
-      process.off('SIGTERM', stop);
-      process.off('SIGINT', stop);
-      log.info('apiserver stopping', { signal });
-      handle.close().then(resolve, (err: unknown) => {
-        log.error('apiserver close failed', { err });
-        resolve();
-      });
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-  });
+  await untilStopSignal(() => handle.close());
+  log.info('apiserver stopped');
 }

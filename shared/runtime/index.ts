@@ -27,19 +27,26 @@ export async function loadCommandConfig<T>(command: string, spec: ConfigSpec, us
   }
 }
 
-/** Resolves after SIGTERM or SIGINT has been received and `stop` has drained. */
-export function runUntilSignal(log: Logger, stop: () => Promise<void>): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const onSignal = (sig: string) => {
-      log.info(`${sig} received; stopping`);
-      stop().then(resolve, (err) => {
-        log.error(`stop failed: ${errorMessage(err)}`, { code: errorCode(err) });
-        resolve();
-      });
-    };
-    process.once('SIGTERM', () => onSignal('SIGTERM'));
-    process.once('SIGINT', () => onSignal('SIGINT'));
+/**
+ * Installs SIGTERM/SIGINT handlers now and returns a function that waits for the
+ * signal, logs it and runs `stop`. Install before announcing readiness: a supervisor
+ * (or test) that signals as soon as it reads "started" must not hit the default
+ * action, which kills the process without draining.
+ */
+export function handleStopSignals(log: Logger): (stop: () => Promise<void>) => Promise<void> {
+  const received = new Promise<string>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
   });
+  return async (stop) => {
+    const sig = await received;
+    log.info(`${sig} received; stopping`);
+    try {
+      await stop();
+    } catch (err) {
+      log.error(`stop failed: ${errorMessage(err)}`, { code: errorCode(err) });
+    }
+  };
 }
 
 /** One clear line for anything that escaped a module, instead of a silent half-alive process. */
