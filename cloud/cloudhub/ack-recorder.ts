@@ -35,9 +35,4 @@ export class InMemoryAckRecorder implements AckRecorder {
   ackedVersion(node: string, resource: string): string | undefined {
     return this.versions.get(node)?.get(resource);
   }
-
-  /** All ACKed versions of one node. */
-  snapshot(node: string): Record<string, string> {
-    return Object.fromEntries(this.versions.get(node) ?? []);
-  }
 }

@@ -221,7 +221,7 @@ export class CloudHub implements Module {
     const gen = s.generation;
     s.socket = ws;
     s.remote = remote;
-    s.connectedAt = s.lastSeen = Date.now();
+    s.lastSeen = Date.now();
     s.unflushed = 0;
     s.inProgress = 0;
     s.paused = false;

@@ -34,7 +34,6 @@ export class TokenBucket {
 
 export class NodeState {
   socket: WebSocket | undefined;
-  connectedAt = 0;
   lastSeen = 0;
   remote = '';
   /** Bytes handed to the socket and not yet flushed (our view of bufferedAmount). */

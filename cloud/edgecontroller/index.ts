@@ -11,7 +11,7 @@
  * - Graceful pod deletion: a pod being deleted is removed from its node's desired set,
  *   so the node is told to delete it; when the node ACKs (it stopped the pod), the
  *   deletion is completed with gracePeriodSeconds=0, as a kubelet does.
- * Without a Kubernetes API (no kubeconfig), it keeps only the latest status per node.
+ * Without a Kubernetes API (no kubeconfig), status reports are accepted and dropped.
  */
 import { ModuleName, Group, Operation, ResourceType, parseResource, type ErrorContent, type Message } from '../../shared/protocol/index.js';
 import type { Module, ModuleContext } from '../../shared/beehive/index.js';
@@ -22,12 +22,6 @@ import type { DesiredObject, DesiredSource, SyncController } from '../synccontro
 import { podReferences } from './references.js';
 
 export const EDGE_ROLE_LABEL = 'node-role.kubernetes.io/edge';
-
-export interface NodeStatusRecord {
-  node: string;
-  receivedAt: number;
-  status: unknown;
-}
 
 interface NodeStatusReport {
   nodeInfo?: { operatingSystem?: string; architecture?: string; kernelVersion?: string; hostname?: string; runtime?: string };
@@ -46,7 +40,6 @@ export interface EdgeControllerOptions {
 export class EdgeController implements Module, DesiredSource {
   readonly name = ModuleName.EdgeController;
   readonly group = Group.Resource;
-  private readonly latest = new Map<string, NodeStatusRecord>();
   private core: k8s.CoreV1Api | undefined;
   private coordination: k8s.CoordinationV1Api | undefined;
   private pods: WatchedResource<k8s.V1Pod> | undefined;
@@ -82,11 +75,6 @@ export class EdgeController implements Module, DesiredSource {
     this.leaseWriter = new CoalescingWriter((node) => this.renewLease(node));
     this.podStatusWriter = new CoalescingWriter((key, status) => this.writePodStatus(key, status));
     sync?.setDesiredSource(this);
-  }
-
-  /** Latest status report of a node. */
-  nodeStatus(node: string): NodeStatusRecord | undefined {
-    return this.latest.get(node);
   }
 
   async start(ctx: ModuleContext, signal: AbortSignal): Promise<void> {
@@ -246,7 +234,6 @@ export class EdgeController implements Module, DesiredSource {
       case ResourceType.NodeStatus: {
         // A node reports only for itself: the session's name wins over anything in the resource.
         if (r.name && r.name !== node) return forbidden(node, `status of node ${r.name}`);
-        this.latest.set(node, { node, receivedAt: Date.now(), status: msg.content });
         if (!this.core) return null;
         await Promise.all([this.nodeStatusWriter.write(node, msg.content as NodeStatusReport), this.leaseWriter.write(node, Date.now())]);
         return null;

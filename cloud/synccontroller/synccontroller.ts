@@ -210,11 +210,6 @@ export class SyncController implements Module, AckRecorder {
     return this.sent.get(node)?.has(uid) ?? false;
   }
 
-  /** Records of a node (for tests and diagnostics). */
-  recordsOf(node: string): ObjectSync[] {
-    return [...(this.records.get(node)?.values() ?? [])];
-  }
-
   /** A node connected to this replica: forget what was queued for a previous session and reconcile. */
   nodeConnected(node: string): void {
     this.forgetSent(node);

@@ -85,7 +85,8 @@ export class EdgeHub implements Module {
       canTransmit: () => this.unflushed < 1024 * 1024,
       transmit: (d) => this.write(d.item.frame),
     });
-    for (const e of replay) this.queue.restore(e.message.header.id, e.message.route.resource, e);
+    // Same ids and order as before the restart, so the cloud's de-duplication recognises them.
+    for (const e of replay) this.queue.enqueue(e.message.header.id, e.message.route.resource, e);
     if (replay.length) this.log.info(`outbox holds ${replay.length} undelivered messages; they go first after connecting`);
     if (o.insecureSkipTlsVerify) this.log.warn('TLS certificate verification is OFF (insecureSkipTlsVerify); use only for development', { code: 'LEDGE_ERR_INSECURE' });
     const timers = [

@@ -23,11 +23,6 @@ export class MetaManager implements Module {
 
   constructor(private readonly options: MetaManagerOptions, private readonly log: Logger) {}
 
-  /** The store, once started. */
-  get metaStore(): MetaStore | undefined {
-    return this.store;
-  }
-
   async start(ctx: ModuleContext, signal: AbortSignal): Promise<void> {
     this.store = await MetaStore.open(this.options.dataDir, this.log, this.options);
     this.log.info('metadata store opened', { objects: this.store.size });

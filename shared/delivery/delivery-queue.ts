@@ -101,11 +101,6 @@ export class DeliveryQueue<T> {
     return d;
   }
 
-  /** Re-queues deliveries recovered from disk (outbox replay), keeping their ids and order. */
-  restore(id: string, key: string, item: T): void {
-    this.enqueue(id, key, item);
-  }
-
   private markReady(key: string): void {
     if (this.readySet.has(key)) return;
     this.readySet.add(key);

@@ -2,7 +2,6 @@
  * Test helpers for real child processes: spawn, wait for a log line, kill -9, stop.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { existsSync } from 'node:fs';
 
@@ -104,10 +103,4 @@ export async function eventually<T>(check: () => T | Promise<T>, timeoutMs = 20_
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-}
-
-export async function waitExit(p: Proc): Promise<number | null> {
-  if (p.child.exitCode !== null) return p.child.exitCode;
-  const [code] = (await once(p.child, 'exit')) as [number | null];
-  return code;
 }
