@@ -5,6 +5,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { provisionAll } from './tools.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 function find(dir) {
@@ -26,6 +27,8 @@ if (files.length === 0) {
   console.error('no test files matched');
   process.exit(1);
 }
+// Everything the tests drive (kubectl, …) is provisioned here, so `npm test` needs nothing run before it.
+await provisionAll();
 const args = ['--import', 'tsx', '--test', '--test-timeout=300000', ...files];
 const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit', env: { ...process.env, LEDGE_LOG_LEVEL: process.env.LEDGE_LOG_LEVEL ?? 'warn' } });
 process.exit(r.status ?? 1);

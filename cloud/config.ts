@@ -19,6 +19,8 @@ export interface CloudConfig {
     upstreamQps: number;
     upstreamBurst: number;
     maxNodes: number;
+    maxUnflushedBytes: number;
+    slowPeerTimeoutMs: number;
   };
   /** Run the embedded local control plane in this process (no cluster needed). */
   local: boolean;
@@ -33,7 +35,8 @@ export interface CloudConfig {
 export const cloudConfigSpec: ConfigSpec = {
   'log.level': { type: 'enum', values: logLevels, flag: 'log-level', env: 'LEDGE_LOG_LEVEL', default: 'info', description: 'minimum log level' },
   'log.format': { type: 'enum', values: ['json', 'text'], flag: 'log-format', env: 'LEDGE_LOG_FORMAT', optional: true, description: 'log format (default: text on a TTY, else json)' },
-  'hub.host': { type: 'string', flag: 'host', env: 'LEDGE_CLOUDHUB_HOST', default: '0.0.0.0', description: 'CloudHub listen address' },
+  // Loopback by default: nodes name themselves (no client certificates yet), so serving other machines is an explicit choice.
+  'hub.host': { type: 'string', flag: 'host', env: 'LEDGE_CLOUDHUB_HOST', default: '127.0.0.1', description: 'CloudHub listen address (0.0.0.0: every interface; node identity is self-declared, see docs/design.md)' },
   'hub.port': { type: 'integer', min: 0, max: 65535, flag: 'port', short: 'p', env: 'LEDGE_CLOUDHUB_PORT', default: 10000, description: 'CloudHub WebSocket port (0 = any free port)' },
   'hub.tls.certFile': { type: 'string', flag: 'tls-cert-file', env: 'LEDGE_TLS_CERT_FILE', optional: true, description: 'PEM server certificate (enables wss://)' },
   'hub.tls.keyFile': { type: 'string', flag: 'tls-key-file', env: 'LEDGE_TLS_KEY_FILE', optional: true, description: 'PEM server private key' },
@@ -43,9 +46,11 @@ export const cloudConfigSpec: ConfigSpec = {
   'hub.ackTimeoutMs': { type: 'integer', min: 10, flag: 'ack-timeout', default: 5_000, description: 'first ACK timeout (ms), doubling per retry' },
   'hub.maxFrameBytes': { type: 'integer', min: 1024, max: 64 * 1024 * 1024, flag: 'max-frame-bytes', default: 1024 * 1024, description: 'largest frame accepted (bytes)' },
   'hub.maxQueuedPerNode': { type: 'integer', min: 1, default: 10_000, description: 'per-node queue bound' },
-  'hub.upstreamQps': { type: 'number', min: 0.1, default: 200, description: 'upstream messages/s per node before throttling' },
-  'hub.upstreamBurst': { type: 'integer', min: 1, default: 400, description: 'upstream burst per node' },
-  'hub.maxNodes': { type: 'integer', min: 1, default: 20_000, description: 'nodes tracked by this process' },
+  'hub.upstreamQps': { type: 'number', min: 0.1, default: 200, description: 'frames/s per node (messages, keepalives, pings…) before reading from it is throttled' },
+  'hub.upstreamBurst': { type: 'integer', min: 1, default: 400, description: 'upstream burst per node (frames)' },
+  'hub.maxNodes': { type: 'integer', min: 1, default: 20_000, description: 'live nodes (connected or with pending messages) tracked by this process' },
+  'hub.maxUnflushedBytes': { type: 'integer', min: 64 * 1024, default: 8 * 1024 * 1024, description: 'bytes written to a session and not yet flushed before CloudHub stops reading from it' },
+  'hub.slowPeerTimeoutMs': { type: 'integer', min: 100, default: 30_000, description: 'close a session that stays over hub.maxUnflushedBytes this long (ms, close 1008)' },
   kubeconfig: { type: 'string', flag: 'kubeconfig', env: 'LEDGE_KUBECONFIG', optional: true, description: 'kubeconfig of the cluster (default: in-cluster service account; without either, controllers are off)' },
   'controllers.reconcileIntervalMs': { type: 'integer', min: 100, flag: 'reconcile-interval', default: 30_000, description: 'full reconcile of connected nodes against their sync records (ms)' },
   'leaderElection.namespace': { type: 'string', default: 'kube-system', description: 'namespace of the leader-election Lease' },

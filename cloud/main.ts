@@ -104,7 +104,7 @@ export async function runCloud(argv: string[]): Promise<void> {
   const config = await loadCommandConfig<CloudConfig>('cloud', cloudConfigSpec, cloudUsage, argv);
   if (!config) return;
   const log = createLogger({ level: config.log.level, ...(config.log.format ? { format: config.log.format } : {}) });
-  installCrashHandlers(log);
+  const crash = installCrashHandlers(log);
   const untilStopSignal = handleStopSignals(log);
   let core: CloudCore;
   try {
@@ -114,6 +114,8 @@ export async function runCloud(argv: string[]): Promise<void> {
     process.exitCode = err instanceof ConfigError || err instanceof TypeError ? 2 : 1;
     return;
   }
+  // After a fatal error: close sessions and release the leader lease, best effort, before exiting.
+  crash.setDrain(core.stop);
   log.info('cloudcore started', { url: core.hub.url, pid: process.pid });
   await untilStopSignal(core.stop);
   log.info('cloudcore stopped');

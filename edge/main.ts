@@ -4,10 +4,12 @@
  * explicit list (KubeEdge's registerModules) and runs until SIGTERM/SIGINT.
  */
 import { mkdirSync } from 'node:fs';
+import v8 from 'node:v8';
 import { Beehive } from '../shared/beehive/index.js';
 import { createLogger, type Logger } from '../shared/log/index.js';
 import { handleStopSignals, installCrashHandlers, loadCommandConfig } from '../shared/runtime/index.js';
 import { errorCode, errorMessage, ConfigError, StorageError } from '../shared/errors/index.js';
+import { lockDataDir } from '../shared/lock/index.js';
 import { createEdgeHub } from './edgehub/index.js';
 import { createMetaManager } from './metamanager/index.js';
 import { createNodeStatusReporter } from './nodestatus/index.js';
@@ -25,6 +27,8 @@ export function startEdgeCore(config: EdgeConfig, log: Logger): EdgeCore {
   } catch (err) {
     throw new StorageError(`cannot create data directory ${config.dataDir}: ${errorMessage(err)}`, { cause: err });
   }
+  // One EdgeCore per data directory (a second would interleave writes to the same logs).
+  const lock = lockDataDir(config.dataDir, { owner: 'edgecore', log });
   const bee = new Beehive({ log });
   bee.register(
     createEdgeHub(
@@ -37,10 +41,30 @@ export function startEdgeCore(config: EdgeConfig, log: Logger): EdgeCore {
       log.child({ module: 'edgehub' }),
     ),
   );
-  bee.register(createMetaManager({ dataDir: config.dataDir, compactAfter: config.meta.compactAfter }, log.child({ module: 'metamanager' })));
-  bee.register(createNodeStatusReporter({ nodeName: config.nodeName, intervalMs: config.nodeStatus.intervalMs }));
+  const meta = createMetaManager({ dataDir: config.dataDir, ...config.meta }, log.child({ module: 'metamanager' }));
+  bee.register(meta);
+  // The node is NotReady while its metadata store cannot write.
+  bee.register(createNodeStatusReporter({ nodeName: config.nodeName, intervalMs: config.nodeStatus.intervalMs, checks: [() => meta.health()] }));
   bee.start();
-  return { bee, stop: () => bee.stop() };
+  return { bee, stop: () => bee.stop().finally(() => lock.release()) };
+}
+
+/**
+ * Turns off V8's compilers to machine code (Sparkplug and TurboFan) for the rest of the process.
+ * An agent spends its life in a few loops (keepalive, status report, store writes) that gain
+ * nothing measurable from machine code, while the compilers' own code pages, faulted in from the
+ * node binary the first time they run, cost about 4 MiB of RSS at steady state
+ * (docs/benchmarks.md, "Edge memory at steady state"). Set here, before anything is hot; `--jit`
+ * keeps them for nodes with heavy traffic. Where the runtime has no such switch (Bun), a no-op.
+ */
+function interpretOnly(log: Logger): void {
+  const setFlags = (v8 as { setFlagsFromString?: (flags: string) => void }).setFlagsFromString;
+  try {
+    setFlags?.('--no-opt');
+    setFlags?.('--no-sparkplug');
+  } catch (err) {
+    log.debug(`V8 flags not applied: ${errorMessage(err)}`);
+  }
 }
 
 /** `ledge edge` / `node edgecore.js`: parses flags, starts, and handles signals. */
@@ -49,6 +73,7 @@ export async function runEdge(argv: string[]): Promise<void> {
   if (!config) return;
   const log = createLogger({ level: config.log.level, ...(config.log.format ? { format: config.log.format } : {}) }).child({ node: config.nodeName });
   installCrashHandlers(log);
+  if (!config.jit) interpretOnly(log);
   const untilStopSignal = handleStopSignals(log);
   let core: EdgeCore;
   try {

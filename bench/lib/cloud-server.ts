@@ -13,6 +13,7 @@
  *   ACK as CloudHub publishes it on `ledge:cloudhub:ack`. Replies with the per-node
  *   latencies (ms from the send call, same clock, same process).
  * - `{ cmd: 'nodes' }` → `{ type: 'nodes', names }`: the connected nodes.
+ * - `{ cmd: 'eld' }` / `{ cmd: 'eld-reset' }` → this process's event-loop delay (bench/lib/eld.ts).
  * - `{ cmd: 'stop' }` → stops CloudCore and exits.
  *
  * Sends `{ type: 'ready', port, pid }` once CloudHub listens.
@@ -27,6 +28,7 @@ import { loadConfig } from '../../shared/config/index.js';
 import { createLogger } from '../../shared/log/index.js';
 import { Group, ModuleName, Operation, ResourceType, buildResource, createCborCodec, newMessage } from '../../shared/protocol/index.js';
 import { readRss } from './rss.js';
+import { eventLoopDelayProbe } from './eld.js';
 
 export interface BroadcastReply {
   type: 'broadcast';
@@ -111,7 +113,9 @@ async function main(): Promise<void> {
   const codec = createCborCodec();
   let rv = 1000;
 
+  const eld = eventLoopDelayProbe();
   process.on('message', (raw) => {
+    if (eld(raw as { cmd?: string })) return;
     const c = raw as Command;
     if (c.cmd === 'stop') {
       const hard = setTimeout(() => process.exit(0), 5000);

@@ -6,6 +6,7 @@ import { formatHelp, loadConfig, type ConfigSpec } from '../../shared/config/ind
 import { createLogger, logLevels, type LogLevel } from '../../shared/log/index.js';
 import { startApiServer } from './server.js';
 import { handleStopSignals } from '../../shared/runtime/index.js';
+import { errorCode, errorMessage } from '../../shared/errors/index.js';
 
 export const apiServerConfigSpec: ConfigSpec = {
   dataDir: { type: 'string', flag: 'data-dir', env: 'LEDGE_APISERVER_DATA_DIR', default: '.ledge/apiserver', description: 'directory for the write-ahead log, credentials and kubeconfig' },
@@ -37,15 +38,23 @@ export async function runApiServerCli(argv: string[]): Promise<void> {
   const log = createLogger({ level: config.logLevel });
   // Handlers first: a supervisor may signal as soon as it reads "listening".
   const untilStopSignal = handleStopSignals(log);
-  const handle = await startApiServer({
-    dataDir: config.dataDir,
-    port: config.port,
-    host: config.host,
-    tls: !config.insecureHttp,
-    ...(config.kubeconfig ? { kubeconfigPath: config.kubeconfig } : {}),
-    nodeLeaseTimeoutMs: config.nodeLeaseTimeoutMs,
-    log,
-  });
+  let handle: Awaited<ReturnType<typeof startApiServer>>;
+  try {
+    handle = await startApiServer({
+      dataDir: config.dataDir,
+      port: config.port,
+      host: config.host,
+      tls: !config.insecureHttp,
+      ...(config.kubeconfig ? { kubeconfigPath: config.kubeconfig } : {}),
+      nodeLeaseTimeoutMs: config.nodeLeaseTimeoutMs,
+      log,
+    });
+  } catch (err) {
+    // E.g. LEDGE_ERR_DATA_DIR_LOCKED: another apiserver uses this data directory.
+    log.error(`apiserver cannot start: ${errorMessage(err)}`, { code: errorCode(err) });
+    process.exitCode = 1;
+    return;
+  }
   log.info('apiserver listening', { url: handle.url, kubeconfig: handle.kubeconfigPath });
   await untilStopSignal(() => handle.close());
   log.info('apiserver stopped');

@@ -5,32 +5,35 @@
  * streams (bookmarks, timeouts, 410 as an ERROR event), Table output, discovery.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { TLSSocket } from 'node:tls';
-import { timingSafeEqual } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
 import type { Logger } from '../../shared/log/index.js';
+import type { Authenticator } from './authn.js';
 import { ApiError, errors, failureStatus } from './errors.js';
 import * as discovery from './discovery.js';
 import { openApiGroupVersion, openApiRoot } from './openapi.js';
 import { apiVersionOf, type DeleteOptions, type PatchType, type Rest } from './rest.js';
-import { decodeProtobufObject, ProtobufError, PROTOBUF_MEDIA_TYPE, type DecodedProtobuf } from './protobuf.js';
+import { decodeProtobufObject, ProtobufError, ProtobufUnsupportedError, PROTOBUF_MEDIA_TYPE, type DecodedProtobuf } from './protobuf/index.js';
 import { parseFieldSelector, parseLabelSelector } from './selectors.js';
 import type { StoreEvent } from './store.js';
+import { WatchBuffer, sharedEventLine, type WatchBufferLimits, type WatchChunk } from './watch-buffer.js';
 import { toTable, type IncludeObject } from './table.js';
+import { jsonDepth, MAX_BODY_BYTES, MAX_JSON_DEPTH, RESOURCE_VERSION_WAIT_MS } from './limits.js';
 import type { KObject, ResourceType } from './types.js';
 
-export const MAX_BODY_BYTES = 3 * 1024 * 1024;
+export { MAX_BODY_BYTES };
 
 export interface HttpOptions {
   rest: Rest;
   log: Logger;
-  /** Bearer token accepted; undefined = no authentication (insecure local mode). */
-  token?: string;
-  /** Accept TLS client certificates signed by our CA. */
-  clientCertAuth: boolean;
+  /** Decides every request's identity on its own evidence (client certificate, token); see authn.ts. */
+  authenticator: Authenticator;
   bookmarkIntervalMs: number;
+  /** Bounds of each watcher's backlog; a watcher that cannot keep up is cut off (watch-buffer.ts). */
+  watchLimits?: Partial<WatchBufferLimits>;
   /** For /api's serverAddressByClientCIDRs. */
   serverAddress: () => string;
+  /** How long a list/watch from a future resourceVersion waits for it (default RESOURCE_VERSION_WAIT_MS). */
+  resourceVersionWaitMs?: number;
 }
 
 interface Route {
@@ -91,24 +94,13 @@ export class HttpApi {
     });
   };
 
+  /** Never `socket.authorized` (true on a resumed TLS 1.3 session without a certificate): see authn.ts. */
   private authenticate(req: IncomingMessage): boolean {
-    if (this.o.token === undefined && !this.o.clientCertAuth) return true;
-    const auth = req.headers.authorization;
-    if (this.o.token !== undefined && auth?.startsWith('Bearer ')) {
-      const given = Buffer.from(auth.slice(7).trim());
-      const want = Buffer.from(this.o.token);
-      if (given.length === want.length && timingSafeEqual(given, want)) return true;
-      return false;
-    }
-    if (this.o.clientCertAuth) {
-      const sock = req.socket as TLSSocket;
-      if (sock.encrypted && sock.authorized) return true;
-    }
-    return false;
+    return this.o.authenticator.authenticate(req) !== undefined;
   }
 
   private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://x');
+    const url = parseRequestUrl(req);
     const path = url.pathname.replace(/\/+$/, '') || '/';
     if (!ANONYMOUS_PATHS.has(path) && !this.authenticate(req)) {
       req.resume();
@@ -117,7 +109,7 @@ export class HttpApi {
     const method = req.method ?? 'GET';
     if (path === '/healthz' || path === '/livez' || path === '/readyz') return send(res, 200, 'ok', 'text/plain; charset=utf-8');
     if (path === '/version') return send(res, 200, discovery.versionInfo());
-    const seg = path.split('/').filter(Boolean).map(decodeURIComponent);
+    const seg = decodePathSegments(req, path);
     const reg = this.o.rest.registry;
     if (path === '/openapi/v2') {
       // An empty protobuf Document (zero bytes): old kubectl (1.20) needs /openapi/v2 for
@@ -286,9 +278,15 @@ export class HttpApi {
     }
   }
 
-  private list(_req: IncomingMessage, res: ServerResponse, t: ResourceType, ns: string | undefined, q: URLSearchParams, table: boolean, include: IncludeObject): void {
+  private async list(_req: IncomingMessage, res: ServerResponse, t: ResourceType, ns: string | undefined, q: URLSearchParams, table: boolean, include: IncludeObject): Promise<void> {
     const rest = this.o.rest;
     const store = rest.store;
+    // A list at a resourceVersion this store has not reached waits for it, then 504s
+    // (kube-apiserver's watch cache: waitUntilFreshAndBlock).
+    const wanted = resourceVersionParam(q.get('resourceVersion'));
+    if (wanted > store.currentRv && !(await this.awaitResourceVersion(wanted, res, () => store.currentRv))) {
+      throw tooLargeResourceVersion(wanted, store.currentRv);
+    }
     const label = parseLabelSelector(q.get('labelSelector') ?? undefined);
     const field = parseFieldSelector(q.get('fieldSelector') ?? undefined, t);
     const limitRaw = q.get('limit');
@@ -353,7 +351,32 @@ export class HttpApi {
     send(res, 200, body);
   }
 
-  private watch(req: IncomingMessage, res: ServerResponse, t: ResourceType, ns: string | undefined, name: string | undefined, q: URLSearchParams, table: boolean, include: IncludeObject): void {
+  /**
+   * Resolves true once `current()` reaches `rv`, false after resourceVersionWaitMs or when
+   * the client goes away. Woken by the store's durable writes, not by polling.
+   */
+  private awaitResourceVersion(rv: number, res: ServerResponse, current: () => number): Promise<boolean> {
+    if (current() >= rv) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      let settled = false;
+      const done = (ok: boolean): void => {
+        if (settled) return;
+        settled = true;
+        unsubscribe();
+        clearTimeout(timer);
+        res.off('close', onClose);
+        resolve(ok);
+      };
+      const onClose = (): void => done(false);
+      const unsubscribe = this.o.rest.store.subscribeAll(() => {
+        if (current() >= rv) done(true);
+      });
+      const timer = setTimeout(() => done(current() >= rv), this.o.resourceVersionWaitMs ?? RESOURCE_VERSION_WAIT_MS);
+      res.on('close', onClose);
+    });
+  }
+
+  private async watch(req: IncomingMessage, res: ServerResponse, t: ResourceType, ns: string | undefined, name: string | undefined, q: URLSearchParams, table: boolean, include: IncludeObject): Promise<void> {
     const rest = this.o.rest;
     const store = rest.store;
     const label = parseLabelSelector(q.get('labelSelector') ?? undefined);
@@ -371,43 +394,57 @@ export class HttpApi {
     // Without timeoutSeconds k8s picks a random 30–60 min; so do we.
     const timeoutMs = timeoutRaw ? Math.max(0, Number(timeoutRaw)) * 1000 : (1800 + Math.random() * 1800) * 1000;
     if (rvParam !== '' && !/^\d+$/.test(rvParam)) throw errors.badRequest(`invalid resource version: ${rvParam}`);
+    // From a resourceVersion the store has not delivered yet: wait for it, then (like
+    // kube-apiserver for errors after the resourceVersion is parsed) a 200 stream with one
+    // ERROR event carrying the 504. Unlike k8s we do not hold a plain watch open
+    // indefinitely: one store assigns every resourceVersion, so a future one means the
+    // client saw another store (e.g. a wiped data directory) and must relist.
+    const wanted = resourceVersionParam(rvParam);
+    if (wanted > store.durableResourceVersion && !(await this.awaitResourceVersion(wanted, res, () => store.durableResourceVersion))) {
+      if (res.destroyed) return;
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private' });
+      res.end(`{"type":"ERROR","object":${JSON.stringify(tooLargeResourceVersion(wanted, store.durableResourceVersion).toStatus())}}\n`);
+      return;
+    }
 
     res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked', 'Cache-Control': 'no-cache, private' });
     res.flushHeaders();
     let first = true;
-    const line = (type: string, obj: KObject, json?: string): string => {
+    const line = (type: string, obj: KObject, json?: string, ev?: StoreEvent): WatchChunk => {
       if (table && type !== 'ERROR' && type !== 'BOOKMARK') {
         const tb = toTable(t, [rest.viewObj(t, obj)], include, { resourceVersion: obj.metadata.resourceVersion ?? '' }, !first);
         first = false;
         return `{"type":"${type}","object":${JSON.stringify(tb)}}\n`;
       }
-      const body = json !== undefined && t.builtin ? json : JSON.stringify(rest.viewObj(t, obj));
-      return `{"type":"${type}","object":${body}}\n`;
+      const build = (): string => `{"type":"${type}","object":${json !== undefined && t.builtin ? json : JSON.stringify(rest.viewObj(t, obj))}}\n`;
+      // An event's line is serialised once for all its watchers (not one copy per watcher).
+      return ev ? sharedEventLine(ev, `${type} ${apiVersionOf(t)}`, build) : build();
     };
     let dead = false;
     let lastRv = 0;
-    const write = (s: string): void => {
-      if (dead) return;
-      res.write(s);
-      // A consumer that does not read is cut off rather than buffered without bound.
-      if (res.writableLength > 64 * 1024 * 1024) {
-        this.o.log.warn('watch consumer too slow; closing', { resource: t.resource });
-        finish();
-      }
+    // Written only as fast as the client reads; a watcher that falls too far behind is cut off
+    // and its connection destroyed (freeing its backlog); the client re-watches.
+    const buffer = new WatchBuffer(res, this.o.watchLimits, (info) => {
+      this.o.log.warn('watch consumer too slow; cut off', { resource: t.resource, ...info });
+      finish();
+      res.destroy();
+    });
+    const write = (s: WatchChunk): void => {
+      if (!dead) buffer.push(s);
     };
     const onEvent = (ev: StoreEvent): void => {
       if (ev.rv <= lastRv) return;
       lastRv = ev.rv;
       const now = ev.type !== 'DELETED' && match(ev.obj);
       if (ev.type === 'ADDED') {
-        if (now) write(line('ADDED', ev.obj, ev.json));
+        if (now) write(line('ADDED', ev.obj, ev.json, ev));
       } else if (ev.type === 'MODIFIED') {
         const before = ev.prev ? match(ev.prev) : now;
-        if (now && before) write(line('MODIFIED', ev.obj, ev.json));
-        else if (now) write(line('ADDED', ev.obj, ev.json));
-        else if (before) write(line('DELETED', ev.obj, ev.json));
+        if (now && before) write(line('MODIFIED', ev.obj, ev.json, ev));
+        else if (now) write(line('ADDED', ev.obj, ev.json, ev));
+        else if (before) write(line('DELETED', ev.obj, ev.json, ev));
       } else if (match(ev.obj)) {
-        write(line('DELETED', ev.obj, ev.json));
+        write(line('DELETED', ev.obj, ev.json, ev));
       }
     };
     let unsubscribe: (() => void) | undefined;
@@ -420,6 +457,7 @@ export class HttpApi {
       clearInterval(bookmarkTimer);
       clearTimeout(timeoutTimer);
       this.watches.delete(res);
+      buffer.close();
       res.end();
     };
     res.on('close', finish);
@@ -434,7 +472,11 @@ export class HttpApi {
     if (fromState) {
       // Current state as synthetic ADDED events, then changes after it.
       const startRv = store.currentRv;
-      for (const e of store.list(t.storageKey, ns)) if (match(e.obj)) write(line('ADDED', e.obj, e.json));
+      const entries = store.list(t.storageKey, ns);
+      // Serialised one by one as the client reads, not all at once.
+      buffer.pushLazy((function* () {
+        for (const e of entries) if (match(e.obj)) yield line('ADDED', e.obj, e.json);
+      })());
       lastRv = startRv;
       unsubscribe = store.watch(t.storageKey, startRv, onEvent);
       if (sendInitial && bookmarks) write(bookmark({ 'k8s.io/initial-events-end': 'true' }));
@@ -484,25 +526,71 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
 }
 
 function parseJsonBody(body: Buffer): unknown {
+  let v: unknown;
   try {
-    return JSON.parse(body.toString('utf8'));
+    v = JSON.parse(body.toString('utf8'));
   } catch (err) {
     throw errors.badRequest(`error decoding patch: ${(err as Error).message}`);
   }
+  return boundedDepth(v);
 }
 
 function parseYamlBody(body: Buffer): unknown {
+  let v: unknown;
   try {
-    return parseYaml(body.toString('utf8'), { maxAliasCount: 100 });
+    v = parseYaml(body.toString('utf8'), { maxAliasCount: 100 });
   } catch (err) {
     throw errors.badRequest(`error decoding YAML: ${(err as Error).message}`);
   }
+  return boundedDepth(v);
+}
+
+/**
+ * Refuses a decoded body nested deeper than MAX_JSON_DEPTH (400), before anything
+ * recursive (validation, patching, JSON.stringify, structuredClone) touches it.
+ */
+function boundedDepth<T>(v: T): T {
+  if (jsonDepth(v, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) throw errors.badRequest(`the request body is nested deeper than ${MAX_JSON_DEPTH} levels`);
+  return v;
+}
+
+/** The request URL; one that cannot be parsed is a 400. */
+function parseRequestUrl(req: IncomingMessage): URL {
+  try {
+    return new URL(req.url ?? '/', 'http://x');
+  } catch {
+    req.resume();
+    throw errors.badRequest(`invalid request URL ${JSON.stringify((req.url ?? '').slice(0, 200))}`);
+  }
+}
+
+/** Path segments with %-escapes decoded; a malformed escape (`%zz`, truncated UTF-8) is a 400. */
+function decodePathSegments(req: IncomingMessage, path: string): string[] {
+  try {
+    return path.split('/').filter(Boolean).map(decodeURIComponent);
+  } catch {
+    req.resume();
+    throw errors.badRequest(`invalid %-escape in the request path ${JSON.stringify(path.slice(0, 200))}`);
+  }
+}
+
+/** A numeric resourceVersion parameter (0 when absent, "0" or not a number). */
+function resourceVersionParam(v: string | null): number {
+  return v && /^\d+$/.test(v) ? Number(v) : 0;
+}
+
+/** kube-apiserver's storage.NewTooLargeResourceVersionError (retry after 1 s). */
+function tooLargeResourceVersion(wanted: number, current: number): ApiError {
+  return new ApiError(504, 'Timeout', `Timeout: Too large resource version: ${wanted}, current: ${current}`, {
+    causes: [{ reason: 'ResourceVersionTooLarge', message: 'Too large resource version' }],
+    retryAfterSeconds: 1,
+  });
 }
 
 const ACCEPTED_BODY_TYPES = `application/json, application/yaml, ${PROTOBUF_MEDIA_TYPE}`;
 
 /**
- * Decodes a protobuf body (see protobuf.ts) into the JSON shape. A kind we have no
+ * Decodes a protobuf body (see protobuf/index.ts) into the JSON shape. A kind we have no
  * decoder for is a 415 when it is the kind the URL expects (`expect`); otherwise its
  * bare type is returned so the caller's kind check gives the same 400 as for JSON.
  */
@@ -511,10 +599,11 @@ function decodeProtobufBody(body: Buffer, expect?: ResourceType): unknown {
   try {
     d = decodeProtobufObject(body);
   } catch (err) {
+    if (err instanceof ProtobufUnsupportedError) throw errors.unsupportedMediaType(`cannot decode the protobuf body exactly: ${err.message}`);
     if (err instanceof ProtobufError) throw errors.badRequest(`error decoding protobuf body: ${err.message}`);
     throw err;
   }
-  if (d.object) return d.object;
+  if (d.object) return boundedDepth(d.object);
   if (!expect || (d.kind === expect.kind && d.apiVersion === apiVersionOf(expect))) {
     throw errors.unsupportedMediaType(`${PROTOBUF_MEDIA_TYPE} bodies of kind ${d.kind} (${d.apiVersion}) are not supported by this server; send application/json or application/yaml`);
   }
@@ -528,8 +617,9 @@ function decodeBody(req: IncomingMessage, body: Buffer, expect?: ResourceType): 
   if (ct === PROTOBUF_MEDIA_TYPE) return decodeProtobufBody(body, expect);
   if (ct === 'application/json' || ct === '' || ct === '*/*') {
     try {
-      return JSON.parse(body.toString('utf8'));
+      return boundedDepth(JSON.parse(body.toString('utf8')));
     } catch (err) {
+      if (err instanceof ApiError) throw err;
       throw errors.badRequest(`Object 'Kind' is missing in '${body.toString('utf8').slice(0, 200)}': ${(err as Error).message}`);
     }
   }

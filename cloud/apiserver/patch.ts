@@ -7,121 +7,213 @@
  * type…), primitive-list merge for finalizers, and the `$patch` (replace/delete/merge),
  * `$retainKeys`, `$setElementOrder/…` and `$deleteFromPrimitiveList/…` directives.
  */
+import jsonpatch, { type Operation } from 'fast-json-patch';
 import { ApiError, errors } from './errors.js';
+import { MAX_JSON_PATCH_ARRAY_SHIFTS, MAX_JSON_PATCH_COPY_BYTES, MAX_JSON_PATCH_OPERATIONS } from './limits.js';
 import type { Json, JsonObject } from './types.js';
 
 const isObj = (v: unknown): v is JsonObject => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+const hasOwn = (o: object, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k);
+
+/** Sets `o[k]` as an own data property, even for `__proto__` (as JSON.parse does). */
+function setKey(o: JsonObject, k: string, v: Json): void {
+  if (k === '__proto__') Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
+  else o[k] = v;
+}
 
 export function mergePatch(target: Json | undefined, patch: Json): Json {
   if (!isObj(patch)) return patch;
   const out: JsonObject = isObj(target) ? { ...target } : {};
   for (const [k, v] of Object.entries(patch)) {
     if (v === null) delete out[k];
-    else out[k] = mergePatch(out[k], v);
+    else setKey(out, k, mergePatch(hasOwn(out, k) ? out[k] : undefined, v));
   }
   return out;
 }
 
-function unescapePtr(s: string): string {
-  return s.replace(/~1/g, '/').replace(/~0/g, '~');
-}
-
-function parsePointer(p: unknown): string[] {
-  if (typeof p !== 'string' || (p !== '' && !p.startsWith('/'))) throw errors.badRequest(`invalid JSON pointer ${JSON.stringify(p)}`);
-  return p === '' ? [] : p.slice(1).split('/').map(unescapePtr);
-}
+// ------------------------------------------------------------------ JSON patch (RFC 6902)
 
 function jsonPatchFailure(msg: string): ApiError {
   return new ApiError(422, 'Invalid', `the server rejected our request due to an error in our request: ${msg}`);
 }
 
-function getAt(doc: Json, ptr: string[]): Json | undefined {
-  let cur: Json | undefined = doc;
-  for (const seg of ptr) {
-    if (Array.isArray(cur)) cur = cur[Number(seg)];
-    else if (isObj(cur)) cur = Object.prototype.hasOwnProperty.call(cur, seg) ? cur[seg] : undefined;
-    else return undefined;
+/** An RFC 6901 array index: `0` or digits without a leading zero. */
+const ARRAY_INDEX = /^(0|[1-9][0-9]*)$/;
+
+/** Parses an RFC 6901 pointer into reference tokens; a malformed one is a 422. */
+function pointerTokens(p: string, what: string): string[] {
+  if (p === '') return [];
+  if (!p.startsWith('/')) throw jsonPatchFailure(`${what} ${JSON.stringify(p)} is not a JSON pointer: it must be empty or start with "/"`);
+  const tokens = p.slice(1).split('/');
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i]!;
+    if (/~[^01]|~$/.test(t)) throw jsonPatchFailure(`${what} ${JSON.stringify(p)} is not a JSON pointer: "~" must be followed by "0" or "1"`);
+    const u = t.replace(/~1/g, '/').replace(/~0/g, '~');
+    // The library refuses these (prototype pollution); say so clearly instead of a TypeError.
+    if (u === '__proto__' || (u === 'prototype' && i > 0 && tokens[i - 1] === 'constructor')) throw jsonPatchFailure(`${what} ${JSON.stringify(p)}: the key ${JSON.stringify(u)} cannot be patched`);
+    tokens[i] = u;
   }
-  return cur;
+  return tokens;
 }
 
-/** Applies RFC 6902 operations to a deep copy of `doc`. */
-export function jsonPatch(doc: Json, ops: Json): Json {
+interface Location {
+  /** The container holding the target; undefined for the document root. */
+  parent?: JsonObject | Json[];
+  key: string;
+  /** Whether the target exists (false for `-` and for a new object member). */
+  exists: boolean;
+  /** Elements an insertion (add) or removal at this array index moves. */
+  shift: number;
+}
+
+/**
+ * Resolves a pointer in `doc` the way RFC 6902 requires before the library touches
+ * anything: every token but the last must name an existing own member or a canonical
+ * array index (RFC 6901: no leading zeros, no signs); the last may be `-` or one past
+ * the end only where the operation adds.
+ */
+function locate(doc: Json, tokens: string[], pointer: string, adds: boolean): Location {
+  if (tokens.length === 0) return { key: '', exists: true, shift: 0 };
+  let cur: Json = doc;
+  for (let i = 0; i < tokens.length - 1; i++) {
+    const t = tokens[i]!;
+    if (Array.isArray(cur)) {
+      if (!ARRAY_INDEX.test(t) || Number(t) >= cur.length) throw jsonPatchFailure(`doc is missing path: ${JSON.stringify(pointer)}: missing value`);
+      cur = cur[Number(t)]!;
+    } else if (isObj(cur) && hasOwn(cur, t)) {
+      cur = cur[t]!;
+    } else {
+      throw jsonPatchFailure(`doc is missing path: ${JSON.stringify(pointer)}: missing value`);
+    }
+  }
+  const key = tokens.at(-1)!;
+  if (Array.isArray(cur)) {
+    if (key === '-') {
+      if (!adds) throw jsonPatchFailure(`"-" in ${JSON.stringify(pointer)} names no element: it may only be added to`);
+      return { parent: cur, key, exists: false, shift: 0 };
+    }
+    if (!ARRAY_INDEX.test(key)) throw jsonPatchFailure(`invalid array index ${JSON.stringify(key)} in ${JSON.stringify(pointer)}: an index is "0" or digits without a leading zero`);
+    const i = Number(key);
+    if (i > cur.length || (i === cur.length && !adds)) throw jsonPatchFailure(`index out of range: ${key} in ${JSON.stringify(pointer)}`);
+    return { parent: cur, key, exists: i < cur.length, shift: cur.length - i };
+  }
+  if (isObj(cur)) return { parent: cur, key, exists: hasOwn(cur, key), shift: 0 };
+  throw jsonPatchFailure(`doc is missing path: ${JSON.stringify(pointer)}: missing value`);
+}
+
+function valueAt(loc: Location, root: Json): Json {
+  if (!loc.parent) return root;
+  return Array.isArray(loc.parent) ? loc.parent[Number(loc.key)]! : loc.parent[loc.key]!;
+}
+
+/**
+ * Applies RFC 6902 operations to `doc`, which is modified in place and must be the
+ * caller's own copy; returns the patched document (a new one when the root is replaced).
+ * fast-json-patch applies each operation after `locate` has checked it; the limits in
+ * limits.ts bound the work: operations, bytes added by `copy`, array elements shifted.
+ */
+export function jsonPatch(doc: Json, ops: unknown): Json {
+  // As kube-apiserver: a body that is not a list of operations is a 400, the number of
+  // operations a 413, and an operation that cannot be applied a 422.
   if (!Array.isArray(ops)) throw errors.badRequest('json patch must be an array of operations');
-  let root: Json = structuredClone(doc);
-  const parentOf = (ptr: string[], op: string): { parent: Json; key: string } => {
-    if (ptr.length === 0) throw jsonPatchFailure(`cannot ${op} at the document root`);
-    const parent = getAt(root, ptr.slice(0, -1));
-    if (parent === undefined || (typeof parent !== 'object' || parent === null)) {
-      throw jsonPatchFailure(`doc is missing path: "/${ptr.join('/')}": missing value`);
+  if (ops.length > MAX_JSON_PATCH_OPERATIONS) {
+    throw new ApiError(413, 'RequestEntityTooLarge', `The allowed maximum operations in a JSON patch is ${MAX_JSON_PATCH_OPERATIONS}, got ${ops.length}`);
+  }
+  let root = doc;
+  let copied = 0;
+  let shifted = 0;
+  const shift = (n: number): void => {
+    shifted += n;
+    if (shifted > MAX_JSON_PATCH_ARRAY_SHIFTS) {
+      throw jsonPatchFailure(`the operations move more than ${MAX_JSON_PATCH_ARRAY_SHIFTS} array elements in total; split the patch or replace the array`);
     }
-    return { parent, key: ptr.at(-1)! };
   };
-  const add = (ptr: string[], value: Json) => {
-    if (ptr.length === 0) {
-      root = value;
-      return;
+  const run = (op: Operation, i: number): void => {
+    try {
+      root = jsonpatch.applyOperation(root, op, false, true, true, i).newDocument;
+    } catch (err) {
+      if (err instanceof jsonpatch.JsonPatchError) {
+        if (err.name === 'TEST_OPERATION_FAILED') throw jsonPatchFailure(`testing value ${op.path} failed: test failed`);
+        throw jsonPatchFailure(`operation ${i}: ${err.message.split('\n')[0]}`);
+      }
+      throw err;
     }
-    const { parent, key } = parentOf(ptr, 'add');
-    if (Array.isArray(parent)) {
-      const i = key === '-' ? parent.length : Number(key);
-      if (!Number.isInteger(i) || i < 0 || i > parent.length) throw jsonPatchFailure(`index out of range: ${key}`);
-      parent.splice(i, 0, value);
-    } else (parent as JsonObject)[key] = value;
   };
-  const remove = (ptr: string[]): Json => {
-    const { parent, key } = parentOf(ptr, 'remove');
-    if (Array.isArray(parent)) {
-      const i = Number(key);
-      if (!Number.isInteger(i) || i < 0 || i >= parent.length) throw jsonPatchFailure(`index out of range: ${key}`);
-      return parent.splice(i, 1)[0]!;
+  try {
+    ops.forEach((raw: unknown, i: number) => applyOne(raw, i));
+  } catch (err) {
+    // Moves can nest the document far deeper than any body (each one can double the
+    // depth); V8's recursion (JSON.stringify, deep copies) then overflows the stack.
+    if (err instanceof RangeError) throw jsonPatchFailure('the operations nest the document too deeply');
+    throw err;
+  }
+  return root;
+
+  function applyOne(raw: unknown, i: number): void {
+    try {
+      // Shape only (op, path, from, value present and free of undefined); no document
+      // given, so the library does not clone the document to check it.
+      jsonpatch.validator(raw as Operation, i);
+    } catch (err) {
+      if (err instanceof jsonpatch.JsonPatchError) throw jsonPatchFailure(`operation ${i}: ${err.message.split('\n')[0]}`);
+      throw err;
     }
-    const o = parent as JsonObject;
-    if (!Object.prototype.hasOwnProperty.call(o, key)) throw jsonPatchFailure(`unable to remove nonexistent key: ${key}: missing value`);
-    const v = o[key]!;
-    delete o[key];
-    return v;
-  };
-  for (const op of ops) {
-    if (!isObj(op) || typeof op.op !== 'string') throw errors.badRequest('invalid json patch operation');
-    const path = parsePointer(op.path);
+    const op = raw as Operation & { from?: string };
+    const path = pointerTokens(op.path, 'path');
     switch (op.op) {
-      case 'add':
-        if (!('value' in op)) throw errors.badRequest('json patch add requires a value');
-        add(path, structuredClone(op.value!));
-        break;
-      case 'remove':
-        remove(path);
-        break;
-      case 'replace':
-        if (!('value' in op)) throw errors.badRequest('json patch replace requires a value');
-        if (path.length === 0) root = structuredClone(op.value!);
-        else {
-          remove(path);
-          add(path, structuredClone(op.value!));
-        }
-        break;
-      case 'move': {
-        const v = remove(parsePointer(op.from));
-        add(path, v);
+      case 'add': {
+        shift(locate(root, path, op.path, true).shift);
+        run(op, i);
         break;
       }
-      case 'copy': {
-        const v = getAt(root, parsePointer(op.from));
-        if (v === undefined) throw jsonPatchFailure(`copy from missing path ${String(op.from)}`);
-        add(path, structuredClone(v));
+      case 'remove':
+      case 'replace': {
+        if (op.op === 'remove' && path.length === 0) throw jsonPatchFailure('cannot remove the document root');
+        const loc = locate(root, path, op.path, false);
+        if (!loc.exists) throw jsonPatchFailure(`${op.op} operation does not apply: doc is missing key: ${op.path}: missing value`);
+        if (op.op === 'remove') shift(Math.max(0, loc.shift - 1));
+        run(op, i);
         break;
       }
       case 'test': {
-        const v = getAt(root, path);
-        if (JSON.stringify(v) !== JSON.stringify(op.value)) throw jsonPatchFailure(`testing value /${path.join('/')} failed: test failed`);
+        const loc = locate(root, path, op.path, false);
+        if (!loc.exists) throw jsonPatchFailure(`testing value ${op.path} failed: test failed`);
+        run(op, i);
+        break;
+      }
+      case 'move': {
+        const from = pointerTokens(op.from!, 'from');
+        if (from.length < path.length && from.every((t, j) => t === path[j])) throw jsonPatchFailure(`cannot move ${op.from} into its own child ${op.path}`);
+        const src = locate(root, from, op.from!, false);
+        if (!src.exists) throw jsonPatchFailure(`move operation does not apply: doc is missing from path: ${op.from}: missing value`);
+        if (op.from === op.path) break;
+        // A remove then an add, as RFC 6902 defines move (the library's own move deep-copies
+        // the value it overwrites, which a patch could repeat thousands of times).
+        const value = valueAt(src, root);
+        if (src.parent) shift(Math.max(0, src.shift - 1));
+        run({ op: 'remove', path: op.from! }, i);
+        shift(locate(root, path, op.path, true).shift);
+        run({ op: 'add', path: op.path, value }, i);
+        break;
+      }
+      case 'copy': {
+        const from = pointerTokens(op.from!, 'from');
+        const src = locate(root, from, op.from!, false);
+        if (!src.exists) throw jsonPatchFailure(`copy operation does not apply: doc is missing from path: ${op.from}: missing value`);
+        const bytes = JSON.stringify(valueAt(src, root)).length;
+        copied += bytes;
+        if (copied > MAX_JSON_PATCH_COPY_BYTES) {
+          throw jsonPatchFailure(`unable to complete the copy, the accumulated size increase of copy is ${copied}, exceeding the limit ${MAX_JSON_PATCH_COPY_BYTES}`);
+        }
+        shift(locate(root, path, op.path, true).shift);
+        run(op, i);
         break;
       }
       default:
-        throw errors.badRequest(`unexpected json patch operation "${op.op}"`);
+        throw jsonPatchFailure(`operation ${i}: unexpected operation "${String(op.op)}"`);
     }
   }
-  return root;
 }
 
 type MergeKey = string | '$primitive' | undefined;
@@ -164,13 +256,22 @@ export function mergeKeyFor(kind: string, path: string[]): MergeKey {
 const DIRECTIVE_ORDER = '$setElementOrder/';
 const DIRECTIVE_DELETE_PRIM = '$deleteFromPrimitiveList/';
 
-/** Strategic merge patch of `orig` by `patch` for a built-in `kind`. Returns a new value. */
-export function strategicMergePatch(kind: string, orig: Json | undefined, patch: Json): Json {
-  const r = smpValue(kind, orig, patch, []);
+/** Counts the work of a strategic merge patch (a unit seam for tests). */
+export interface SmpStats {
+  /** Merge-key lookups and comparisons made while merging lists. */
+  keyLookups: number;
+}
+
+/**
+ * Strategic merge patch of `orig` by `patch` for a built-in `kind`. Returns a new value.
+ * Linear in the sizes of both: lists are merged through a Map from merge key to position.
+ */
+export function strategicMergePatch(kind: string, orig: Json | undefined, patch: Json, stats?: SmpStats): Json {
+  const r = smpValue(kind, orig, patch, [], stats ?? { keyLookups: 0 });
   return r === undefined ? {} : r;
 }
 
-function smpValue(kind: string, orig: Json | undefined, patch: Json, path: string[]): Json | undefined {
+function smpValue(kind: string, orig: Json | undefined, patch: Json, path: string[], stats: SmpStats): Json | undefined {
   if (!isObj(patch)) return patch;
   const directive = patch.$patch;
   if (directive === 'delete') return undefined;
@@ -190,7 +291,7 @@ function smpValue(kind: string, orig: Json | undefined, patch: Json, path: strin
     }
     if (k.startsWith(DIRECTIVE_DELETE_PRIM)) {
       const field = k.slice(DIRECTIVE_DELETE_PRIM.length);
-      const cur = out[field];
+      const cur = hasOwn(out, field) ? out[field] : undefined;
       if (Array.isArray(cur) && Array.isArray(v)) {
         const drop = new Set(v.map((x) => JSON.stringify(x)));
         out[field] = cur.filter((x) => !drop.has(JSON.stringify(x)));
@@ -202,23 +303,32 @@ function smpValue(kind: string, orig: Json | undefined, patch: Json, path: strin
       continue;
     }
     const childPath = [...path, k];
+    const cur = hasOwn(out, k) ? out[k] : undefined;
     if (Array.isArray(v)) {
-      out[k] = mergeList(kind, out[k], v, childPath);
+      setKey(out, k, mergeList(kind, cur, v, childPath, stats));
     } else if (isObj(v)) {
-      const merged = smpValue(kind, out[k], v, childPath);
+      const merged = smpValue(kind, cur, v, childPath, stats);
       if (merged === undefined) delete out[k];
-      else out[k] = merged;
+      else setKey(out, k, merged);
     } else {
-      out[k] = v;
+      setKey(out, k, v);
     }
   }
   for (const [field, order] of orders) {
-    const list = out[field];
+    const list = hasOwn(out, field) ? out[field] : undefined;
     const mk = mergeKeyFor(kind, [...path, field]);
     if (!Array.isArray(list)) continue;
     const keyOf = (x: Json) => (mk && mk !== '$primitive' && isObj(x) ? JSON.stringify(x[mk]) : JSON.stringify(x));
-    const rank = new Map(order.map((x, i) => [keyOf(x), i]));
-    out[field] = [...list].sort((a, b) => (rank.get(keyOf(a)) ?? Infinity) - (rank.get(keyOf(b)) ?? Infinity));
+    const rank = new Map<string, number>();
+    order.forEach((x, i) => {
+      const key = keyOf(x);
+      if (!rank.has(key)) rank.set(key, i);
+    });
+    // Keys computed once per element (not per comparison); stable for unranked elements.
+    const decorated = list.map((x, i) => ({ x, r: rank.get(keyOf(x)) ?? Infinity, i }));
+    stats.keyLookups += order.length + list.length;
+    decorated.sort((a, b) => a.r - b.r || a.i - b.i);
+    out[field] = decorated.map((d) => d.x);
   }
   const retain = patch.$retainKeys;
   if (Array.isArray(retain)) {
@@ -232,41 +342,71 @@ function stripDirectives(v: Json): Json {
   if (Array.isArray(v)) return v.map(stripDirectives);
   if (!isObj(v)) return v;
   const out: JsonObject = {};
-  for (const [k, x] of Object.entries(v)) if (!k.startsWith('$')) out[k] = stripDirectives(x);
+  for (const [k, x] of Object.entries(v)) if (!k.startsWith('$')) setKey(out, k, stripDirectives(x));
   return out;
 }
 
-function mergeList(kind: string, orig: Json | undefined, patch: Json[], path: string[]): Json[] {
+/** Marks a merged-away element until the list is compacted once at the end. */
+const GONE: unique symbol = Symbol('deleted');
+
+function mergeList(kind: string, orig: Json | undefined, patch: Json[], path: string[], stats: SmpStats): Json[] {
   const mk = mergeKeyFor(kind, path);
   // A `{"$patch": "replace"}` element replaces the whole list with the other elements.
   if (patch.some((e) => isObj(e) && e.$patch === 'replace' && Object.keys(e).length === 1)) {
     return patch.filter((e) => !(isObj(e) && e.$patch === 'replace')).map(stripDirectives);
   }
   if (mk === undefined) return patch.map(stripDirectives);
-  const base = Array.isArray(orig) ? [...orig] : [];
+  const base: (Json | typeof GONE)[] = Array.isArray(orig) ? [...orig] : [];
   if (mk === '$primitive') {
     const seen = new Set(base.map((x) => JSON.stringify(x)));
-    for (const x of patch) if (!seen.has(JSON.stringify(x))) base.push(x);
-    return base;
+    for (const x of patch) {
+      stats.keyLookups++;
+      const key = JSON.stringify(x);
+      if (!seen.has(key)) {
+        seen.add(key);
+        base.push(x);
+      }
+    }
+    return base as Json[];
   }
+  // Positions of the elements with each merge key, in list order; `head` is the first one
+  // still present (a patch element merges into the first live element with its key).
+  const byKey = new Map<string, { at: number[]; head: number }>();
+  const index = (key: string, at: number): void => {
+    const e = byKey.get(key);
+    if (e) e.at.push(at);
+    else byKey.set(key, { at: [at], head: 0 });
+  };
+  base.forEach((x, i) => {
+    if (isObj(x)) index(JSON.stringify(x[mk]), i);
+  });
+  let removed = false;
   for (const item of patch) {
     if (!isObj(item)) {
       base.push(item);
       continue;
     }
-    const keyVal = JSON.stringify(item[mk]);
-    const idx = base.findIndex((x) => isObj(x) && JSON.stringify(x[mk]) === keyVal);
+    const key = JSON.stringify(item[mk]);
+    stats.keyLookups++;
+    const e = byKey.get(key);
+    const idx = e && e.head < e.at.length ? e.at[e.head]! : -1;
+    const drop = (): void => {
+      base[idx] = GONE;
+      e!.head++;
+      removed = true;
+    };
     if (item.$patch === 'delete') {
-      if (idx >= 0) base.splice(idx, 1);
+      if (idx >= 0) drop();
       continue;
     }
     if (idx >= 0) {
-      const merged = smpValue(kind, base[idx], item, path);
-      if (merged === undefined) base.splice(idx, 1);
+      const merged = smpValue(kind, base[idx] as Json, item, path, stats);
+      if (merged === undefined) drop();
       else base[idx] = merged;
     } else {
+      index(key, base.length);
       base.push(stripDirectives(item));
     }
   }
-  return base;
+  return (removed ? base.filter((x) => x !== GONE) : base) as Json[];
 }

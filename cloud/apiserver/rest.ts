@@ -15,7 +15,8 @@ import { jsonPatch, mergePatch, strategicMergePatch } from './patch.js';
 import type { Registry } from './registry.js';
 import type { Entry, Store } from './store.js';
 import type { Json, JsonObject, KObject, ResourceType } from './types.js';
-import { validateCrd, validateMeta, validateSchema } from './validation.js';
+import { jsonDepth, MAX_JSON_DEPTH, MAX_OBJECT_BYTES } from './limits.js';
+import { configDataDecodeError, newSchemaBudget, validateConfigMap, validateCrd, validateMeta, validateSchema, validateSecret } from './validation.js';
 
 export interface WriteOptions {
   dryRun?: boolean;
@@ -41,6 +42,16 @@ export interface WriteResult {
 const NAMESPACES = '/namespaces';
 const PODS = '/pods';
 const SECRETS = '/secrets';
+const CONFIGMAPS = '/configmaps';
+/** Top-level fields that are Go structs (JSON objects) in the built-in kinds that have them. */
+const STRUCT_FIELDS = new Map<string, string[]>([
+  ['/pods', ['spec', 'status']],
+  ['/services', ['spec', 'status']],
+  ['/nodes', ['spec', 'status']],
+  ['/namespaces', ['spec', 'status']],
+  ['coordination.k8s.io/leases', ['spec']],
+  ['apiextensions.k8s.io/customresourcedefinitions', ['spec', 'status']],
+]);
 const CRDS = 'apiextensions.k8s.io/customresourcedefinitions';
 /** Types whose PUT creates a missing object (AllowCreateOnUpdate in their k8s strategy). */
 const CREATE_ON_UPDATE = new Set(['/events', '/endpoints', 'coordination.k8s.io/leases']);
@@ -114,7 +125,12 @@ export class Rest {
 
   // ---------------------------------------------------------------- create
 
-  private checkBody(t: ResourceType, body: unknown, ns: string): KObject {
+  /**
+   * Checks a body (or a patch result, `fromPatch`) against the URL's type and fills in
+   * apiVersion/kind/namespace. Data maps of the wrong type are what kube-apiserver's
+   * decoder refuses: a 400 for a body, a 422 on the `patch` field for a patch result.
+   */
+  private checkBody(t: ResourceType, body: unknown, ns: string, fromPatch = false): KObject {
     if (!isObj(body)) throw errors.badRequest(`the body of the request was in an unknown format - accepted media types include: application/json, application/yaml`);
     const kind = body.kind;
     const av = body.apiVersion;
@@ -139,16 +155,46 @@ export class Rest {
     } else {
       delete obj.metadata.namespace;
     }
+    this.checkDataTypes(t, obj, fromPatch);
     if (t.storageKey === SECRETS) mergeStringData(obj);
     return obj;
+  }
+
+  /** What the typed decoder of a built-in kind refuses, as a 400 (body) or 422 (patch result). */
+  private decodeFailure(t: ResourceType, obj: KObject, msg: string, fromPatch: boolean): ApiError {
+    if (!fromPatch) return errors.badRequest(`${t.kind} in version "${t.version}" cannot be handled as a ${t.kind}: ${msg}`);
+    const text = JSON.stringify(obj);
+    return errors.invalid(t.kind, t.group, obj.metadata.name ?? '', [
+      { reason: 'FieldValueInvalid', message: `Invalid value: ${JSON.stringify(text.length > 200 ? `${text.slice(0, 200)}...` : text)}: ${msg}`, field: 'patch' },
+    ]);
+  }
+
+  private checkDataTypes(t: ResourceType, obj: KObject, fromPatch: boolean): void {
+    const structs = t.builtin ? STRUCT_FIELDS.get(t.storageKey) : undefined;
+    if (structs) {
+      // `spec`/`status` of these kinds are Go structs: a number or a list cannot be decoded.
+      const o = obj as KObject & Record<string, unknown>;
+      for (const f of structs) {
+        const v = o[f];
+        if (v === null) delete o[f];
+        else if (v !== undefined && (typeof v !== 'object' || Array.isArray(v))) {
+          throw this.decodeFailure(t, obj, `json: cannot unmarshal ${Array.isArray(v) ? 'array' : typeof v === 'boolean' ? 'bool' : typeof v} into Go struct field ${t.kind}.${f} of type ${t.version}.${t.kind}${f === 'spec' ? 'Spec' : 'Status'}`, fromPatch);
+        }
+      }
+    }
+    if (t.storageKey !== CONFIGMAPS && t.storageKey !== SECRETS) return;
+    const msg = configDataDecodeError(t.kind as 'ConfigMap' | 'Secret', obj);
+    if (msg !== undefined) throw this.decodeFailure(t, obj, msg, fromPatch);
   }
 
   private validate(t: ResourceType, obj: KObject, opts: WriteOptions): void {
     const causes: StatusCause[] = validateMeta(t, obj);
     const pruned: string[] = [];
-    if (!t.builtin && t.schema) validateSchema(obj as unknown as Json, t.schema, '', causes, true, pruned);
+    if (!t.builtin && t.schema) validateSchema(obj as unknown as Json, t.schema, '', causes, true, pruned, newSchemaBudget());
     if (pruned.length && opts.strict) throw errors.badRequest(`strict decoding error: ${pruned.map((p) => `unknown field "${p}"`).join(', ')}`);
     if (t.storageKey === CRDS) causes.push(...validateCrd(obj));
+    if (t.storageKey === CONFIGMAPS) causes.push(...validateConfigMap(obj));
+    if (t.storageKey === SECRETS) causes.push(...validateSecret(obj));
     if (t.storageKey === PODS) causes.push(...validatePod(obj));
     if (causes.length) throw errors.invalid(t.kind, t.group, obj.metadata.name ?? '', causes);
   }
@@ -201,6 +247,8 @@ export class Rest {
         defaultPod(o);
         break;
       case '/services': {
+        // A spec that is not an object is left to validation (no defaults on a number).
+        if (o.spec !== undefined && !isObj(o.spec)) break;
         const spec = (o.spec ??= {});
         spec.type ??= 'ClusterIP';
         spec.sessionAffinity ??= 'None';
@@ -338,6 +386,8 @@ export class Rest {
       merged.metadata.managedFields = upsertManaged(cur.obj.metadata.managedFields, managedEntry(opts.fieldManager, 'Apply', applied as unknown as KObject));
       // Apply is not a compare-and-swap unless the applied object carries a resourceVersion.
       if (!(isObj(applied.metadata) && applied.metadata.resourceVersion)) merged.metadata.resourceVersion = cur.obj.metadata.resourceVersion;
+      checkPatchResult(merged as unknown as Json);
+      this.checkDataTypes(t, merged, true);
       if (t.storageKey === SECRETS) mergeStringData(merged);
       return this.replace(t, cur, merged, sub, opts);
     }
@@ -358,6 +408,7 @@ export class Rest {
         patched = strategicMergePatch(t.kind, base, body);
         break;
     }
+    checkPatchResult(patched);
     if (!isObj(patched) || !isObj(patched.metadata)) throw errors.badRequest('patch produced an object without metadata');
     const obj = patched as unknown as KObject;
     if (obj.kind !== t.kind || (obj.apiVersion !== cur.obj.apiVersion && obj.apiVersion !== apiVersionOf(t))) {
@@ -365,7 +416,7 @@ export class Rest {
     }
     obj.apiVersion = apiVersionOf(t);
     if (obj.metadata.name !== name) throw errors.badRequest('a patch may not change the name');
-    return this.replace(t, cur, this.checkBody(t, obj, ns), sub, opts);
+    return this.replace(t, cur, this.checkBody(t, obj, ns, true), sub, opts);
   }
 
   // ---------------------------------------------------------------- delete
@@ -442,12 +493,27 @@ export class Rest {
     return [...out.values()];
   }
 
+  /**
+   * Side effects of a durable delete. Custom resources go with their definition (k8s: the
+   * customresourcecleanup finalizer); those deletes are not awaited by the request, so a
+   * failing one is logged here (and its WAL append rolled back by the store), never left
+   * as an unhandled rejection.
+   */
   private afterDelete(t: ResourceType, obj: KObject): void {
     if (t.storageKey !== CRDS) return;
     const ct = this.allTypes().find((x) => !x.builtin && `${x.resource}.${x.group}` === obj.metadata.name);
     this.registry.unregisterCrd(obj.metadata.name!);
-    // Custom resources go with their definition (k8s: the customresourcecleanup finalizer).
-    if (ct) for (const e of this.store.list(ct.storageKey)) this.store.delete(ct.storageKey, e.obj.metadata.namespace ?? '', e.obj.metadata.name!);
+    if (!ct) return;
+    for (const e of this.store.list(ct.storageKey)) {
+      const ns = e.obj.metadata.namespace ?? '';
+      const name = e.obj.metadata.name!;
+      try {
+        this.store.delete(ct.storageKey, ns, name)?.durable.catch((err: unknown) => this.log.error('custom resource cleanup failed', { err, crd: obj.metadata.name, namespace: ns, name }));
+      } catch (err) {
+        this.log.error('custom resource cleanup failed', { err, crd: obj.metadata.name, namespace: ns, name });
+        return;
+      }
+    }
   }
 
   async deleteCollection(t: ResourceType, ns: string | undefined, match: (o: KObject) => boolean, opts: DeleteOptions): Promise<KObject[]> {
@@ -533,6 +599,7 @@ function mergeStringData(obj: KObject): void {
 }
 
 function defaultPod(o: KObject & { spec?: JsonObject; status?: JsonObject }): void {
+  if (o.spec !== undefined && !isObj(o.spec)) return; // refused by validatePod
   const spec = (o.spec ??= {});
   spec.restartPolicy ??= 'Always';
   spec.terminationGracePeriodSeconds ??= 30;
@@ -630,4 +697,19 @@ function upsertManaged(list: JsonObject[] | undefined, e: JsonObject): JsonObjec
   const out = (list ?? []).filter((x) => !(x.manager === e.manager && x.operation === e.operation));
   out.push(e);
   return out;
+}
+
+/**
+ * A patch can nest and grow an object beyond what any body could (moves into deep paths,
+ * copies): its result must stay within the depth and size limits before anything recursive
+ * or costly (comparison, validation, storage) touches it.
+ */
+function checkPatchResult(patched: Json): void {
+  if (jsonDepth(patched, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
+    throw new ApiError(422, 'Invalid', `the server rejected our request due to an error in our request: the patched object is nested deeper than ${MAX_JSON_DEPTH} levels`);
+  }
+  const bytes = Buffer.byteLength(JSON.stringify(patched));
+  if (bytes > MAX_OBJECT_BYTES) {
+    throw new ApiError(413, 'RequestEntityTooLarge', `Request entity too large: the patched object is ${bytes} bytes of JSON, limit is ${MAX_OBJECT_BYTES}`);
+  }
 }

@@ -17,11 +17,12 @@ export type LabelSelector = (labels: Record<string, string> | undefined) => bool
 const labelKeyRe = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
 const labelValueRe = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 
+// Lengths are checked before the regular expressions, which then only see short strings.
 function checkKey(k: string, sel: string): void {
-  if (!labelKeyRe.test(k) || k.length > 316) throw errors.badRequest(`unable to parse requirement: invalid label key "${k}" in selector "${sel}"`);
+  if (k.length > 316 || !labelKeyRe.test(k)) throw errors.badRequest(`unable to parse requirement: invalid label key "${k}" in selector "${sel}"`);
 }
 function checkValue(v: string, sel: string): void {
-  if (!labelValueRe.test(v) || v.length > 63) throw errors.badRequest(`unable to parse requirement: invalid label value: "${v}" in selector "${sel}"`);
+  if (v.length > 63 || !labelValueRe.test(v)) throw errors.badRequest(`unable to parse requirement: invalid label value: "${v}" in selector "${sel}"`);
 }
 
 /** Splits on commas that are not inside parentheses. */
@@ -98,15 +99,19 @@ export function parseFieldSelector(sel: string | undefined, type: ResourceType):
   const reqs: { field: string; neg: boolean; value: string; get: (o: KObject) => string | undefined }[] = [];
   for (const rawPart of sel.split(',')) {
     const part = rawPart.trim();
-    const m = /^([^=!]+?)\s*(==|=|!=)\s*(.*)$/.exec(part);
-    if (!m) throw errors.badRequest(`invalid selector: '${sel}'; can't understand '${part}'`);
-    const field = m[1]!;
+    // `field op value` with op `=`, `==` or `!=` (the field has neither `=` nor `!`). Found by
+    // index, not by a regular expression: `[^=!]+?\s*` backtracks quadratically on spaces.
+    const eq = part.indexOf('=');
+    const neg = eq > 0 && part[eq - 1] === '!';
+    const field = eq > 0 ? part.slice(0, neg ? eq - 1 : eq).trimEnd() : '';
+    if (!field || field.includes('!')) throw errors.badRequest(`invalid selector: '${sel}'; can't understand '${part}'`);
+    const value = part.slice(!neg && part[eq + 1] === '=' ? eq + 2 : eq + 1).trimStart();
     let get: ((o: KObject) => string | undefined) | undefined;
     if (field === 'metadata.name') get = (o) => o.metadata.name;
     else if (field === 'metadata.namespace' && type.namespaced) get = (o) => o.metadata.namespace;
-    else get = type.fieldLabels[field];
+    else if (Object.prototype.hasOwnProperty.call(type.fieldLabels, field)) get = type.fieldLabels[field];
     if (!get) throw errors.badRequest(`field label not supported: ${field}`);
-    reqs.push({ field, neg: m[2] === '!=', value: unescapeValue(m[3]!), get });
+    reqs.push({ field, neg, value: unescapeValue(value), get });
   }
   return (obj) => {
     for (const r of reqs) {

@@ -12,12 +12,15 @@ import type { AddressInfo } from 'node:net';
 import { stringify as toYaml } from 'yaml';
 import { ConfigError } from '../../shared/errors/index.js';
 import { silentLogger, type Logger } from '../../shared/log/index.js';
+import { lockDataDir } from '../../shared/lock/index.js';
+import { Authenticator } from './authn.js';
 import { Controllers } from './controllers.js';
 import { HttpApi } from './http.js';
 import { loadOrCreatePki } from './pki.js';
 import { Registry } from './registry.js';
 import { Rest } from './rest.js';
 import { Store } from './store.js';
+import type { WatchBufferLimits } from './watch-buffer.js';
 
 export interface ApiServerOptions {
   /** Where the WAL, credentials and (by default) the kubeconfig live. */
@@ -39,6 +42,12 @@ export interface ApiServerOptions {
   watchHistorySize?: number;
   /** WAL compaction threshold (records beyond 2× live objects). Default 20000. */
   compactAfterRecords?: number;
+  /** Bytes (JSON) of the events kept for watch resumption (older → 410 Gone). Default 64 MiB. */
+  watchHistoryBytes?: number;
+  /** WAL size-based compaction: rewrite once it exceeds max(this, 2 × the live data). Default 64 MiB. */
+  compactMinBytes?: number;
+  /** Each watcher's backlog bounds; a watcher over them for graceMs (or 4× over) is cut off. */
+  watchBuffer?: Partial<WatchBufferLimits>;
 }
 
 export interface ApiServerHandle {
@@ -87,7 +96,25 @@ function writeKubeconfig(path: string, server: string, caCertPem: string, token:
   renameSync(tmp, path);
 }
 
+/**
+ * Starts the control plane on its data directory, which it locks first (shared/lock): a
+ * second server on the same directory fails with DataDirLockedError; released on close().
+ */
 export async function startApiServer(options: ApiServerOptions): Promise<ApiServerHandle> {
+  const dataDir = resolve(options.dataDir);
+  mkdirSync(dataDir, { recursive: true });
+  const log = (options.log ?? silentLogger).child({ module: 'apiserver' });
+  const lock = lockDataDir(dataDir, { owner: 'apiserver', log });
+  try {
+    const h = await startLocked(options);
+    return { ...h, close: () => h.close().finally(() => lock.release()) };
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+}
+
+async function startLocked(options: ApiServerOptions): Promise<ApiServerHandle> {
   const log = (options.log ?? silentLogger).child({ module: 'apiserver' });
   const host = options.host ?? '127.0.0.1';
   const tls = options.tls ?? true;
@@ -101,6 +128,8 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     log,
     ...(options.watchHistorySize !== undefined ? { historySize: options.watchHistorySize } : {}),
     ...(options.compactAfterRecords !== undefined ? { compactAfterRecords: options.compactAfterRecords } : {}),
+    ...(options.watchHistoryBytes !== undefined ? { historyBytes: options.watchHistoryBytes } : {}),
+    ...(options.compactMinBytes !== undefined ? { compactMinBytes: options.compactMinBytes } : {}),
   });
   const registry = new Registry();
   const rest = new Rest(store, registry, log);
@@ -111,9 +140,9 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const api = new HttpApi({
     rest,
     log,
-    ...(pki ? { token: pki.token } : {}),
-    clientCertAuth: !!pki,
+    authenticator: new Authenticator(pki ? { token: pki.token, clientCaPem: pki.caCertPem } : {}),
     bookmarkIntervalMs: options.bookmarkIntervalMs ?? 30000,
+    ...(options.watchBuffer ? { watchLimits: options.watchBuffer } : {}),
     serverAddress: () => address,
   });
   const server: Server = pki

@@ -7,11 +7,16 @@
  * etcd's revision). A write is applied in memory synchronously, so handlers can do
  * compare-and-swap without locks (JS is single-threaded), and is acknowledged and
  * delivered to watchers only after its WAL record is fsynced. Watch history is a
- * window of the most recent durable events; a watch from before the window gets 410.
+ * window of the most recent durable events, bounded by count and by bytes (the JSON of
+ * each event); a watch from before the window gets 410.
  *
  * WAL records (JSON): `p` put, `d` delete, both carrying the full object; on
  * compaction the log is rewritten as `h` (header: rv, compactedRv), `s` (one per live
  * object) and `e` (retained history events, so watches resume across restarts).
+ * Recovery streams the log record by record (shared/wal), so it needs memory for the
+ * live objects and the bounded history only, never for the file; the log is compacted
+ * when it holds too many records or too many bytes for the live data (and right after
+ * recovery if it does), so its size stays proportional to the data.
  */
 import { join } from 'node:path';
 import { AppendLog } from '../../shared/wal/index.js';
@@ -45,8 +50,12 @@ export interface StoreOptions {
   log: Logger;
   /** Durable events kept for watch resumption. Default 10000. */
   historySize?: number;
+  /** Bytes (JSON length) of the events kept for watch resumption. Default 64 MiB. */
+  historyBytes?: number;
   /** Compact once the WAL has this many records beyond twice the live object count. Default 20000. */
   compactAfterRecords?: number;
+  /** Compact once the WAL is bigger than max(this, 2 × what a snapshot writes). Default 64 MiB. */
+  compactMinBytes?: number;
   /** fsync the WAL (default true; benchmarks of raw CPU cost may disable). */
   fsync?: boolean;
 }
@@ -64,13 +73,35 @@ function objKey(obj: KObject): string {
   return `${obj.metadata.namespace ?? ''}/${obj.metadata.name ?? ''}`;
 }
 
+/** Framing and JSON wrapper of one WAL record, beyond the object's JSON. */
+const RECORD_OVERHEAD = 64;
+
+/** What an event costs in the history (and in a snapshot's `e` record). */
+function eventBytes(ev: StoreEvent): number {
+  return ev.json.length + ev.storageKey.length + RECORD_OVERHEAD;
+}
+
+function entryBytes(storageKey: string, e: Entry): number {
+  return e.json.length + storageKey.length + RECORD_OVERHEAD;
+}
+
+/** Events kept in the `e` records of a snapshot (at most; also bounded by historyBytes). */
+const SNAPSHOT_EVENTS = 2000;
+
 export class Store {
   private readonly data = new Map<string, Map<string, Entry>>();
   private rv = 0;
   private durableRv = 0;
   /** Watches from a resourceVersion older than this get 410 Gone. */
   private compactedRv = 0;
+  /** Durable events, oldest first, from index `historyHead` (trimmed lazily so shifts are amortised). */
   private history: StoreEvent[] = [];
+  private historyHead = 0;
+  private historyTotal = 0;
+  /** Bytes of the live objects as a snapshot writes them (approximately: JSON length). */
+  private liveBytes = 0;
+  /** Bytes the last compaction wrote: a floor for the size policy (JSON length undercounts non-ASCII). */
+  private lastSnapshotBytes = 0;
   private readonly pending: StoreEvent[] = [];
   private readonly subs = new Map<string, Set<Subscriber>>();
   private readonly anySubs = new Set<Subscriber>();
@@ -79,69 +110,107 @@ export class Store {
   private deferred: { bytes: Uint8Array; resolve: () => void; reject: (e: unknown) => void }[] = [];
   private closed = false;
   private readonly historySize: number;
+  private readonly historyBytes: number;
   private readonly compactAfter: number;
+  private readonly compactMinBytes: number;
+  /** Set by open() once the log has been read (records are replayed while it streams). */
+  private wal!: AppendLog;
+  private readonly dec = new TextDecoder();
 
   private constructor(
-    private readonly wal: AppendLog,
     private readonly log: Logger,
     opts: StoreOptions,
   ) {
     this.historySize = opts.historySize ?? 10000;
+    this.historyBytes = opts.historyBytes ?? 64 * 1024 * 1024;
     this.compactAfter = opts.compactAfterRecords ?? 20000;
+    this.compactMinBytes = opts.compactMinBytes ?? 64 * 1024 * 1024;
   }
 
   static async open(opts: StoreOptions): Promise<Store> {
-    const { log: wal, records, truncatedBytes } = await AppendLog.open(join(opts.dataDir, 'wal.log'), { fsync: opts.fsync ?? true });
-    const store = new Store(wal, opts.log, opts);
+    const store = new Store(opts.log, opts);
+    const { log: wal, truncatedBytes } = await AppendLog.open(join(opts.dataDir, 'wal.log'), { fsync: opts.fsync ?? true, onRecord: (raw) => store.replay(raw) });
+    store.wal = wal;
     if (truncatedBytes > 0) opts.log.warn('WAL had a torn tail (an unacknowledged write); cut it off', { bytes: truncatedBytes });
-    store.replay(records);
+    store.durableRv = store.rv;
+    if (store.historyLength === 0) store.compactedRv = store.rv;
+    // A log written under another policy (or before this one) may be far bigger than the data.
+    if (store.needsCompaction()) await store.compact();
     return store;
   }
 
-  private replay(records: Uint8Array[]): void {
-    const dec = new TextDecoder();
-    for (const raw of records) {
-      const text = dec.decode(raw);
-      const r = JSON.parse(text) as Record_;
-      switch (r.t) {
-        case 'h':
-          this.data.clear();
-          this.history = [];
-          this.rv = r.rv ?? 0;
-          this.compactedRv = r.c ?? this.rv;
-          this.recordsSinceCompaction = 0;
-          break;
-        case 's': {
-          const json = JSON.stringify(r.o);
-          this.bucket(r.k!).set(objKey(r.o!), { obj: r.o!, json, rv: Number(r.o!.metadata.resourceVersion) });
-          break;
-        }
-        case 'e':
-          this.pushHistory({ rv: r.rv!, type: r.e!, storageKey: r.k!, obj: r.o!, json: JSON.stringify(r.o) });
-          break;
-        case 'p':
-        case 'd': {
-          const b = this.bucket(r.k!);
-          const key = objKey(r.o!);
-          const prev = b.get(key)?.obj;
-          const json = JSON.stringify(r.o);
-          if (r.t === 'p') b.set(key, { obj: r.o!, json, rv: r.rv! });
-          else b.delete(key);
-          this.rv = Math.max(this.rv, r.rv!);
-          this.recordsSinceCompaction++;
-          this.pushHistory({ rv: r.rv!, type: r.t === 'd' ? 'DELETED' : prev ? 'MODIFIED' : 'ADDED', storageKey: r.k!, obj: r.o!, json, ...(prev ? { prev } : {}) });
-          break;
-        }
+  private replay(raw: Uint8Array): void {
+    const r = JSON.parse(this.dec.decode(raw)) as Record_;
+    switch (r.t) {
+      case 'h':
+        this.data.clear();
+        this.liveBytes = 0;
+        this.history = [];
+        this.historyHead = 0;
+        this.historyTotal = 0;
+        this.rv = r.rv ?? 0;
+        this.compactedRv = r.c ?? this.rv;
+        this.recordsSinceCompaction = 0;
+        break;
+      case 's': {
+        const json = JSON.stringify(r.o);
+        this.setEntry(r.k!, objKey(r.o!), { obj: r.o!, json, rv: Number(r.o!.metadata.resourceVersion) });
+        break;
+      }
+      case 'e':
+        this.pushHistory({ rv: r.rv!, type: r.e!, storageKey: r.k!, obj: r.o!, json: JSON.stringify(r.o) });
+        break;
+      case 'p':
+      case 'd': {
+        const key = objKey(r.o!);
+        const prev = this.data.get(r.k!)?.get(key)?.obj;
+        const json = JSON.stringify(r.o);
+        if (r.t === 'p') this.setEntry(r.k!, key, { obj: r.o!, json, rv: r.rv! });
+        else this.removeEntry(r.k!, key);
+        this.rv = Math.max(this.rv, r.rv!);
+        this.recordsSinceCompaction++;
+        this.pushHistory({ rv: r.rv!, type: r.t === 'd' ? 'DELETED' : prev ? 'MODIFIED' : 'ADDED', storageKey: r.k!, obj: r.o!, json, ...(prev ? { prev } : {}) });
+        break;
       }
     }
-    this.durableRv = this.rv;
-    if (this.history.length === 0) this.compactedRv = this.rv;
   }
 
   private bucket(storageKey: string): Map<string, Entry> {
     let b = this.data.get(storageKey);
     if (!b) this.data.set(storageKey, (b = new Map()));
     return b;
+  }
+
+  /** The only writers of `data`: they keep `liveBytes` in step. */
+  private setEntry(storageKey: string, key: string, entry: Entry): void {
+    const b = this.bucket(storageKey);
+    const old = b.get(key);
+    if (old) this.liveBytes -= entryBytes(storageKey, old);
+    b.set(key, entry);
+    this.liveBytes += entryBytes(storageKey, entry);
+  }
+
+  private removeEntry(storageKey: string, key: string): void {
+    const b = this.data.get(storageKey);
+    const old = b?.get(key);
+    if (!b || !old) return;
+    this.liveBytes -= entryBytes(storageKey, old);
+    b.delete(key);
+  }
+
+  /** Events retained for watch resumption. */
+  get historyLength(): number {
+    return this.history.length - this.historyHead;
+  }
+
+  /** Bytes (JSON length) of the retained events; bounded by `historyBytes`. */
+  get historyByteLength(): number {
+    return this.historyTotal;
+  }
+
+  /** Size of the write-ahead log file. */
+  get walByteLength(): number {
+    return this.wal.byteLength;
   }
 
   /** Latest resourceVersion (including writes not yet durable). */
@@ -186,14 +255,13 @@ export class Store {
     const rv = ++this.rv;
     obj.metadata.resourceVersion = String(rv);
     const json = JSON.stringify(obj);
-    const b = this.bucket(storageKey);
     const key = objKey(obj);
-    const prevEntry = b.get(key);
+    const prevEntry = this.data.get(storageKey)?.get(key);
     const entry: Entry = { obj, json, rv };
-    b.set(key, entry);
+    this.setEntry(storageKey, key, entry);
     const ev: StoreEvent = { rv, type: prevEntry ? 'MODIFIED' : 'ADDED', storageKey, obj, json, ...(prevEntry ? { prev: prevEntry.obj } : {}) };
     const rec = `{"t":"p","rv":${rv},"k":${JSON.stringify(storageKey)},"o":${json}}`;
-    return { entry, durable: this.persist(ev, rec, () => (prevEntry ? b.set(key, prevEntry) : b.delete(key))) };
+    return { entry, durable: this.persist(ev, rec, () => (prevEntry ? this.setEntry(storageKey, key, prevEntry) : this.removeEntry(storageKey, key))) };
   }
 
   /** Removes an object; its final state (with the delete's resourceVersion) goes to watchers. */
@@ -207,11 +275,11 @@ export class Store {
     const obj = JSON.parse(prevEntry.json) as KObject;
     obj.metadata.resourceVersion = String(rv);
     const json = JSON.stringify(obj);
-    b.delete(key);
+    this.removeEntry(storageKey, key);
     const entry: Entry = { obj, json, rv };
     const ev: StoreEvent = { rv, type: 'DELETED', storageKey, obj, json, prev: prevEntry.obj };
     const rec = `{"t":"d","rv":${rv},"k":${JSON.stringify(storageKey)},"o":${json}}`;
-    return { entry, durable: this.persist(ev, rec, () => b.set(key, prevEntry)) };
+    return { entry, durable: this.persist(ev, rec, () => this.setEntry(storageKey, key, prevEntry)) };
   }
 
   private assertOpen(): void {
@@ -251,11 +319,18 @@ export class Store {
 
   private pushHistory(ev: StoreEvent): void {
     this.history.push(ev);
-    // Trim in chunks so the array shift cost is amortised.
-    if (this.history.length > this.historySize + Math.max(16, this.historySize >> 3)) {
-      const drop = this.history.length - this.historySize;
-      this.compactedRv = this.history[drop - 1]!.rv;
-      this.history = this.history.slice(drop);
+    this.historyTotal += eventBytes(ev);
+    // Drop the oldest events beyond the count or byte bound (always keeping the newest).
+    while (this.historyLength > 1 && (this.historyLength > this.historySize || this.historyTotal > this.historyBytes)) {
+      const old = this.history[this.historyHead]!;
+      this.history[this.historyHead++] = undefined as unknown as StoreEvent; // release it now; the slot is sliced away below
+      this.historyTotal -= eventBytes(old);
+      this.compactedRv = old.rv;
+    }
+    // Compact the array once the dropped prefix dominates, so the cost is amortised.
+    if (this.historyHead > 1024 && this.historyHead * 2 > this.history.length) {
+      this.history = this.history.slice(this.historyHead);
+      this.historyHead = 0;
     }
   }
 
@@ -273,7 +348,7 @@ export class Store {
   watch(storageKey: string, fromRv: number, sub: Subscriber): (() => void) | undefined {
     if (fromRv < this.compactedRv) return undefined;
     // Binary search the first event after fromRv.
-    let lo = 0;
+    let lo = this.historyHead;
     let hi = this.history.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
@@ -304,11 +379,22 @@ export class Store {
     }
   }
 
-  private maybeCompact(): void {
-    if (this.compacting || this.closed) return;
+  /**
+   * Whether the WAL should be rewritten: too many records for the live objects
+   * (compactAfterRecords + 2 × live), or too many bytes for what a snapshot would write
+   * (shared/wal's shouldCompact: more than max(compactMinBytes, 2 × snapshot)).
+   */
+  private needsCompaction(): boolean {
     let live = 0;
     for (const b of this.data.values()) live += b.size;
-    if (this.recordsSinceCompaction < this.compactAfter + 2 * live) return;
+    if (this.recordsSinceCompaction >= this.compactAfter + 2 * live) return true;
+    const snapshot = Math.max(this.liveBytes + Math.min(this.historyTotal, this.historyBytes), this.lastSnapshotBytes);
+    return this.wal.shouldCompact(snapshot, { minBytes: this.compactMinBytes });
+  }
+
+  private maybeCompact(): void {
+    if (this.compacting || this.closed) return;
+    if (!this.needsCompaction()) return;
     void this.compact();
   }
 
@@ -317,21 +403,32 @@ export class Store {
     if (this.compacting || this.closed) return;
     this.compacting = true;
     const started = Date.now();
-    // Snapshot synchronously at rv S. Writes after S are deferred until the swap is done.
+    // Snapshot synchronously at rv S: references to the (immutable) entries and events,
+    // serialised one by one while the log streams them out. Writes after S are applied in
+    // memory (they replace entries, never mutate them) and deferred on disk until the swap.
     const s = this.rv;
-    const events = [...this.history, ...this.pending].filter((e) => e.rv <= s);
-    const keep = events.slice(-Math.min(this.historySize, 2000));
+    const objects: [string, Entry][] = [];
+    for (const [k, b] of this.data) for (const e of b.values()) objects.push([k, e]);
+    const events: StoreEvent[] = [];
+    for (let i = this.historyHead; i < this.history.length; i++) events.push(this.history[i]!);
+    for (const e of this.pending) if (e.rv <= s) events.push(e);
+    // The newest events within the count and byte bounds.
+    let first = events.length;
+    let bytes = 0;
+    const maxEvents = Math.min(this.historySize, SNAPSHOT_EVENTS);
+    while (first > 0 && events.length - first < maxEvents && bytes + eventBytes(events[first - 1]!) <= this.historyBytes) bytes += eventBytes(events[--first]!);
+    const keep = events.slice(first);
     const compactedRv = keep.length > 0 ? keep[0]!.rv - 1 : s;
-    const recs: Uint8Array[] = [Buffer.from(`{"t":"h","rv":${s},"c":${compactedRv}}`)];
-    for (const [k, b] of this.data) {
-      const kj = JSON.stringify(k);
-      for (const e of b.values()) recs.push(Buffer.from(`{"t":"s","k":${kj},"o":${e.json}}`));
+    function* records(): Generator<Uint8Array> {
+      yield Buffer.from(`{"t":"h","rv":${s},"c":${compactedRv}}`);
+      for (const [k, e] of objects) yield Buffer.from(`{"t":"s","k":${JSON.stringify(k)},"o":${e.json}}`);
+      for (const e of keep) yield Buffer.from(`{"t":"e","rv":${e.rv},"k":${JSON.stringify(e.storageKey)},"e":"${e.type}","o":${e.json}}`);
     }
-    for (const e of keep) recs.push(Buffer.from(`{"t":"e","rv":${e.rv},"k":${JSON.stringify(e.storageKey)},"e":"${e.type}","o":${e.json}}`));
     try {
-      await this.wal.rewrite(recs);
+      const written = await this.wal.rewrite(records());
       this.recordsSinceCompaction = 0;
-      this.log.debug('WAL compacted', { rv: s, records: recs.length, ms: Date.now() - started });
+      this.lastSnapshotBytes = written.bytes;
+      this.log.debug('WAL compacted', { rv: s, records: written.records, bytes: written.bytes, ms: Date.now() - started });
     } catch (err) {
       this.log.error('WAL compaction failed; keeping the uncompacted log', { err });
     } finally {

@@ -7,10 +7,17 @@
  * resource, coalescing, bounded, retried until ACKed, paused by socket backpressure.
  * Upstream messages are de-duplicated by id, handed to the cloud module of their
  * group, and ACKed only after that module answered.
+ *
+ * Hostile or broken peers are bounded (docs/design.md "Budgets toward hostile peers"):
+ * every frame a node sends costs a token of its rate budget, frames ws already parsed
+ * while reading is held wait in a short backlog, replies count against the session's
+ * unflushed-bytes budget (a peer that stops reading is cut off), idle node state is
+ * evicted, and repeated warnings are summarised per window.
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { channel } from 'node:diagnostics_channel';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
@@ -29,11 +36,12 @@ import {
   type ErrorContent,
   type Message,
 } from '../../shared/protocol/index.js';
-import { errorCode, errorMessage, HandshakeError, NoSuchModuleError, QueueFullError, TextFrameError, LedgeError } from '../../shared/errors/index.js';
+import { errorCode, errorMessage, HandshakeError, NoSuchModuleError, QueueFullError, SlowPeerError, TextFrameError, LedgeError } from '../../shared/errors/index.js';
 import type { Module, ModuleContext } from '../../shared/beehive/index.js';
 import type { Logger } from '../../shared/log/index.js';
 import { DeliveryQueue } from '../../shared/delivery/index.js';
-import { NodeState, TokenBucket, type Outgoing } from './node-state.js';
+import { NodeState, TokenBucket, type FrameKind, type Outgoing } from './node-state.js';
+import { LogLimiter, seconds } from './log-limiter.js';
 import { resolveCloudHubOptions, type CloudHubOptions } from './options.js';
 import { InMemoryAckRecorder, type AckRecorder } from './ack-recorder.js';
 
@@ -43,6 +51,18 @@ const ackChannel = channel('ledge:cloudhub:ack');
 
 /** DNS-1123 subdomain, as Kubernetes requires for node names. */
 const NODE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/** True for addresses only this machine can reach: 127.0.0.0/8, ::1, localhost. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  if (h === 'localhost') return true;
+  if (isIP(h) === 4) return h.startsWith('127.');
+  if (isIP(h) === 6) {
+    const canonical = new URL(`http://[${h}]/`).hostname; // compressed, lower case; ::ffff:127.0.0.1 → [::ffff:7f00:1]
+    return canonical === '[::1]' || /^\[::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}\]$/.test(canonical);
+  }
+  return false;
+}
 
 export interface SessionEvents {
   connected?(node: string, info: { remote: string; session?: string }): void;
@@ -62,6 +82,10 @@ export interface NodeSummary {
   inFlight: number;
   /** Bytes handed to the socket and not yet flushed to the kernel. */
   unflushedBytes: number;
+  /** Reading from the socket is held (throttled, busy or over its unflushed-bytes budget). */
+  paused: boolean;
+  /** Frames read while reading was held, not processed yet. */
+  backlog: number;
   stats: NodeState['stats'];
 }
 
@@ -73,6 +97,10 @@ export class CloudHub implements Module {
   private readonly codec: Codec;
   private readonly log: Logger;
   private readonly nodes = new Map<string, NodeState>();
+  /** States with no connection and no pending work, oldest first (see `idleNodeGraceMs`). */
+  private readonly idle = new Map<string, NodeState>();
+  /** Rate limit for hub-wide warnings (refused handshakes, TLS failures). */
+  private readonly hubLog: LogLimiter;
   private server: Server | undefined;
   private wss: WebSocketServer | undefined;
   private ctx: ModuleContext | undefined;
@@ -85,6 +113,7 @@ export class CloudHub implements Module {
     this.codec = createCborCodec({ maxFrameBytes: this.options.maxFrameBytes });
     this.log = deps.log;
     this.ackRecorder = deps.ackRecorder ?? new InMemoryAckRecorder();
+    this.hubLog = new LogLimiter(this.options.logWindowMs);
     this.listening = new Promise((r) => (this.resolveListening = r));
   }
 
@@ -133,10 +162,12 @@ export class CloudHub implements Module {
       maxPayload: o.maxFrameBytes,
       perMessageDeflate: false,
       clientTracking: false,
+      // Pings are answered by CloudHub, so they cost rate tokens and count against the send budget.
+      autoPong: false,
       handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
     });
     server.on('upgrade', (req, socket, head) => this.onUpgrade(wss, req, socket, head));
-    server.on('tlsClientError', (err) => this.log.warn(`TLS handshake failed: ${err.message}`, { code: 'LEDGE_ERR_TLS' }));
+    server.on('tlsClientError', (err) => this.warnLimited('tls', `TLS handshake failed: ${err.message}`, { code: 'LEDGE_ERR_TLS' }, (n, ms) => `${n} more TLS handshakes failed in the last ${seconds(ms)}`));
     server.on('clientError', (err, socket) => {
       this.log.debug(`bad HTTP request: ${err.message}`);
       socket.destroy();
@@ -147,34 +178,103 @@ export class CloudHub implements Module {
       server.once('error', reject);
       server.listen(o.port, o.host, () => {
         server.off('error', reject);
-        this.log.info('cloudhub listening', { url: this.url, tls: !!o.tls });
+        const bound = server.address();
+        const address = typeof bound === 'object' && bound ? bound.address : o.host;
+        this.log.info('cloudhub listening', { url: this.url, address, tls: !!o.tls });
+        if (!isLoopbackHost(address)) {
+          this.log.warn(`CloudHub listens on ${address}, reachable from other machines, while nodes still name themselves (${NODE_NAME_HEADER}, no client certificates): anyone who can reach this port can act as any node. Restrict access to the network, or listen on 127.0.0.1 (the default)`, { address });
+        }
         this.resolveListening();
         resolve();
       });
     });
   }
 
-  private reject(socket: Duplex, status: number, reason: string, remote: string): void {
-    this.log.warn(`edge connection refused: ${reason}`, { code: new HandshakeError().code, remote });
+  private reject(socket: Duplex, status: number, reason: string, remote: string, kind: string): void {
+    this.warnLimited(`refused:${kind}`, `edge connection refused: ${reason}`, { code: new HandshakeError().code, remote }, (n, ms) => `${n} more edge connections refused (${kind}) in the last ${seconds(ms)}`);
     socket.end(`HTTP/1.1 ${status} ${status === 401 ? 'Unauthorized' : 'Bad Request'}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(reason) + 1}\r\n\r\n${reason}\n`);
   }
 
   private onUpgrade(wss: WebSocketServer, req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
     const url = req.url ?? '';
-    if (url.split('?')[0] !== this.options.path) return this.reject(socket, 400, `unknown path ${url.slice(0, 100)}`, remote);
+    if (url.split('?')[0] !== this.options.path) return this.reject(socket, 400, `unknown path ${url.slice(0, 100)}`, remote, 'path');
     const protocols = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim());
-    if (!protocols.includes(SUBPROTOCOL)) return this.reject(socket, 400, `subprotocol ${SUBPROTOCOL} required (offered: ${protocols.join(',') || 'none'})`, remote);
+    if (!protocols.includes(SUBPROTOCOL)) return this.reject(socket, 400, `subprotocol ${SUBPROTOCOL} required (offered: ${protocols.join(',').slice(0, 200) || 'none'})`, remote, 'subprotocol');
     const node = String(req.headers[NODE_NAME_HEADER] ?? '');
-    if (!node || node.length > 253 || !NODE_NAME.test(node)) return this.reject(socket, 400, `missing or invalid node name header ${NODE_NAME_HEADER}`, remote);
-    if (!this.nodes.has(node) && this.nodes.size >= this.options.maxNodes) return this.reject(socket, 400, `node limit ${this.options.maxNodes} reached`, remote);
-    wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, node, remote, String(req.headers[NODE_SESSION_HEADER] ?? '')));
+    if (!node || node.length > 253 || !NODE_NAME.test(node)) return this.reject(socket, 400, `missing or invalid node name header ${NODE_NAME_HEADER}`, remote, 'name');
+    if (this.wouldExceedNodeLimit(node)) return this.reject(socket, 400, `node limit ${this.options.maxNodes} reached`, remote, 'limit');
+    wss.handleUpgrade(req, socket, head, (ws) => this.acceptSession(ws, node, remote, String(req.headers[NODE_SESSION_HEADER] ?? '')));
+  }
+
+  /** Live states: connected, or with queued, in-flight or in-progress messages. */
+  private get liveCount(): number {
+    return this.nodes.size - this.idle.size;
+  }
+
+  /** Whether making `node` live would go over `maxNodes` (idle states do not count). */
+  private wouldExceedNodeLimit(node: string): boolean {
+    const s = this.nodes.get(node);
+    return (!s || this.idle.has(node)) && this.liveCount >= this.options.maxNodes;
   }
 
   private state(node: string): NodeState {
     let s = this.nodes.get(node);
     if (!s) this.nodes.set(node, (s = new NodeState(node)));
     return s;
+  }
+
+  /**
+   * Files a state as idle when it has no connection and no pending work, or as live
+   * otherwise. Call after anything that can change that.
+   */
+  private settle(s: NodeState): void {
+    const isIdle = !s.socket && s.inProgress === 0 && (s.queue?.size ?? 0) === 0 && (s.queue?.inFlightCount ?? 0) === 0;
+    if (!isIdle) {
+      this.idle.delete(s.name);
+      return;
+    }
+    if (this.idle.has(s.name) || this.nodes.get(s.name) !== s) return;
+    s.idleSince = Date.now();
+    // What a quick reconnect needs: the ids of the messages that were in flight (EdgeHub sends at most 32 at once).
+    s.trimRecent(this.options.idleDedupeWindow);
+    s.queue = undefined; // empty; a new one is made on the next message
+    this.idle.set(s.name, s);
+    for (const oldest of this.idle.values()) {
+      if (this.idle.size <= this.options.maxIdleNodes) break;
+      this.evict(oldest);
+    }
+  }
+
+  private evict(s: NodeState): void {
+    this.idle.delete(s.name);
+    if (this.nodes.get(s.name) === s) this.nodes.delete(s.name);
+    s.logLimiter?.close();
+  }
+
+  /**
+   * Drops idle states older than `idleNodeGraceMs`; returns how many. Runs on the retry
+   * sweep; public for tests and embedders.
+   */
+  evictIdleNodes(now = Date.now()): number {
+    let n = 0;
+    for (const s of this.idle.values()) {
+      if (now - s.idleSince < this.options.idleNodeGraceMs) break;
+      this.evict(s);
+      n++;
+    }
+    return n;
+  }
+
+  /** How many node states this process holds: live ones count against `maxNodes`. */
+  nodeCounts(): { total: number; live: number; idle: number } {
+    return { total: this.nodes.size, live: this.liveCount, idle: this.idle.size };
+  }
+
+  /** Logs a warning at most once per window and `key`, then a summary line of what it left out. */
+  private warnLimited(key: string, msg: string, fields: Record<string, unknown>, summary: (n: number, ms: number) => string, s?: NodeState): void {
+    const limiter = s ? (s.logLimiter ??= new LogLimiter(this.options.logWindowMs)) : this.hubLog;
+    limiter.event(key, () => this.log.warn(msg, fields), (n, ms) => this.log.warn(summary(n, ms), { ...fields, suppressed: n }));
   }
 
   private queueOf(s: NodeState): DeliveryQueue<Outgoing> {
@@ -203,39 +303,81 @@ export class CloudHub implements Module {
     if (!ws) return;
     const gen = s.generation;
     s.unflushed += frame.length;
-    ws.send(frame, { binary: true }, () => {
-      if (s.generation !== gen) return;
-      s.unflushed -= frame.length;
-      // Below the high-water mark again: let the queue continue.
-      if (s.queue && s.unflushed < this.options.sendHighWaterMark) s.queue.pump();
-    });
+    if (s.unflushed > this.options.maxUnflushedBytes) this.overBudget(s);
+    ws.send(frame, { binary: true }, () => this.flushed(s, gen, frame.length));
   }
 
-  private onConnection(ws: WebSocket, node: string, remote: string, session: string): void {
+  /** Answers a ping; the pong counts against the send budget like any reply. */
+  private writePong(s: NodeState, data: Buffer): void {
+    const ws = s.socket;
+    if (!ws || ws.readyState !== ws.OPEN) return;
+    const gen = s.generation;
+    s.unflushed += data.length + 2;
+    if (s.unflushed > this.options.maxUnflushedBytes) this.overBudget(s);
+    ws.pong(data, false, () => this.flushed(s, gen, data.length + 2));
+  }
+
+  private flushed(s: NodeState, gen: number, bytes: number): void {
+    if (s.generation !== gen) return;
+    s.unflushed -= bytes;
+    if (s.overBudget && s.unflushed <= this.options.maxUnflushedBytes / 2) {
+      // The peer reads again: stop the cut-off clock and read from it again.
+      s.overBudget = false;
+      clearTimeout(s.cutoffTimer);
+      s.cutoffTimer = undefined;
+      this.release(s);
+    }
+    // Below the high-water mark again: let the queue continue.
+    if (s.queue && s.unflushed < this.options.sendHighWaterMark) s.queue.pump();
+  }
+
+  /**
+   * The session's unflushed bytes went over budget: stop reading from it, so it causes
+   * no more replies, and cut it off if it does not read within `slowPeerTimeoutMs`.
+   */
+  private overBudget(s: NodeState): void {
+    if (s.overBudget || !s.socket) return;
+    s.overBudget = true;
+    this.updateReading(s);
+    const gen = s.generation;
+    s.cutoffTimer = setTimeout(() => {
+      s.cutoffTimer = undefined;
+      if (s.generation !== gen || !s.overBudget) return;
+      const err = new SlowPeerError(`peer does not read: ${s.unflushed} bytes unflushed (limit ${this.options.maxUnflushedBytes}) for ${this.options.slowPeerTimeoutMs} ms`);
+      this.closeForError(s, err, 'node does not read what it is sent');
+    }, this.options.slowPeerTimeoutMs);
+    s.cutoffTimer.unref?.();
+  }
+
+  /**
+   * Takes over an upgraded socket as the session of `node` (after the handshake checks,
+   * including the node limit). Public for tests with fake sockets.
+   */
+  acceptSession(ws: WebSocket, node: string, remote: string, session = ''): void {
     const s = this.state(node);
     if (s.socket) {
       this.log.info('node reconnected; replacing its previous connection', { node, remote, previous: s.remote });
       this.detach(s, 'replaced by a new connection');
     }
+    this.idle.delete(node);
     s.generation++;
     const gen = s.generation;
     s.socket = ws;
     s.remote = remote;
     s.lastSeen = Date.now();
     s.unflushed = 0;
-    s.inProgress = 0;
     s.paused = false;
+    s.throttled = false;
+    s.overBudget = false;
+    s.backlog = undefined;
+    // Upstream work of a previous connection still in progress counts against this one.
+    s.busy = s.inProgress >= this.options.maxUpstreamInProgress;
+    // Kept across reconnects (and while idle): reconnecting does not refill a flooder's budget.
     s.bucket ??= new TokenBucket(this.options.upstreamQps, this.options.upstreamBurst);
     this.log.info('node connected', { node, remote, queued: s.queue?.size ?? 0 });
-    ws.on('message', (data, isBinary) => {
-      if (s.generation === gen) this.onFrame(s, data, isBinary);
-    });
-    ws.on('pong', () => {
-      if (s.generation === gen) s.lastSeen = Date.now();
-    });
-    ws.on('ping', () => {
-      if (s.generation === gen) s.lastSeen = Date.now();
-    });
+    ws.on('message', (data, isBinary) => this.inbound(s, gen, isBinary ? 'binary' : 'text', data));
+    ws.on('ping', (data) => this.inbound(s, gen, 'ping', data));
+    ws.on('pong', (data) => this.inbound(s, gen, 'pong', data));
     ws.on('error', (err) => {
       const code = (err as { code?: string }).code;
       this.log.warn(`session error: ${err.message}`, { node, code: code ?? 'LEDGE_ERR_SESSION' });
@@ -245,6 +387,7 @@ export class CloudHub implements Module {
       this.detach(s, `closed (${code}${reason.length ? ` ${reason.toString()}` : ''})`);
     });
     s.queue?.attach();
+    this.updateReading(s);
     this.deps.events?.connected?.(node, { remote, session });
     if (connectedChannel.hasSubscribers) connectedChannel.publish({ node, remote });
   }
@@ -256,6 +399,13 @@ export class CloudHub implements Module {
     s.socket = undefined;
     s.generation++;
     s.unflushed = 0;
+    s.paused = false;
+    s.throttled = false;
+    s.overBudget = false;
+    s.backlog = undefined;
+    clearTimeout(s.cutoffTimer);
+    s.cutoffTimer = undefined;
+    s.logLimiter?.close();
     s.queue?.detach();
     if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) {
       try {
@@ -269,6 +419,7 @@ export class CloudHub implements Module {
     this.log.info('node disconnected', { node: s.name, reason });
     this.deps.events?.disconnected?.(s.name, { reason });
     if (disconnectedChannel.hasSubscribers) disconnectedChannel.publish({ node: s.name, reason });
+    this.settle(s);
   }
 
   private closeForError(s: NodeState, err: LedgeError | Error, what: string): void {
@@ -277,10 +428,84 @@ export class CloudHub implements Module {
     this.detach(s, `${code}: ${errorMessage(err)}`, (err as LedgeError).closeCode ?? 1008);
   }
 
-  private onFrame(s: NodeState, data: RawData, isBinary: boolean): void {
+  /** Reading is held: out of tokens, too much upstream work in progress, or over the send budget. */
+  private holding(s: NodeState): boolean {
+    return s.throttled || s.busy || s.overBudget;
+  }
+
+  /** Pauses or resumes the socket to match the state. */
+  private updateReading(s: NodeState): void {
+    const ws = s.socket;
+    if (!ws) return;
+    const hold = s.backlog !== undefined || this.holding(s);
+    if (hold && !s.paused) {
+      s.paused = true;
+      ws.pause();
+    } else if (!hold && s.paused) {
+      s.paused = false;
+      ws.resume();
+    }
+  }
+
+  /**
+   * Every frame read from a session comes here. ws emits all frames of a chunk it has
+   * read even after pause(), so frames that arrive while reading is held, or before
+   * older held ones, wait in the backlog (bounded by one read chunk plus one frame).
+   */
+  private inbound(s: NodeState, gen: number, kind: FrameKind, data: RawData): void {
+    if (s.generation !== gen) return;
     s.lastSeen = Date.now();
-    if (!isBinary) return this.closeForError(s, new TextFrameError(), 'text frame from node');
-    const frame = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
+    if (s.backlog !== undefined || this.holding(s) || !this.admit(s)) {
+      (s.backlog ??= []).push({ kind, data });
+      this.updateReading(s);
+      return;
+    }
+    this.process(s, kind, data);
+    this.updateReading(s);
+  }
+
+  /** Whether the node has a token for one more frame; if not, throttles it. */
+  private admit(s: NodeState): boolean {
+    const wait = s.bucket!.wait();
+    if (wait === 0) return true;
+    this.throttle(s, wait);
+    return false;
+  }
+
+  /** Processes the frames held in the backlog while reading is not held, then resumes reading. */
+  private release(s: NodeState): void {
+    const gen = s.generation;
+    while (s.backlog !== undefined && s.generation === gen && !this.holding(s) && this.admit(s)) {
+      const next = s.backlog.shift()!;
+      if (s.backlog.length === 0) s.backlog = undefined;
+      this.process(s, next.kind, next.data);
+    }
+    if (s.generation === gen) this.updateReading(s);
+  }
+
+  /** Handles one frame and charges its token (an ACK of a message in flight is free: CloudHub's sends bound those). */
+  private process(s: NodeState, kind: FrameKind, data: RawData): void {
+    s.stats.frames++;
+    let free = false;
+    switch (kind) {
+      case 'binary':
+        free = this.onFrame(s, data);
+        break;
+      case 'text':
+        this.closeForError(s, new TextFrameError(), 'text frame from node');
+        break;
+      case 'ping':
+        this.writePong(s, toBuffer(data));
+        break;
+      case 'pong':
+        break; // liveness only (lastSeen)
+    }
+    if (!free) s.bucket!.take();
+  }
+
+  /** Handles a binary frame; returns true when it was an ACK of a message in flight. */
+  private onFrame(s: NodeState, data: RawData): boolean {
+    const frame = toBuffer(data);
     let msg: Message;
     try {
       msg = this.codec.decode(frame);
@@ -288,21 +513,29 @@ export class CloudHub implements Module {
       const id = messageIdOf(err);
       if (id !== undefined) {
         // Well-formed frame with an unknown operation: reject this message only.
-        this.log.warn(`message rejected: ${errorMessage(err)}`, { node: s.name, code: errorCode(err), id });
+        this.rejected(s, `message rejected: ${errorMessage(err)}`, { code: errorCode(err), id });
         this.sendDirect(s, newAck({ header: { id, timestamp: 0, sync: true }, route: { source: '', group: '', operation: '', resource: '' }, content: null }, this.name, { code: errorCode(err), message: errorMessage(err) }));
-        return;
+        return false;
       }
-      return this.closeForError(s, err as Error, 'undecodable frame from node');
+      this.closeForError(s, err as Error, 'undecodable frame from node');
+      return false;
     }
     switch (msg.route.operation) {
       case Operation.Ack:
         return this.onAck(s, msg);
       case Operation.Keepalive:
         this.sendDirect(s, newMessage({ source: this.name, group: Group.Hub, operation: Operation.Keepalive, resource: 'node', content: 'pong', parentId: msg.header.id }));
-        return;
+        return false;
       default:
-        return this.onUpstream(s, msg);
+        this.onUpstream(s, msg);
+        return false;
     }
+  }
+
+  /** A rejected message: counted, and logged at most once per window per node with a summary of the rest. */
+  private rejected(s: NodeState, msg: string, fields: Record<string, unknown>): void {
+    s.stats.rejected++;
+    this.warnLimited('rejected', msg, { node: s.name, ...fields }, (n, ms) => `${n} more rejected frames from node ${s.name} in the last ${seconds(ms)}`, s);
   }
 
   private sendDirect(s: NodeState, msg: Message): void {
@@ -313,16 +546,17 @@ export class CloudHub implements Module {
     }
   }
 
-  private onAck(s: NodeState, ack: Message): void {
+  /** Returns true when the ACK acknowledged a message in flight. */
+  private onAck(s: NodeState, ack: Message): boolean {
     const parentId = ack.header.parentId;
-    if (!parentId || !s.queue) return;
+    if (!parentId || !s.queue) return false;
     const d = s.queue.ack(parentId);
-    if (!d) return; // late duplicate ACK of a resend
+    if (!d) return false; // late duplicate ACK of a resend, or a bogus one
     s.stats.acked++;
     const original = d.item.message;
     const error = ack.content as ErrorContent | null;
     if (error && typeof error === 'object') {
-      this.log.warn(`node rejected ${original.route.operation} ${original.route.resource}: ${error.message}`, { node: s.name, code: error.code, id: original.header.id });
+      this.warnLimited('node-rejected', `node rejected ${original.route.operation} ${original.route.resource}: ${error.message}`, { node: s.name, code: error.code, id: original.header.id }, (n, ms) => `${n} more messages rejected by node ${s.name} in the last ${seconds(ms)}`, s);
     }
     const resource = original.route.resource;
     const acked = { node: s.name, resource, operation: original.route.operation, messageId: original.header.id, ...(original.header.resourceVersion !== undefined ? { resourceVersion: original.header.resourceVersion } : {}) };
@@ -340,6 +574,7 @@ export class CloudHub implements Module {
     this.ctx?.send(original.route.source, report).catch((err) => {
       if (!(err instanceof NoSuchModuleError)) this.log.debug(`ack report not delivered: ${errorMessage(err)}`);
     });
+    return true;
   }
 
   private onUpstream(s: NodeState, msg: Message): void {
@@ -352,10 +587,8 @@ export class CloudHub implements Module {
       if (seen === 'done' && msg.header.sync) this.sendDirect(s, newAck(msg, this.name));
       return;
     }
-    const wait = s.bucket!.take();
-    if (wait > 0) this.throttle(s, wait);
     s.inProgress++;
-    if (s.inProgress >= this.options.maxUpstreamInProgress) this.pause(s);
+    if (s.inProgress >= this.options.maxUpstreamInProgress) s.busy = true;
     const gen = s.generation;
     this.handleUpstream(s, msg)
       .then((result) => {
@@ -365,11 +598,15 @@ export class CloudHub implements Module {
       .catch((err) => {
         // Not handled: forget the id so the edge's retry is processed, and withhold the ACK.
         s.forget(id);
-        this.log.warn(`upstream ${msg.route.operation} ${msg.route.resource} not handled: ${errorMessage(err)}; the edge will retry`, { node: s.name, code: errorCode(err) });
+        this.warnLimited('unhandled', `upstream ${msg.route.operation} ${msg.route.resource} not handled: ${errorMessage(err)}; the edge will retry`, { node: s.name, code: errorCode(err) }, (n, ms) => `${n} more upstream messages of node ${s.name} not handled in the last ${seconds(ms)}`, s);
       })
       .finally(() => {
         s.inProgress--;
-        if (s.paused && s.inProgress < this.options.maxUpstreamInProgress / 2 && !s.throttled) this.resume(s);
+        if (s.busy && s.inProgress < this.options.maxUpstreamInProgress / 2) {
+          s.busy = false;
+          this.release(s);
+        }
+        this.settle(s);
       });
   }
 
@@ -378,7 +615,7 @@ export class CloudHub implements Module {
     const target = this.options.upstreamRoutes[msg.route.group];
     const routed: Message = { ...msg, route: { ...msg.route, resource: `node/${s.name}/${msg.route.resource}` } };
     if (!target) {
-      this.log.warn(`no cloud module handles group "${msg.route.group}"; message rejected`, { node: s.name, code: 'LEDGE_ERR_NO_SUCH_MODULE' });
+      this.rejected(s, `no cloud module handles group "${msg.route.group.slice(0, 100)}"; message rejected`, { code: 'LEDGE_ERR_NO_SUCH_MODULE' });
       return { code: 'LEDGE_ERR_NO_SUCH_MODULE', message: `no handler for group ${msg.route.group}` };
     }
     try {
@@ -387,38 +624,26 @@ export class CloudHub implements Module {
       return c && typeof c === 'object' && typeof c.code === 'string' ? c : null;
     } catch (err) {
       if (err instanceof NoSuchModuleError) {
-        this.log.warn(`cloud module "${target}" for group "${msg.route.group}" is not running; message rejected`, { node: s.name, code: err.code });
+        this.rejected(s, `cloud module "${target}" for group "${msg.route.group}" is not running; message rejected`, { code: err.code });
         return { code: err.code, message: `no handler for group ${msg.route.group}` };
       }
       throw err;
     }
   }
 
-  private pause(s: NodeState): void {
-    if (s.paused || !s.socket) return;
-    s.paused = true;
-    s.socket.pause();
-  }
-
-  private resume(s: NodeState): void {
-    if (!s.paused) return;
-    s.paused = false;
-    s.socket?.resume();
-  }
-
-  /** Reading from a node that exceeds its rate pauses until tokens refill (TCP pushes back on it). */
+  /** Reading from a node that exceeds its rate pauses until a token refills (TCP pushes back on it). */
   private throttle(s: NodeState, waitMs: number): void {
-    if (!s.throttled) {
-      this.log.warn(`node exceeds ${this.options.upstreamQps} upstream messages/s; throttling it`, { node: s.name, code: 'LEDGE_ERR_RATE_LIMIT' });
-    }
+    if (s.throttled) return;
+    this.warnLimited('rate', `node exceeds ${this.options.upstreamQps} frames/s; throttling it`, { node: s.name, code: 'LEDGE_ERR_RATE_LIMIT' }, (n, ms) => `node ${s.name} was throttled ${n} more times in the last ${seconds(ms)}`, s);
     s.throttled = true;
-    this.pause(s);
+    this.updateReading(s);
     const gen = s.generation;
-    setTimeout(() => {
+    const t = setTimeout(() => {
       if (s.generation !== gen) return;
       s.throttled = false;
-      if (s.inProgress < this.options.maxUpstreamInProgress) this.resume(s);
-    }, waitMs).unref();
+      this.release(s);
+    }, waitMs);
+    t.unref?.();
   }
 
   private dispatchDownstream(msg: Message): void {
@@ -442,11 +667,19 @@ export class CloudHub implements Module {
       for (const s of this.nodes.values()) if (s.connected) this.enqueue(s, edgeMsg, frame);
       return;
     }
-    if (!this.nodes.has(node) && this.nodes.size >= this.options.maxNodes) {
-      this.log.warn(`node limit reached; message for unknown node ${node} dropped`, { code: 'LEDGE_ERR_QUEUE_FULL' });
+    const known = this.nodes.get(node);
+    if (!edgeMsg.header.sync) {
+      // Best effort: only to a connected node; never creates state.
+      if (known?.connected) this.enqueue(known, edgeMsg);
       return;
     }
-    this.enqueue(this.state(node), edgeMsg);
+    if (this.wouldExceedNodeLimit(node)) {
+      this.warnLimited('downstream-limit', `node limit reached; message for unknown node ${node} dropped`, { code: 'LEDGE_ERR_QUEUE_FULL' }, (n, ms) => `${n} more messages for unknown nodes dropped (node limit) in the last ${seconds(ms)}`);
+      return;
+    }
+    const s = known ?? this.state(node);
+    this.enqueue(s, edgeMsg);
+    this.settle(s);
   }
 
   /** Queues `msg` for one node; `encoded` is its frame when the caller already encoded it (broadcasts). */
@@ -482,6 +715,7 @@ export class CloudHub implements Module {
   private retrySweep(): void {
     const now = Date.now();
     for (const s of this.nodes.values()) if (s.queue && s.queue.inFlightCount > 0) s.queue.tick(now);
+    this.evictIdleNodes(now);
   }
 
   private heartbeatSweep(): void {
@@ -507,7 +741,7 @@ export class CloudHub implements Module {
   nodeSummary(node: string): NodeSummary | undefined {
     const s = this.nodes.get(node);
     if (!s) return undefined;
-    return { name: s.name, connected: s.connected, queued: s.queue?.size ?? 0, inFlight: s.queue?.inFlightCount ?? 0, unflushedBytes: s.unflushed, stats: { ...s.stats } };
+    return { name: s.name, connected: s.connected, queued: s.queue?.size ?? 0, inFlight: s.queue?.inFlightCount ?? 0, unflushedBytes: s.unflushed, paused: s.paused, backlog: s.backlog?.length ?? 0, stats: { ...s.stats } };
   }
 
   isConnected(node: string): boolean {
@@ -522,6 +756,7 @@ export class CloudHub implements Module {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     for (const s of this.nodes.values()) if (s.socket) this.detach(s, 'cloudcore shutting down', 1001);
+    this.hubLog.close();
     await new Promise<void>((resolve) => {
       if (!this.server) return resolve();
       this.server.close(() => resolve());
@@ -530,4 +765,8 @@ export class CloudHub implements Module {
     this.wss?.close();
     this.log.info('cloudhub stopped');
   }
+}
+
+function toBuffer(data: RawData): Buffer {
+  return Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
 }

@@ -35,6 +35,8 @@ export interface EdgeControllerOptions {
   leaseNamespace: string;
   /** Lease duration written on renewals, seconds. Default 40. */
   leaseDurationSeconds: number;
+  /** Wall clock (ms since the epoch) for heartbeat, transition and renew times. Default Date.now. */
+  now: () => number;
 }
 
 export class EdgeController implements Module, DesiredSource {
@@ -66,7 +68,7 @@ export class EdgeController implements Module, DesiredSource {
     private readonly log: Logger,
     options: Partial<EdgeControllerOptions> = {},
   ) {
-    this.options = { leaseNamespace: 'kube-node-lease', leaseDurationSeconds: 40, ...options };
+    this.options = { leaseNamespace: 'kube-node-lease', leaseDurationSeconds: 40, now: Date.now, ...options };
     if (kc) {
       this.core = kc.makeApiClient(kube().CoreV1Api);
       this.coordination = kc.makeApiClient(kube().CoordinationV1Api);
@@ -78,19 +80,20 @@ export class EdgeController implements Module, DesiredSource {
   }
 
   async start(ctx: ModuleContext, signal: AbortSignal): Promise<void> {
-    if (this.kc) await this.startInformers();
     try {
+      // Inside the try: informers started before a failure are stopped before Beehive restarts the module.
+      if (this.kc) await this.startInformers();
       for await (const msg of ctx.messages(signal)) {
         // Handled concurrently: writes to the API may take a while; CloudHub orders per resource.
-        void this.handle(msg).then(
-          async (reply) => {
+        // One catch for the whole chain: a failed reply is reported like a failed write, never left unhandled.
+        this.handle(msg)
+          .then(async (reply) => {
             if (msg.header.sync) await ctx.respond(msg, reply);
-          },
-          (err) => {
+          })
+          .catch((err: unknown) => {
             // No answer: CloudHub withholds the ACK and the edge retries later.
             this.log.warn(`upstream ${msg.route.operation} ${msg.route.resource} failed: ${errorMessage(err)}`, { code: errorCode(err), status: httpStatus(err) });
-          },
-        );
+          });
       }
     } finally {
       await Promise.all([this.pods, this.nodes, this.configMaps, this.secrets].map((w) => w?.stop()));
@@ -126,9 +129,9 @@ export class EdgeController implements Module, DesiredSource {
         if (deleted && pod.spec?.nodeName && pod.spec.nodeName !== previous) this.sync?.reconcileNode(pod.spec.nodeName);
       }
     };
-    this.pods.informer.on('add', (p) => podChanged(p));
-    this.pods.informer.on('update', (p) => podChanged(p));
-    this.pods.informer.on('delete', (p) => podChanged(p, true));
+    this.pods.on('add', (p) => podChanged(p));
+    this.pods.on('update', (p) => podChanged(p));
+    this.pods.on('delete', (p) => podChanged(p, true));
     // A configmap or secret changed: only the nodes of the pods that reference it care.
     const refChanged = (kind: 'configmap' | 'secret') => (obj: k8s.V1ConfigMap | k8s.V1Secret) => {
       const pods = this.podsByRef.get(`${obj.metadata?.namespace}/${kind}/${obj.metadata?.name}`);
@@ -140,8 +143,8 @@ export class EdgeController implements Module, DesiredSource {
       for (const n of nodes) this.sync?.reconcileNode(n);
     };
     for (const ev of ['add', 'update', 'delete'] as const) {
-      this.configMaps.informer.on(ev, refChanged('configmap'));
-      this.secrets.informer.on(ev, refChanged('secret'));
+      this.configMaps.on(ev, refChanged('configmap'));
+      this.secrets.on(ev, refChanged('secret'));
     }
     await Promise.all([this.nodes.synced, this.pods.synced, this.configMaps.synced, this.secrets.synced]);
     this.nodesSynced = true;
@@ -235,7 +238,7 @@ export class EdgeController implements Module, DesiredSource {
         // A node reports only for itself: the session's name wins over anything in the resource.
         if (r.name && r.name !== node) return forbidden(node, `status of node ${r.name}`);
         if (!this.core) return null;
-        await Promise.all([this.nodeStatusWriter.write(node, msg.content as NodeStatusReport), this.leaseWriter.write(node, Date.now())]);
+        await Promise.all([this.nodeStatusWriter.write(node, msg.content as NodeStatusReport), this.leaseWriter.write(node, this.options.now())]);
         return null;
       }
       case ResourceType.PodStatus: {
@@ -275,7 +278,7 @@ export class EdgeController implements Module, DesiredSource {
       current.metadata = { ...current.metadata, labels: { ...current.metadata?.labels, [EDGE_ROLE_LABEL]: '' } };
       current = await core.replaceNode({ name: node, body: current });
     }
-    const now = new Date();
+    const now = new Date(this.options.now());
     const info = report.nodeInfo ?? {};
     const capacity = report.capacity ?? {};
     current.status = {
@@ -295,7 +298,7 @@ export class EdgeController implements Module, DesiredSource {
         machineID: '',
         systemUUID: '',
       },
-      conditions: (report.conditions ?? []).map((c) => ({ type: c.type, status: c.status, reason: c.reason ?? '', message: c.message ?? '', lastHeartbeatTime: now, lastTransitionTime: now })),
+      conditions: nextConditions(current.status?.conditions ?? [], report.conditions ?? [], now),
     };
     await core.replaceNodeStatus({ name: node, body: current });
   }
@@ -303,7 +306,7 @@ export class EdgeController implements Module, DesiredSource {
   private async renewLease(node: string): Promise<void> {
     const co = this.coordination!;
     const namespace = this.options.leaseNamespace;
-    const renewTime = new (kube().V1MicroTime)(Date.now());
+    const renewTime = new (kube().V1MicroTime)(this.options.now());
     try {
       const lease = await co.readNamespacedLease({ name: node, namespace });
       lease.spec = { ...lease.spec, holderIdentity: node, renewTime, leaseDurationSeconds: this.options.leaseDurationSeconds };
@@ -320,6 +323,19 @@ export class EdgeController implements Module, DesiredSource {
     pod.status = status;
     await this.core!.replaceNamespacedPodStatus({ name, namespace, body: pod });
   }
+}
+
+/**
+ * The reported conditions as Node conditions, as a kubelet writes them: `lastHeartbeatTime`
+ * is the report's time; `lastTransitionTime` moves only when the condition's status
+ * changed (or the condition is new), else it keeps the stored one.
+ */
+export function nextConditions(stored: k8s.V1NodeCondition[], reported: NonNullable<NodeStatusReport['conditions']>, now: Date): k8s.V1NodeCondition[] {
+  return reported.map((c) => {
+    const prev = stored.find((p) => p.type === c.type);
+    const lastTransitionTime = prev && prev.status === c.status && prev.lastTransitionTime ? prev.lastTransitionTime : now;
+    return { type: c.type, status: c.status, reason: c.reason ?? '', message: c.message ?? '', lastHeartbeatTime: now, lastTransitionTime };
+  });
 }
 
 function add(out: Map<string, DesiredObject>, obj: k8s.KubernetesObject, apiVersion: string, kind: string): void {

@@ -8,7 +8,7 @@
  */
 import type * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../../shared/log/index.js';
-import { errorMessage } from '../../shared/errors/index.js';
+import { errorCode, errorMessage } from '../../shared/errors/index.js';
 
 export type { k8s };
 
@@ -71,7 +71,13 @@ export function toPlain<T extends k8s.KubernetesObject>(obj: T, apiVersion: stri
 
 export interface WatchedResource<T extends k8s.KubernetesObject> {
   informer: k8s.Informer<T> & k8s.ObjectCache<T>;
-  /** Resolves after the first list completed. */
+  /**
+   * Registers an event handler that cannot escape: client-node calls handlers inside a
+   * promise nobody awaits, so a throwing handler would be an unhandled rejection. A
+   * failure is logged (one line) and the event is skipped; the periodic reconcile repairs.
+   */
+  on(event: 'add' | 'update' | 'delete', handler: (obj: T) => void): void;
+  /** Resolves once a list succeeded and the cache holds it (lists that fail are retried). */
   synced: Promise<void>;
   stop(): Promise<void>;
 }
@@ -87,7 +93,21 @@ export function watchResource<T extends k8s.KubernetesObject>(
   log: Logger,
   options: { labelSelector?: string; restartDelayMs?: number } = {},
 ): WatchedResource<T> {
-  const informer = kube().makeInformer<T>(kc, path, list, options.labelSelector);
+  // client-node's start() resolves even when its list failed (it only reports the error):
+  // `synced` resolves once a list succeeded, after the informer filled its cache with it.
+  let markSynced!: () => void;
+  let failStart!: (err: unknown) => void;
+  const synced = new Promise<void>((resolve, reject) => {
+    markSynced = resolve;
+    failStart = reject;
+  });
+  synced.catch(() => {}); // the caller's await sees a failure; nobody awaiting is not an unhandled rejection
+  const listed: k8s.ListPromise<T> = async () => {
+    const result = await list();
+    setImmediate(markSynced); // the informer stores the items right after this resolves
+    return result;
+  };
+  const informer = kube().makeInformer<T>(kc, path, listed, options.labelSelector);
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   informer.on('error', (err: unknown) => {
@@ -97,10 +117,19 @@ export function watchResource<T extends k8s.KubernetesObject>(
       if (!stopped) informer.start().catch((e: unknown) => log.warn(`restart of watch ${path} failed: ${errorMessage(e)}`, { code: 'LEDGE_ERR_WATCH' }));
     }, options.restartDelayMs ?? 2000);
   });
-  const synced = informer.start();
+  informer.start().catch(failStart);
   return {
     informer,
     synced,
+    on(event, handler) {
+      informer.on(event, (obj: T) => {
+        try {
+          handler(obj);
+        } catch (err) {
+          log.error(`${event} handler of ${path} failed: ${errorMessage(err)}`, { code: errorCode(err), object: `${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}` });
+        }
+      });
+    },
     async stop() {
       stopped = true;
       clearTimeout(timer);

@@ -81,6 +81,30 @@ interface RecordWrite {
   rv: string | null;
 }
 
+/** Enough of an object to address it on the edge (and build its delete). */
+interface ObjectRef {
+  kind: string;
+  apiVersion: string;
+  namespace?: string;
+  name: string;
+}
+
+/** `version` 'delete' for a delete. */
+const DELETE = 'delete';
+
+interface SentEntry {
+  version: string;
+  /** When it was queued; still unACKed after a few reconcile periods, it is queued again. */
+  at: number;
+  ref: ObjectRef;
+  /** ACKed, its record write in progress: kept until the record (or its removal) is in the cache. */
+  acked?: boolean;
+}
+
+function refOf(o: DesiredObject): ObjectRef {
+  return { kind: o.kind, apiVersion: o.apiVersion, name: o.name, ...(o.namespace ? { namespace: o.namespace } : {}) };
+}
+
 /** The edge resource string of an object (`namespace/type/name`). */
 export function edgeResourceOf(o: { kind: string; namespace?: string; name: string }): string {
   return buildResource(o.namespace, o.kind.toLowerCase(), o.name);
@@ -93,10 +117,14 @@ export class SyncController implements Module, AckRecorder {
   private source: DesiredSource | undefined;
   /** node → uid → record (from informers and our own writes). */
   private readonly records = new Map<string, Map<string, ObjectSync>>();
-  /** node → uid → version queued to CloudHub since the node connected ('delete' for deletes). */
-  private readonly sent = new Map<string, Map<string, string>>();
-  /** node/uid → when it was queued; an entry still unacknowledged after a few reconcile periods is queued again. */
-  private readonly sentAt = new Map<string, number>();
+  /**
+   * node → uid → what was queued to CloudHub in the node's current session and whose ACK
+   * is not recorded yet. An entry lives from the send until the record write of its ACK
+   * completed, or until the session ends (disconnect, reconnect): so it is bounded by
+   * what connected nodes still await. Kept while the ACK's record is being written, so an
+   * object deleted in that window still gets its delete (and a delete is not sent twice).
+   */
+  private readonly sent = new Map<string, Map<string, SentEntry>>();
   /**
    * Record writes, per record: a delete wins, otherwise the newest version; at most 32
    * in flight so a burst of ACKs cannot flood the API server.
@@ -165,18 +193,20 @@ export class SyncController implements Module, AckRecorder {
       this.log,
     );
     this.watches = [ns, cluster];
-    for (const w of this.watches) {
-      w.informer.on('add', (o) => this.cacheRecord(o));
-      w.informer.on('update', (o) => this.cacheRecord(o));
-      w.informer.on('delete', (o) => this.uncacheRecord(o));
-    }
-    await Promise.all(this.watches.map((w) => w.synced));
-    this.log.info('sync records loaded', { records: [...this.records.values()].reduce((n, m) => n + m.size, 0) });
-    const timer = setInterval(() => this.periodic(), this.options.reconcileIntervalMs);
+    let timer: NodeJS.Timeout | undefined;
     try {
+      for (const w of this.watches) {
+        w.on('add', (o) => this.cacheRecord(o));
+        w.on('update', (o) => this.cacheRecord(o));
+        w.on('delete', (o) => this.uncacheRecord(o));
+      }
+      await Promise.all(this.watches.map((w) => w.synced));
+      this.log.info('sync records loaded', { records: [...this.records.values()].reduce((n, m) => n + m.size, 0) });
+      timer = setInterval(() => this.periodic(), this.options.reconcileIntervalMs);
       // ACK reports of our own messages arrive here; recordAck already handled them.
       for await (const msg of ctx.messages(signal)) void msg;
     } finally {
+      // Also when start fails: the watches stop before Beehive restarts the module.
       clearInterval(timer);
       await Promise.all(this.watches.map((w) => w.stop()));
     }
@@ -195,19 +225,36 @@ export class SyncController implements Module, AckRecorder {
 
   private uncacheRecord(o: ObjectSync): void {
     const node = o.metadata.labels?.[NODE_LABEL] ?? o.metadata.name.slice(0, o.metadata.name.lastIndexOf('.'));
-    this.records.get(node)?.delete(o.metadata.name.slice(node.length + 1));
+    this.forgetRecord(node, o.metadata.name.slice(node.length + 1));
+  }
+
+  /** Drops a cached record; a node without records leaves no entry behind. */
+  private forgetRecord(node: string, uid: string): void {
+    const m = this.records.get(node);
+    if (!m) return;
+    m.delete(uid);
+    if (m.size === 0) this.records.delete(node);
   }
 
   /** The version `node` last ACKed for object `uid`: from a record write still in progress, else the record. */
   ackedVersion(node: string, uid: string): string | undefined {
     const pending = this.recordWriter.current(`${node}/${uid}`);
-    if (pending && pending.rv !== null) return pending.rv;
+    // A record being deleted: the node ACKed the delete, it holds nothing.
+    if (pending) return pending.rv ?? undefined;
     return this.records.get(node)?.get(uid)?.status?.objectResourceVersion;
+  }
+
+  /** How many sends are remembered (queued and not ACKed), across nodes: bounded by what connected nodes still await. */
+  trackedSends(): number {
+    let n = 0;
+    for (const m of this.sent.values()) n += m.size;
+    return n;
   }
 
   /** Whether something for `uid` was queued to `node` and not ACKed yet. */
   isPendingFor(node: string, uid: string): boolean {
-    return this.sent.get(node)?.has(uid) ?? false;
+    const e = this.sent.get(node)?.get(uid);
+    return e !== undefined && !e.acked;
   }
 
   /** A node connected to this replica: forget what was queued for a previous session and reconcile. */
@@ -222,7 +269,6 @@ export class SyncController implements Module, AckRecorder {
   }
 
   private forgetSent(node: string): void {
-    for (const uid of this.sent.get(node)?.keys() ?? []) this.sentAt.delete(`${node}/${uid}`);
     this.sent.delete(node);
   }
 
@@ -240,28 +286,26 @@ export class SyncController implements Module, AckRecorder {
         result.upToDate++;
         continue;
       }
-      if (sent.get(obj.uid) === obj.resourceVersion && !this.overdue(node, obj.uid)) continue;
+      const prev = sent.get(obj.uid);
+      if (prev?.version === obj.resourceVersion && !this.overdue(prev)) continue;
       this.send(node, obj, acked === undefined && !recs?.has(obj.uid) ? Operation.Insert : Operation.Update);
-      sent.set(obj.uid, obj.resourceVersion);
-      this.sentAt.set(`${node}/${obj.uid}`, Date.now());
+      sent.set(obj.uid, { version: obj.resourceVersion, at: Date.now(), ref: refOf(obj) });
       result.sent++;
     }
     // Records (or unACKed sends) of objects the node should no longer hold.
-    const stale = new Map<string, { kind: string; apiVersion: string; namespace?: string; name: string }>();
+    const stale = new Map<string, ObjectRef>();
     for (const [uid, rec] of recs ?? []) {
       if (!desired.has(uid)) stale.set(uid, { kind: rec.spec.objectKind, apiVersion: rec.spec.objectAPIVersion, name: rec.spec.objectName, ...(rec.metadata.namespace ? { namespace: rec.metadata.namespace } : {}) });
     }
-    for (const [uid, v] of sent) {
-      if (v !== 'delete' && !desired.has(uid) && !stale.has(uid)) {
-        const ref = this.sentRefs.get(`${node}/${uid}`);
-        if (ref) stale.set(uid, ref);
-      }
+    // An object sent but not ACKed has no record yet: its delete is built from what was sent.
+    for (const [uid, e] of sent) {
+      if (e.version !== DELETE && !desired.has(uid) && !stale.has(uid)) stale.set(uid, e.ref);
     }
     for (const [uid, ref] of stale) {
-      if (sent.get(uid) === 'delete' && !this.overdue(node, uid)) continue;
+      const prev = sent.get(uid);
+      if (prev?.version === DELETE && !this.overdue(prev)) continue;
       this.sendDelete(node, uid, ref);
-      sent.set(uid, 'delete');
-      this.sentAt.set(`${node}/${uid}`, Date.now());
+      sent.set(uid, { version: DELETE, at: Date.now(), ref });
       result.deleted++;
     }
     return result;
@@ -272,13 +316,9 @@ export class SyncController implements Module, AckRecorder {
    * message CloudHub had to drop (its per-node queue was full) would otherwise wait for the
    * node's next reconnect. After three reconcile periods without an ACK it is queued again.
    */
-  private overdue(node: string, uid: string): boolean {
-    const at = this.sentAt.get(`${node}/${uid}`);
-    return at !== undefined && Date.now() - at > 3 * this.options.reconcileIntervalMs;
+  private overdue(e: SentEntry): boolean {
+    return Date.now() - e.at > 3 * this.options.reconcileIntervalMs;
   }
-
-  /** What was sent, by node/uid, so a delete can be built for an object whose record does not exist yet. */
-  private readonly sentRefs = new Map<string, { kind: string; apiVersion: string; namespace?: string; name: string }>();
 
   private send(node: string, obj: DesiredObject, operation: string): void {
     const msg = newMessage({
@@ -290,12 +330,11 @@ export class SyncController implements Module, AckRecorder {
       sync: true,
       content: obj.body,
     });
-    this.sentRefs.set(`${node}/${obj.uid}`, { kind: obj.kind, apiVersion: obj.apiVersion, name: obj.name, ...(obj.namespace ? { namespace: obj.namespace } : {}) });
     this.stats.sent++;
     this.ctx?.send(ModuleName.CloudHub, msg).catch((err) => this.log.warn(`cannot queue ${msg.route.resource}: ${errorMessage(err)}`, { code: errorCode(err) }));
   }
 
-  private sendDelete(node: string, uid: string, ref: { kind: string; apiVersion: string; namespace?: string; name: string }): void {
+  private sendDelete(node: string, uid: string, ref: ObjectRef): void {
     const msg = newMessage({
       source: this.name,
       group: Group.Resource,
@@ -323,17 +362,15 @@ export class SyncController implements Module, AckRecorder {
       ...(body.metadata.namespace ? { namespace: body.metadata.namespace } : {}),
       rv: ack.operation === Operation.Delete ? null : (ack.resourceVersion ?? null),
     };
+    const entry = this.sent.get(ack.node)?.get(uid);
     if (ack.operation === Operation.Delete) {
-      this.sent.get(ack.node)?.delete(uid);
-      this.sentAt.delete(`${ack.node}/${uid}`);
-      this.sentRefs.delete(`${ack.node}/${uid}`);
+      if (entry?.version === DELETE) entry.acked = true;
       this.source?.onDeleteAcked?.(ack.node, { kind: write.kind, name: write.name, uid, ...(write.namespace ? { namespace: write.namespace } : {}) });
     } else if (write.rv === null) {
       return;
-    } else if (this.sent.get(ack.node)?.get(uid) === write.rv) {
-      // Delivered: from now on the record (being written) is what counts.
-      this.sent.get(ack.node)!.delete(uid);
-      this.sentAt.delete(`${ack.node}/${uid}`);
+    } else if (entry?.version === write.rv) {
+      // Delivered: once its record is written, the record is what counts.
+      entry.acked = true;
     }
     this.queueWrite(write);
   }
@@ -347,17 +384,32 @@ export class SyncController implements Module, AckRecorder {
       try {
         await this.writeRecord(w);
         this.stats.recordWrites++;
+        this.settleSent(w, true);
         return;
       } catch (err) {
         this.stats.recordWriteErrors++;
         if (attempt >= 5) {
           // The periodic reconcile resends and the next ACK tries again: nothing is lost, only delayed.
           this.log.warn(`cannot record ACK of ${w.kind} ${w.name} on ${w.node}: ${errorMessage(err)}`, { code: 'LEDGE_ERR_SYNC_RECORD', status: httpStatus(err) });
+          this.settleSent(w, false);
           return;
         }
         await sleep(100 * 2 ** attempt);
       }
     }
+  }
+
+  /**
+   * The record write of an ACK finished: the send it confirmed is forgotten (the record now
+   * says it). If the write failed for good, the send counts as unACKed again, so the
+   * overdue resend brings another ACK and another write.
+   */
+  private settleSent(w: RecordWrite, written: boolean): void {
+    const sent = this.sent.get(w.node);
+    const e = sent?.get(w.uid);
+    if (!e?.acked || e.version !== (w.rv ?? DELETE)) return;
+    if (written) sent!.delete(w.uid);
+    else e.acked = false;
   }
 
   private api(w: { namespace?: string }) {
@@ -392,7 +444,7 @@ export class SyncController implements Module, AckRecorder {
       } catch (err) {
         if (httpStatus(err) !== 404) throw err;
       }
-      this.records.get(w.node)?.delete(w.uid);
+      this.forgetRecord(w.node, w.uid);
       return;
     }
     let rec = this.records.get(w.node)?.get(w.uid);
@@ -420,18 +472,23 @@ export class SyncController implements Module, AckRecorder {
       if (status === 409 || status === 404) {
         // Another replica (or a GC) changed it: reread and let the retry loop try again.
         if (status === 409) this.cacheRecord(await api.get(name));
-        else this.records.get(w.node)?.delete(w.uid);
+        else this.forgetRecord(w.node, w.uid);
       }
       throw err;
     }
   }
 
   private periodic(): void {
+    // A timer callback: whatever fails is logged here, never thrown out of the timer.
     for (const node of this.options.connectedNodes()) {
-      const r = this.reconcileNode(node);
-      if (r.sent || r.deleted) this.log.info(`reconcile repaired node ${node}: ${r.sent} sent, ${r.deleted} deleted`, { node, ...r });
+      try {
+        const r = this.reconcileNode(node);
+        if (r.sent || r.deleted) this.log.info(`reconcile repaired node ${node}: ${r.sent} sent, ${r.deleted} deleted`, { node, ...r });
+      } catch (err) {
+        this.log.error(`reconcile of node ${node} failed: ${errorMessage(err)}`, { node, code: errorCode(err) });
+      }
     }
-    if (this.options.isLeader()) void this.gc();
+    if (this.options.isLeader()) this.gc().catch((err: unknown) => this.log.error(`sync record GC failed: ${errorMessage(err)}`, { code: errorCode(err) }));
   }
 
   /** Nodes seen missing at the previous GC pass: a node must be missing twice in a row. */

@@ -13,6 +13,7 @@ import { channel } from 'node:diagnostics_channel';
 import WebSocket from 'ws';
 import {
   createCborCodec,
+  messageIdOf,
   newAck,
   newMessage,
   Group,
@@ -31,10 +32,17 @@ import type { Logger } from '../../shared/log/index.js';
 import { DeliveryQueue } from '../../shared/delivery/index.js';
 import { sleep } from '../../shared/runtime/index.js';
 import { Outbox, type OutboxEntry } from './outbox.js';
-import { resolveEdgeHubOptions, type EdgeHubOptions } from './options.js';
+import { resolveEdgeHubOptions, type EdgeHubOptions, type SocketFactory } from './options.js';
 
 const connectedChannel = channel('ledge:edgehub:connected');
 const disconnectedChannel = channel('ledge:edgehub:disconnected');
+
+/** Bytes waiting in the socket above which transmission pauses (and error ACKs are not sent). */
+const SEND_HIGH_WATER = 1024 * 1024;
+/** Rejected cloud messages are logged at most once per this many ms (with a count of the rest). */
+const REJECT_LOG_INTERVAL_MS = 10_000;
+
+const defaultSocketFactory: SocketFactory = (url, protocol, options) => new WebSocket(url, protocol, options);
 
 export type EdgeHubInit = Partial<EdgeHubOptions> & Pick<EdgeHubOptions, 'endpoints' | 'nodeName' | 'dataDir'>;
 
@@ -60,7 +68,9 @@ export class EdgeHub implements Module {
   private readonly chains = new Map<string, Promise<void>>();
   private readonly handling = new Set<string>();
   private connectedOnce = false;
-  stats = { connects: 0, downstream: 0, acksSent: 0, upstreamAcked: 0, duplicates: 0 };
+  /** Rate limit of the "message rejected" log line: when it was last written, and how many were not. */
+  private rejectLog = { at: 0, suppressed: 0 };
+  stats = { connects: 0, downstream: 0, acksSent: 0, upstreamAcked: 0, duplicates: 0, rejected: 0, unencodable: 0 };
 
   constructor(init: EdgeHubInit, log: Logger) {
     this.options = resolveEdgeHubOptions(init);
@@ -82,7 +92,7 @@ export class EdgeHub implements Module {
       maxInFlight: o.maxInFlight,
       ackTimeoutMs: o.ackTimeoutMs,
       maxAckTimeoutMs: o.maxAckTimeoutMs,
-      canTransmit: () => this.unflushed < 1024 * 1024,
+      canTransmit: () => this.unflushed < SEND_HIGH_WATER,
       transmit: (d) => this.write(d.item.frame),
     });
     // Same ids and order as before the restart, so the cloud's de-duplication recognises them.
@@ -107,15 +117,24 @@ export class EdgeHub implements Module {
     }
   }
 
-  /** Upstream from a module: `sync` messages go through the outbox; the sender's sendSync resolves once durable. */
+  /**
+   * Upstream from a module: `sync` messages go through the outbox; the sender's sendSync resolves
+   * once durable. A message that cannot be encoded never reaches the socket or the outbox: a
+   * best-effort one is dropped with one log line, a reliable one is refused to its sender with the
+   * encoder's error (so the outbox never holds a message it could not send).
+   */
   private async sendUpstream(msg: Message): Promise<void> {
     if (!msg.header.sync) {
-      if (this.connected) this.write(this.encode(msg) ?? new Uint8Array());
-      else this.log.debug(`not connected; best-effort ${msg.route.operation} ${msg.route.resource} dropped`);
+      if (!this.connected) {
+        this.log.debug(`not connected; best-effort ${msg.route.operation} ${msg.route.resource} dropped`);
+        return;
+      }
+      const frame = this.tryEncode(msg);
+      if (frame instanceof Uint8Array) this.write(frame);
       return;
     }
-    const frame = this.encode(msg);
-    if (!frame) return this.reply(msg, { code: 'LEDGE_ERR_FRAME_TOO_LARGE', message: 'message cannot be encoded' });
+    const frame = this.tryEncode(msg);
+    if (!(frame instanceof Uint8Array)) return this.reply(msg, frame);
     try {
       await this.outbox.add(msg, frame);
       this.queue.enqueue(msg.header.id, msg.route.resource, { message: msg, frame });
@@ -130,13 +149,27 @@ export class EdgeHub implements Module {
     await this.ctx.respond(msg, content).catch(() => {});
   }
 
-  private encode(msg: Message): Uint8Array | undefined {
+  /** Encodes an upstream message; on failure logs one line and returns the error for the sender. */
+  private tryEncode(msg: Message): Uint8Array | ErrorContent {
     try {
       return this.codec.encode(msg);
     } catch (err) {
-      this.log.error(`cannot encode ${msg.route.resource}: ${errorMessage(err)}`, { code: errorCode(err) });
-      return undefined;
+      this.stats.unencodable++;
+      const what = msg.header.sync ? 'refused to its sender' : 'best-effort message dropped';
+      this.log.error(`cannot encode upstream ${msg.route.operation} ${msg.route.resource}: ${errorMessage(err)}; ${what}`, {
+        code: errorCode(err),
+        operation: msg.route.operation,
+        resource: msg.route.resource,
+        source: msg.route.source,
+      });
+      return { code: errorCode(err), message: errorMessage(err) };
     }
+  }
+
+  /** Encodes a message EdgeHub makes itself (ACK, keepalive); undefined (logged) if impossible. */
+  private encode(msg: Message): Uint8Array | undefined {
+    const frame = this.tryEncode(msg);
+    return frame instanceof Uint8Array ? frame : undefined;
   }
 
   private write(frame: Uint8Array): void {
@@ -150,12 +183,23 @@ export class EdgeHub implements Module {
     });
   }
 
+  /**
+   * Sends a keepalive and checks the link. Liveness is a complete *message* from the cloud within
+   * heartbeatTimeoutMs (CloudHub answers every keepalive with one). WebSocket pings do not count:
+   * control frames may arrive between the fragments of a message that never completes, and a
+   * frame that does not complete within the timeout is as dead as silence.
+   */
   private keepalive(): void {
     const ws = this.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    // While reading is paused (downstream back-pressure) the silence is ours.
+    if (this.paused) this.lastHeard = Date.now();
     if (Date.now() - this.lastHeard > this.options.heartbeatTimeoutMs) {
-      this.log.warn(`no traffic from cloud for ${Date.now() - this.lastHeard} ms; reconnecting`, { code: 'LEDGE_ERR_HEARTBEAT_TIMEOUT' });
-      ws.terminate();
+      this.log.warn(`no traffic from cloud for ${Date.now() - this.lastHeard} ms (no complete message: keepalives unanswered or a frame that does not complete); reconnecting`, { code: 'LEDGE_ERR_HEARTBEAT_TIMEOUT' });
+      // Tell the cloud why (1001, if the socket can still take the frame), but the link is
+      // presumed dead: do not wait for the close handshake.
+      ws.close(1001, 'LEDGE_ERR_HEARTBEAT_TIMEOUT');
+      setImmediate(() => ws.terminate());
       return;
     }
     const ka = newMessage({ source: this.name, group: Group.Resource, operation: Operation.Keepalive, resource: 'node', content: 'ping' });
@@ -184,13 +228,21 @@ export class EdgeHub implements Module {
     const o = this.options;
     return new Promise((resolve) => {
       let opened = false;
+      let timedOut = false;
       let ws: WebSocket;
       try {
-        ws = new WebSocket(url, SUBPROTOCOL, {
+        ws = (o.createSocket ?? defaultSocketFactory)(url, SUBPROTOCOL, {
           headers: { [NODE_NAME_HEADER]: o.nodeName, [NODE_SESSION_HEADER]: this.bootId },
           perMessageDeflate: false,
+          // Bounds a message's total size across fragments (ws sums continuation frames) and
+          // ws' own maxFragments (16384) bounds empty fragments.
           maxPayload: o.maxFrameBytes,
+          // ws' handshakeTimeout is the HTTP request's idle timeout (restarted by every byte);
+          // the absolute deadline is the timer below.
           handshakeTimeout: o.handshakeTimeoutMs,
+          // Not in @types/ws: ws destroys the socket this long after sending a close frame the
+          // peer does not answer (default 30 s, during which a hostile peer's bytes are read).
+          closeTimeout: o.closeTimeoutMs,
           ...(o.caFile ? { ca: readFileSync(o.caFile) } : {}),
           ...(o.insecureSkipTlsVerify ? { rejectUnauthorized: false } : {}),
         });
@@ -200,6 +252,12 @@ export class EdgeHub implements Module {
         return;
       }
       this.ws = ws;
+      const deadline = setTimeout(() => {
+        if (opened || ws.readyState !== WebSocket.CONNECTING) return;
+        timedOut = true;
+        this.log.warn(`connect to ${url} did not complete within ${o.handshakeTimeoutMs} ms; giving up on this attempt`, { code: 'LEDGE_ERR_HANDSHAKE', url });
+        ws.terminate();
+      }, o.handshakeTimeoutMs);
       const onAbort = () => ws.close(1001, 'edgecore shutting down');
       signal.addEventListener('abort', onAbort, { once: true });
       ws.on('upgrade', (res) => {
@@ -214,6 +272,7 @@ export class EdgeHub implements Module {
         });
       });
       ws.on('open', () => {
+        clearTimeout(deadline);
         opened = true;
         this.lastHeard = Date.now();
         this.unflushed = 0;
@@ -224,13 +283,13 @@ export class EdgeHub implements Module {
         if (connectedChannel.hasSubscribers) connectedChannel.publish({ url });
       });
       ws.on('message', (data, isBinary) => this.onFrame(ws, data, isBinary));
-      ws.on('ping', () => (this.lastHeard = Date.now()));
-      ws.on('pong', () => (this.lastHeard = Date.now()));
       ws.on('error', (err) => {
+        if (timedOut && !opened) return; // already logged as a handshake timeout
         const code = (err as { code?: string }).code ?? 'LEDGE_ERR_CONNECT';
         this.log.warn(`${opened ? 'link' : `connect to ${url}`} failed: ${err.message}`, { code });
       });
       ws.on('close', (code, reason) => {
+        clearTimeout(deadline);
         signal.removeEventListener('abort', onAbort);
         if (this.ws === ws) this.ws = undefined;
         this.queue.detach();
@@ -256,6 +315,8 @@ export class EdgeHub implements Module {
     try {
       msg = this.codec.decode(frame);
     } catch (err) {
+      const id = messageIdOf(err);
+      if (id !== undefined) return this.rejectMessage(id, err);
       this.log.warn(`undecodable frame from cloud: ${errorMessage(err)}; closing link`, { code: errorCode(err) });
       ws.close((err as { closeCode?: number }).closeCode ?? 1007, errorCode(err));
       return;
@@ -276,6 +337,28 @@ export class EdgeHub implements Module {
       default:
         this.onDownstream(ws, msg);
     }
+  }
+
+  /**
+   * A well-formed frame with an operation this build does not know (docs/protocol.md): that
+   * message only is rejected with an error ACK; the session stays. The log line is rate-limited
+   * and the ACK is skipped while the socket's send buffer is over its high-water mark, so a cloud
+   * that floods unknown operations and never reads costs neither log volume nor memory.
+   */
+  private rejectMessage(id: string, err: unknown): void {
+    this.stats.rejected++;
+    const now = Date.now();
+    if (now - this.rejectLog.at >= REJECT_LOG_INTERVAL_MS) {
+      const more = this.rejectLog.suppressed ? ` (and ${this.rejectLog.suppressed} more since the last line)` : '';
+      this.log.warn(`message from cloud rejected: ${errorMessage(err)}${more}; session kept`, { code: errorCode(err), id });
+      this.rejectLog = { at: now, suppressed: 0 };
+    } else {
+      this.rejectLog.suppressed++;
+    }
+    if (this.unflushed >= SEND_HIGH_WATER) return;
+    const rejected: Message = { header: { id, timestamp: 0, sync: true }, route: { source: '', group: '', operation: '', resource: '' }, content: null };
+    const frame = this.encode(newAck(rejected, this.name, { code: errorCode(err), message: errorMessage(err) }));
+    if (frame) this.write(frame);
   }
 
   private onDownstream(ws: WebSocket, msg: Message): void {

@@ -2,7 +2,11 @@
  * @module
  * EdgeHub options and defaults.
  */
+import type WebSocket from 'ws';
 import { HUB_PATH, Limits } from '../../shared/protocol/index.js';
+
+/** Opens the link's WebSocket (tests substitute a fake socket). */
+export type SocketFactory = (url: string, protocol: string, options: WebSocket.ClientOptions & { closeTimeout?: number }) => WebSocket;
 
 export interface EdgeHubOptions {
   /** CloudHub endpoints (ws:// or wss:// URLs), tried in order; the next on failure. */
@@ -18,8 +22,16 @@ export interface EdgeHubOptions {
   reconnectBaseMs: number;
   /** Reconnect delay cap in ms (full jitter below it). Default 30000. */
   reconnectMaxMs: number;
-  /** Upgrade handshake timeout in ms. Default 30000. */
+  /**
+   * Deadline in ms for one connect attempt, from the start of the attempt to the open WebSocket
+   * (TCP, TLS and the HTTP upgrade together; absolute, not reset by incoming bytes). Default 30000.
+   */
   handshakeTimeoutMs: number;
+  /**
+   * After the edge closes the link (protocol error, oversized frame), how long the peer has to
+   * answer the close before the socket is destroyed. Default 5000 (ws' own default is 30 s).
+   */
+  closeTimeoutMs: number;
   /** First ACK timeout for upstream messages; doubles per retry. Default 5000. */
   ackTimeoutMs: number;
   maxAckTimeoutMs: number;
@@ -39,6 +51,8 @@ export interface EdgeHubOptions {
   downstreamRoutes: Record<string, string>;
   /** How long a module may take to make a downstream message durable. Default 30000. */
   handleTimeoutMs: number;
+  /** Opens the WebSocket. Default: `new WebSocket(url, protocol, options)`. */
+  createSocket?: SocketFactory;
 }
 
 export const defaultEdgeHubOptions: Omit<EdgeHubOptions, 'endpoints' | 'nodeName' | 'dataDir'> = {
@@ -47,6 +61,7 @@ export const defaultEdgeHubOptions: Omit<EdgeHubOptions, 'endpoints' | 'nodeName
   reconnectBaseMs: 500,
   reconnectMaxMs: 30_000,
   handshakeTimeoutMs: 30_000,
+  closeTimeoutMs: 5_000,
   ackTimeoutMs: 5_000,
   maxAckTimeoutMs: 60_000,
   maxFrameBytes: Limits.maxFrameBytes,

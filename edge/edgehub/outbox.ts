@@ -32,24 +32,27 @@ export class Outbox {
 
   /** Opens the outbox in `dataDir` and returns it with the messages still undelivered, oldest first. */
   static async open(dataDir: string, codec: Codec, logger: Logger, maxMessages: number): Promise<{ outbox: Outbox; replay: OutboxEntry[] }> {
-    const { log, records, truncatedBytes } = await AppendLog.open(join(dataDir, 'outbox.log'));
-    if (truncatedBytes > 0) logger.warn(`outbox had a torn tail of ${truncatedBytes} bytes (an unacknowledged write); cut off`, { code: 'LEDGE_ERR_STORAGE' });
-    const outbox = new Outbox(log, logger, maxMessages);
     const entries = new Map<string, OutboxEntry>();
-    for (const r of records) {
+    let acked = 0;
+    // Each record is streamed from the file; it is our own copy, so views into it may be kept.
+    const onRecord = (r: Uint8Array): void => {
       if (r[0] === ADD) {
         const frame = r.subarray(1);
         try {
           const message = codec.decode(frame);
-          entries.set(message.header.id, { message, frame: Uint8Array.prototype.slice.call(frame) });
+          entries.set(message.header.id, { message, frame });
         } catch (err) {
           logger.error(`outbox record undecodable, skipped: ${(err as Error).message}`, { code: 'LEDGE_ERR_STORAGE' });
         }
       } else if (r[0] === ACK) {
         entries.delete(Buffer.from(r.subarray(1)).toString('utf8'));
-        outbox.acked++;
+        acked++;
       }
-    }
+    };
+    const { log, truncatedBytes } = await AppendLog.open(join(dataDir, 'outbox.log'), { onRecord });
+    if (truncatedBytes > 0) logger.warn(`outbox had a torn tail of ${truncatedBytes} bytes (an unacknowledged write); cut off`, { code: 'LEDGE_ERR_STORAGE' });
+    const outbox = new Outbox(log, logger, maxMessages);
+    outbox.acked = acked;
     for (const [id, e] of entries) outbox.pending.set(id, e.frame);
     return { outbox, replay: [...entries.values()] };
   }

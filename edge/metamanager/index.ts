@@ -3,6 +3,6 @@
  * MetaManager and the edge's crash-safe metadata store.
  */
 export { MetaManager, createMetaManager } from './metamanager.js';
-export type { MetaManagerOptions } from './metamanager.js';
+export type { MetaManagerOptions, EdgeStore } from './metamanager.js';
 export { MetaStore } from './store.js';
-export type { StoredObject, ApplyResult, MetaStoreOptions } from './store.js';
+export type { StoredObject, ApplyResult, MetaStoreOptions, StoreHealth } from './store.js';

@@ -8,11 +8,19 @@
  * and never applied twice; versions never go backwards.
  *
  * Record (JSON): `{t:'put', k, rv, v, id}` | `{t:'del', k, id}` | `{t:'ids', ids}` (snapshot of recent ids).
+ *
+ * put/delete decide "stale"/"duplicate" from what the store holds when they are called, so
+ * callers serialize the changes of one resource (MetaManager does); different resources may
+ * be written concurrently. Compaction runs when the log holds many more records than objects
+ * (`compactAfter`) or many more bytes than a snapshot would write (`compactMinBytes`,
+ * `compactRatio`: see shouldCompact in shared/wal). A failed write marks the store unwritable
+ * until a write succeeds again ({@link MetaStore.health}); the node status reports it.
  */
 import { join } from 'node:path';
-import { AppendLog } from '../../shared/wal/index.js';
+import { AppendLog, DEFAULT_COMPACTION_POLICY } from '../../shared/wal/index.js';
 import { compareResourceVersions } from '../../shared/protocol/index.js';
 import type { Logger } from '../../shared/log/index.js';
+import { errorCode, errorMessage } from '../../shared/errors/index.js';
 
 export interface StoredObject {
   resource: string;
@@ -28,11 +36,23 @@ type StoreRecord =
 export type ApplyResult = 'applied' | 'duplicate' | 'stale';
 
 export interface MetaStoreOptions {
-  /** Records after which the log is compacted. Default 10000. */
+  /** Records after which the log is compacted (if they also outnumber the objects twice). Default 10000. */
   compactAfter?: number;
+  /** Never compact by size below this many log bytes. Default 16 MiB (shared/wal's default). */
+  compactMinBytes?: number;
+  /** Compact once the log is this many times the bytes a snapshot would write. Default 2. */
+  compactRatio?: number;
   /** Message ids remembered for de-duplication. Default 4096. */
   idWindow?: number;
 }
+
+/** Whether the store can persist changes. */
+export type StoreHealth = { writable: true } | { writable: false; since: number; error: string; code: string };
+
+/** After a failed compaction, the next attempt waits at least this long (ms). */
+const COMPACT_RETRY_MS = 60_000;
+/** Framing bytes per record in the log (length + CRC32). */
+const RECORD_OVERHEAD = 8;
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -41,30 +61,41 @@ export class MetaStore {
   private readonly objects = new Map<string, StoredObject>();
   private readonly ids = new Set<string>();
   private records = 0;
+  /** Log bytes of each object's latest record: what a snapshot would write, per object. */
+  private readonly sizes = new Map<string, number>();
+  private liveBytes = 0;
   private compacting: Promise<void> | undefined;
+  private compactRetryAt = 0;
   private readonly compactAfter: number;
+  private readonly compactPolicy: { minBytes: number; ratio: number };
   private readonly idWindow: number;
+  private unwritable: { since: number; error: string; code: string } | undefined;
 
-  private constructor(private readonly log: AppendLog, private readonly logger: Logger, options: MetaStoreOptions) {
+  /** Set by open() once the log has been read (records are replayed while it streams). */
+  private log!: AppendLog;
+
+  private constructor(private readonly logger: Logger, options: MetaStoreOptions) {
     this.compactAfter = options.compactAfter ?? 10_000;
+    this.compactPolicy = { minBytes: options.compactMinBytes ?? DEFAULT_COMPACTION_POLICY.minBytes, ratio: options.compactRatio ?? DEFAULT_COMPACTION_POLICY.ratio };
     this.idWindow = options.idWindow ?? 4096;
   }
 
   static async open(dataDir: string, logger: Logger, options: MetaStoreOptions = {}): Promise<MetaStore> {
-    const { log, records, truncatedBytes } = await AppendLog.open(join(dataDir, 'meta.log'));
-    if (truncatedBytes > 0) logger.warn(`metadata store had a torn tail of ${truncatedBytes} bytes (an unacknowledged write); cut off`, { code: 'LEDGE_ERR_STORAGE' });
-    const store = new MetaStore(log, logger, options);
-    for (const raw of records) {
+    const store = new MetaStore(logger, options);
+    const onRecord = (raw: Uint8Array): void => {
       let r: StoreRecord;
       try {
         r = JSON.parse(dec.decode(raw)) as StoreRecord;
       } catch {
         logger.error('metadata store record unreadable, skipped', { code: 'LEDGE_ERR_STORAGE' });
-        continue;
+        return;
       }
-      store.applyRecord(r);
+      store.applyRecord(r, raw.length);
       store.records++;
-    }
+    };
+    const { log, truncatedBytes } = await AppendLog.open(join(dataDir, 'meta.log'), { onRecord });
+    if (truncatedBytes > 0) logger.warn(`metadata store had a torn tail of ${truncatedBytes} bytes (an unacknowledged write); cut off`, { code: 'LEDGE_ERR_STORAGE' });
+    store.log = log;
     return store;
   }
 
@@ -74,14 +105,19 @@ export class MetaStore {
     if (this.ids.size > this.idWindow) this.ids.delete(this.ids.values().next().value as string);
   }
 
-  private applyRecord(r: StoreRecord): void {
+  /** Applies a record of `bytes` payload bytes to the in-memory state. */
+  private applyRecord(r: StoreRecord, bytes: number): void {
     switch (r.t) {
       case 'put':
         this.objects.set(r.k, { resource: r.k, value: r.v, ...(r.rv !== undefined ? { resourceVersion: r.rv } : {}) });
+        this.liveBytes += bytes + RECORD_OVERHEAD - (this.sizes.get(r.k) ?? 0);
+        this.sizes.set(r.k, bytes + RECORD_OVERHEAD);
         this.remember(r.id);
         break;
       case 'del':
         this.objects.delete(r.k);
+        this.liveBytes -= this.sizes.get(r.k) ?? 0;
+        this.sizes.delete(r.k);
         this.remember(r.id);
         break;
       case 'ids':
@@ -108,6 +144,16 @@ export class MetaStore {
     return this.objects.size;
   }
 
+  /** Whether the last write succeeded; if not, since when writes fail and why. */
+  health(): StoreHealth {
+    return this.unwritable ? { writable: false, ...this.unwritable } : { writable: true };
+  }
+
+  /** Bytes in the log file, and the bytes a snapshot would write now (diagnostics, tests). */
+  get footprint(): { logBytes: number; liveBytes: number } {
+    return { logBytes: this.log.byteLength, liveBytes: this.liveBytes };
+  }
+
   /** Stores an object; durable when the promise resolves. */
   async put(resource: string, value: unknown, resourceVersion: string | undefined, messageId?: string): Promise<ApplyResult> {
     if (messageId !== undefined && this.ids.has(messageId)) return 'duplicate';
@@ -131,33 +177,54 @@ export class MetaStore {
   }
 
   private async write(r: StoreRecord): Promise<void> {
-    await this.log.append(enc.encode(JSON.stringify(r)));
-    this.applyRecord(r);
+    const bytes = enc.encode(JSON.stringify(r));
+    try {
+      await this.log.append(bytes);
+    } catch (err) {
+      if (!this.unwritable) {
+        this.logger.error(`metadata store cannot write: ${errorMessage(err)}; nothing is acknowledged and the node reports NotReady until a write succeeds`, { code: errorCode(err) });
+        this.unwritable = { since: Date.now(), error: errorMessage(err), code: errorCode(err) };
+      }
+      throw err;
+    }
+    if (this.unwritable) {
+      this.logger.info(`metadata store writes again (failed for ${Date.now() - this.unwritable.since} ms)`);
+      this.unwritable = undefined;
+    }
+    this.applyRecord(r, bytes.length);
     this.records++;
-    if (this.records > this.compactAfter && this.records > this.objects.size * 2 && !this.compacting) {
+    if (!this.compacting && Date.now() >= this.compactRetryAt && this.needsCompaction()) {
       this.compacting = this.compact().finally(() => (this.compacting = undefined));
     }
   }
 
+  /** By count (many records per object) or by size (many bytes per live byte). */
+  private needsCompaction(): boolean {
+    if (this.records > this.compactAfter && this.records > this.objects.size * 2) return true;
+    // The snapshot also writes the remembered ids (a UUID and its JSON punctuation each).
+    return this.log.shouldCompact(this.liveBytes + this.ids.size * 40, this.compactPolicy);
+  }
+
   private async compact(): Promise<void> {
-    // Built inside rewrite(), once every earlier write is on disk and applied here.
-    const snapshot = (): Uint8Array[] => {
-      const recs: Uint8Array[] = [enc.encode(JSON.stringify({ t: 'ids', ids: [...this.ids] }))];
-      for (const o of this.objects.values()) {
-        recs.push(enc.encode(JSON.stringify({ t: 'put', k: o.resource, v: o.value, ...(o.resourceVersion !== undefined ? { rv: o.resourceVersion } : {}) })));
-      }
-      return recs;
+    // Evaluated inside rewrite(), once every earlier write is on disk and applied here. The
+    // references are copied at that moment (records are immutable), then encoded one at a
+    // time while rewrite() streams them, so memory stays at one write batch.
+    const snapshot = (): Iterable<Uint8Array> => {
+      const ids = [...this.ids];
+      const objects = [...this.objects.values()];
+      return (function* () {
+        yield enc.encode(JSON.stringify({ t: 'ids', ids }));
+        for (const o of objects) yield enc.encode(JSON.stringify({ t: 'put', k: o.resource, v: o.value, ...(o.resourceVersion !== undefined ? { rv: o.resourceVersion } : {}) }));
+      })();
     };
     try {
-      let written = 0;
-      await this.log.rewrite(() => {
-        const recs = snapshot();
-        written = recs.length;
-        return recs;
-      });
-      this.records = written;
+      const before = this.log.byteLength;
+      const { records, bytes } = await this.log.rewrite(snapshot);
+      this.records = records;
+      this.logger.debug(`metadata store compacted: ${before} → ${bytes} bytes, ${records} records`);
     } catch (err) {
-      this.logger.warn(`metadata store compaction failed: ${(err as Error).message}`, { code: 'LEDGE_ERR_STORAGE' });
+      this.compactRetryAt = Date.now() + COMPACT_RETRY_MS;
+      this.logger.warn(`metadata store compaction failed: ${errorMessage(err)}; retrying in ${COMPACT_RETRY_MS / 1000} s at the earliest`, { code: errorCode(err) });
     }
   }
 

@@ -4,6 +4,12 @@
  * on start and then periodically, through EdgeHub's outbox (so reports made while
  * offline arrive, in order, once the link is back). Edged takes this over when it
  * lands; the report's shape follows Kubernetes' NodeStatus.
+ *
+ * Readiness comes from health checks (the metadata store's, for now): while one reports a
+ * problem the node is Ready=False with that problem's reason and message, and a change of
+ * health is reported at once rather than at the next interval. When the outbox itself
+ * cannot store the report (the disk is full for it too), the report is sent best-effort,
+ * so the cloud still hears that this node is not ready.
  */
 import os from 'node:os';
 import { randomUUID } from 'node:crypto';
@@ -12,10 +18,23 @@ import type { Module, ModuleContext } from '../../shared/beehive/index.js';
 import { errorCode, errorMessage } from '../../shared/errors/index.js';
 import { sleep } from '../../shared/runtime/index.js';
 
+/** A problem that makes the node not ready: the condition's reason (CamelCase) and message. */
+export interface NodeProblem {
+  reason: string;
+  message: string;
+}
+
+/** Returns undefined while healthy. */
+export type HealthCheck = () => NodeProblem | undefined;
+
 export interface NodeStatusOptions {
   nodeName: string;
   /** Report interval in ms. Default 10000 (KubeEdge's nodeStatusUpdateFrequency). */
   intervalMs: number;
+  /** Checks whose problems make the node NotReady. */
+  checks?: HealthCheck[];
+  /** How often the checks are polled for a change between reports, in ms. Default 1000. */
+  healthPollMs?: number;
 }
 
 export interface NodeStatusReport {
@@ -26,10 +45,20 @@ export interface NodeStatusReport {
   nodeInfo: { operatingSystem: string; architecture: string; kernelVersion: string; hostname: string; runtime: string };
   capacity: { cpu: string; memory: string };
   addresses: { type: string; address: string }[];
-  conditions: { type: string; status: string; reason: string; lastHeartbeatTime: string }[];
+  /** Ready; `message` only when not ready (says why). */
+  conditions: { type: string; status: string; reason: string; message?: string; lastHeartbeatTime: string }[];
 }
 
-export function collectNodeStatus(seq: number, bootId: string): NodeStatusReport {
+/** The first problem any check reports, or undefined. */
+function firstProblem(checks: HealthCheck[]): NodeProblem | undefined {
+  for (const c of checks) {
+    const p = c();
+    if (p) return p;
+  }
+  return undefined;
+}
+
+export function collectNodeStatus(seq: number, bootId: string, problem?: NodeProblem): NodeStatusReport {
   const addresses = [{ type: 'Hostname', address: os.hostname() }];
   for (const list of Object.values(os.networkInterfaces())) {
     for (const a of list ?? []) if (!a.internal && a.family === 'IPv4') addresses.push({ type: 'InternalIP', address: a.address });
@@ -40,33 +69,59 @@ export function collectNodeStatus(seq: number, bootId: string): NodeStatusReport
     nodeInfo: { operatingSystem: os.platform(), architecture: os.arch(), kernelVersion: os.release(), hostname: os.hostname(), runtime: `node/${process.versions.node}` },
     capacity: { cpu: String(os.cpus().length || 1), memory: `${Math.floor(os.totalmem() / 1024)}Ki` },
     addresses,
-    conditions: [{ type: 'Ready', status: 'True', reason: 'EdgeReady', lastHeartbeatTime: new Date().toISOString() }],
+    conditions: [
+      problem
+        ? { type: 'Ready', status: 'False', reason: problem.reason, message: problem.message, lastHeartbeatTime: new Date().toISOString() }
+        : { type: 'Ready', status: 'True', reason: 'EdgeReady', lastHeartbeatTime: new Date().toISOString() },
+    ],
   };
 }
 
 export function createNodeStatusReporter(options: NodeStatusOptions): Module {
   const bootId = randomUUID();
+  const checks = options.checks ?? [];
+  const pollMs = Math.max(10, Math.min(options.healthPollMs ?? 1000, options.intervalMs));
   let seq = 0;
   return {
     name: 'nodestatus',
     group: Group.Resource,
     async start(ctx: ModuleContext, signal: AbortSignal): Promise<void> {
       const resource = buildResource('default', ResourceType.NodeStatus, options.nodeName);
-      const report = async () => {
-        const msg = newMessage({ source: ModuleName.Edged, group: Group.Resource, operation: Operation.Update, resource, content: collectNodeStatus(++seq, bootId), sync: true });
+      const report = async (problem: NodeProblem | undefined) => {
+        const content = collectNodeStatus(++seq, bootId, problem);
+        const msg = newMessage({ source: ModuleName.Edged, group: Group.Resource, operation: Operation.Update, resource, content, sync: true });
         try {
           // Resolves once the report is durable in EdgeHub's outbox.
           const resp = await ctx.sendSync(ModuleName.EdgeHub, msg, 30_000);
           const err = resp.content as ErrorContent | null;
-          if (err) ctx.log.warn(`node status not queued: ${err.message}`, { code: err.code });
+          if (!err) return;
+          ctx.log.warn(`node status not queued: ${err.message}`, { code: err.code });
+          if (err.code === 'LEDGE_ERR_STORAGE') {
+            // The outbox cannot store it either: send this report best-effort (if connected).
+            await ctx.send(ModuleName.EdgeHub, newMessage({ source: ModuleName.Edged, group: Group.Resource, operation: Operation.Update, resource, content, sync: false }));
+          }
         } catch (err) {
           if (!signal.aborted) ctx.log.warn(`node status not queued: ${errorMessage(err)}`, { code: errorCode(err) });
         }
       };
-      await report();
+      const key = (p: NodeProblem | undefined) => (p ? `${p.reason}\n${p.message}` : '');
+      let problem = firstProblem(checks);
+      await report(problem);
       while (!signal.aborted) {
-        await sleep(options.intervalMs, signal);
-        if (!signal.aborted) await report();
+        // Wait for the interval, or less if health changes meanwhile.
+        const due = Date.now() + options.intervalMs;
+        let now = firstProblem(checks);
+        while (!signal.aborted && Date.now() < due && key(now) === key(problem)) {
+          await sleep(Math.min(pollMs, due - Date.now()), signal);
+          now = firstProblem(checks);
+        }
+        if (signal.aborted) return;
+        if (key(now) !== key(problem)) {
+          if (now) ctx.log.warn(`node reported NotReady: ${now.message}`, { reason: now.reason });
+          else ctx.log.info('node reported Ready again');
+        }
+        problem = now;
+        await report(problem);
       }
     },
   };

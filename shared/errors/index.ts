@@ -56,6 +56,8 @@ export const TextFrameError = defineError('LEDGE_ERR_TEXT_FRAME', 'TextFrameErro
 export const HandshakeError = defineError('LEDGE_ERR_HANDSHAKE', 'HandshakeError', 'handshake refused', 1008);
 /** A peer sent more than its rate allows. 1008. */
 export const RateLimitError = defineError('LEDGE_ERR_RATE_LIMIT', 'RateLimitError', 'rate limit exceeded', 1008);
+/** A peer does not read what it is sent: its unflushed bytes stayed over the budget. 1008. */
+export const SlowPeerError = defineError('LEDGE_ERR_SLOW_PEER', 'SlowPeerError', 'peer does not read', 1008);
 /** The peer missed its heartbeats. 1001 = going away. */
 export const HeartbeatTimeoutError = defineError('LEDGE_ERR_HEARTBEAT_TIMEOUT', 'HeartbeatTimeoutError', 'heartbeat timeout', 1001);
 /** A request/response exchange (sendSync) timed out. */
@@ -68,8 +70,14 @@ export const NoSuchModuleError = defineError('LEDGE_ERR_NO_SUCH_MODULE', 'NoSuch
 export const StoppedError = defineError('LEDGE_ERR_STOPPED', 'StoppedError', 'stopped');
 /** Durable storage failed (disk full, permission, corruption). */
 export const StorageError = defineError('LEDGE_ERR_STORAGE', 'StorageError', 'storage failure');
+/** Another live process holds the data directory's lock (shared/lock). */
+export const DataDirLockedError = defineError('LEDGE_ERR_DATA_DIR_LOCKED', 'DataDirLockedError', 'data directory is locked by another process');
 /** The edge is not connected to any cloud endpoint. */
 export const NotConnectedError = defineError('LEDGE_ERR_NOT_CONNECTED', 'NotConnectedError', 'not connected');
+/** A Kubernetes protobuf body is malformed (truncated, bad lengths, wrong wire type, value out of range): HTTP 400. */
+export const ProtobufDecodeError = defineError('LEDGE_ERR_PROTOBUF_DECODE', 'ProtobufDecodeError', 'malformed protobuf body');
+/** A Kubernetes protobuf body cannot be decoded exactly (a kind or field outside the server's schema): HTTP 415. */
+export const ProtobufUnsupportedError = defineError('LEDGE_ERR_PROTOBUF_UNSUPPORTED', 'ProtobufUnsupportedError', 'protobuf body cannot be decoded exactly');
 
 /** Returns the stable code of any error, or a generic one. */
 export function errorCode(err: unknown): string {

@@ -4,6 +4,7 @@
  * `edgecore.js`): config from argv with `--help`, signal handling with a drain,
  * crash handlers, and an abortable sleep.
  */
+import { inspect } from 'node:util';
 import { formatHelp, loadConfig, type ConfigSpec } from '../config/index.js';
 import { errorCode, errorMessage } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
@@ -49,16 +50,60 @@ export function handleStopSignals(log: Logger): (stop: () => Promise<void>) => P
   };
 }
 
-/** One clear line for anything that escaped a module, instead of a silent half-alive process. */
-export function installCrashHandlers(log: Logger): void {
-  process.on('unhandledRejection', (reason) => {
-    log.error(`unhandled rejection: ${errorMessage(reason)}`, { code: errorCode(reason) });
-  });
-  process.on('uncaughtException', (err) => {
-    log.error(`uncaught exception: ${err.stack ?? err.message}`, { code: errorCode(err) });
-    // State may be corrupt: exit and let the supervisor restart from the durable stores.
-    process.exit(70);
-  });
+export interface CrashHandlerOptions {
+  /** How long the drain may take before the process exits anyway, ms. Default 3000. */
+  drainTimeoutMs?: number;
+  /** Exit code. Default 70 (EX_SOFTWARE: an internal error). */
+  exitCode?: number;
+}
+
+export interface CrashHandlers {
+  /** What to run, best effort, between the fatal line and the exit (e.g. `core.stop`). */
+  setDrain(drain: () => Promise<void>): void;
+}
+
+/**
+ * The crash policy, the same for an unhandled rejection and an uncaught exception (Node
+ * itself crashes on both since v15): anything that escaped every module means the
+ * process state is unknown, so it logs ONE fatal line (message, code, stack), runs the
+ * drain best effort for at most `drainTimeoutMs` (closing sessions so peers reconnect
+ * at once, releasing the leader lease), and exits with code 70; the supervisor restarts
+ * it from the durable stores. A second fault during the drain exits at once.
+ */
+export function installCrashHandlers(log: Logger, options: CrashHandlerOptions = {}): CrashHandlers {
+  const exitCode = options.exitCode ?? 70;
+  const drainTimeoutMs = options.drainTimeoutMs ?? 3000;
+  let drain: (() => Promise<void>) | undefined;
+  let crashing = false;
+  const fatal = (kind: string, reason: unknown) => {
+    const stack = reason instanceof Error ? (reason.stack ?? reason.message) : inspect(reason, { depth: 3, breakLength: Infinity });
+    if (crashing) {
+      log.error(`${kind} while draining after a fatal error: ${errorMessage(reason)}; exiting now`, { code: errorCode(reason), stack, fatal: true });
+      process.exit(exitCode);
+    }
+    crashing = true;
+    process.exitCode = exitCode;
+    log.error(`${kind}: ${errorMessage(reason)}; exiting`, { code: errorCode(reason), stack, fatal: true });
+    if (!drain) process.exit(exitCode);
+    const timer = setTimeout(() => {
+      log.error(`drain did not finish within ${drainTimeoutMs} ms; exiting`, { code: 'LEDGE_ERR_TIMEOUT' });
+      process.exit(exitCode);
+    }, drainTimeoutMs);
+    Promise.resolve()
+      .then(drain)
+      .catch((err: unknown) => log.error(`drain after a fatal error failed: ${errorMessage(err)}`, { code: errorCode(err) }))
+      .finally(() => {
+        clearTimeout(timer);
+        process.exit(exitCode);
+      });
+  };
+  process.on('unhandledRejection', (reason) => fatal('unhandled rejection', reason));
+  process.on('uncaughtException', (err) => fatal('uncaught exception', err));
+  return {
+    setDrain(fn) {
+      drain = fn;
+    },
+  };
 }
 
 /** Waits `ms`, or less if `signal` aborts first. Never rejects. */

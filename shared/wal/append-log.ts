@@ -3,32 +3,85 @@
  * A crash-safe append-only log file: the durable core of the edge outbox, the edge
  * metadata store and the local control plane's write-ahead log.
  *
- * Record layout: `u32 length | u32 crc32(payload) | payload` (big-endian). On open,
- * records are read until the first short or corrupt one, and the file is truncated
- * there: a torn tail is a write that was never acknowledged (append() resolves only
- * after fsync). Concurrent appends are group-committed: one write and one fsync per
- * batch. A failed write (ENOSPC, EIO) truncates the partial bytes away and rejects
- * every append of the batch with a StorageError, so no record is ever half-present.
- * `rewrite()` compacts: new content goes to a temp file, is fsynced, then renamed
- * over the log and the directory is fsynced. Appends are held while it runs (they land
- * in the new file afterwards), and the snapshot can be a function evaluated only once
- * every earlier append is on disk and its caller has seen it resolve, so a record can
- * never be written to the file that is about to be replaced and miss the snapshot.
+ * Record layout: `u32 length | u32 crc32(payload) | payload` (big-endian), 1 ≤ length ≤
+ * MAX_RECORD_BYTES. On open, the file is streamed in chunks (never read whole, so its size
+ * is not limited by what Node can hold in one buffer) and each intact record is handed to
+ * `onRecord`; reading stops at the first short, corrupt or zero-length record and the file
+ * is truncated there: a torn tail is a write that was never acknowledged (append()
+ * resolves only after fsync), and a zero header is what a crash leaves in space the file
+ * system allocated but never wrote. Concurrent appends are group-committed: one write and
+ * one fsync per batch. A failed write (ENOSPC, EIO) truncates the partial bytes away and
+ * rejects every append of the batch with a StorageError, so no record is ever
+ * half-present. `rewrite()` compacts: the snapshot is streamed to a temp file in batches,
+ * fsynced, then renamed over the log and the directory is fsynced. Appends are held while
+ * it runs (they land in the new file afterwards), and the snapshot can be a function
+ * evaluated only once every earlier append is on disk and its caller has seen it
+ * resolve, so a record can never be written to the file that is about to be replaced and
+ * miss the snapshot. `shouldCompact()` is the size policy callers use to decide when.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, existsSync, statSync } from 'node:fs';
-import { open, rename, type FileHandle } from 'node:fs/promises';
+import { closeSync, fsyncSync, mkdirSync, openSync, existsSync } from 'node:fs';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { StorageError, StoppedError } from '../errors/index.js';
 import { crc32 } from './crc32.js';
 
 const HEADER = 8;
-/** Upper bound on one record: a corrupt length never causes a huge allocation. */
-const MAX_RECORD = 64 * 1024 * 1024;
+/** Upper bound on one record: a corrupt length never causes a huge allocation, and a larger append is refused. */
+export const MAX_RECORD_BYTES = 64 * 1024 * 1024;
+/** Default read buffer of open() and write batch of rewrite(). */
+export const DEFAULT_CHUNK_BYTES = 1024 * 1024;
 
 export interface AppendLogOptions {
   /** fsync after each batch. Default true; false only for benchmarks/tests of throughput. */
   fsync?: boolean;
+  /**
+   * Called once per intact record, in file order, while open() reads the log. The payload
+   * is a fresh copy the callee owns (it may keep it, or views into it). Synchronous; if it
+   * throws, open() fails with a StorageError and the file is left as it was.
+   */
+  onRecord?: (payload: Uint8Array) => void;
+  /**
+   * Size of open()'s read buffer. Default 1 MiB. A record bigger than it is read into its
+   * own buffer (the payload onRecord receives), so open() holds at most this plus the
+   * largest record (≤ MAX_RECORD_BYTES).
+   */
+  readChunkBytes?: number;
 }
+
+export interface OpenedLog {
+  log: AppendLog;
+  /** Bytes cut off the end (torn or corrupt tail); 0 for a clean log. */
+  truncatedBytes: number;
+  /** Intact records read (and passed to onRecord). */
+  recordCount: number;
+  /** Size of the read buffer open() used: min(readChunkBytes, file size), whatever the file size. */
+  readBufferBytes: number;
+}
+
+/** When to compact: see shouldCompact(). */
+export interface CompactionPolicy {
+  /** Never compact a log smaller than this. Default 16 MiB. */
+  minBytes?: number;
+  /** Compact once the log is this many times the size of what a snapshot would write. Default 2. */
+  ratio?: number;
+}
+
+export const DEFAULT_COMPACTION_POLICY: Readonly<Required<CompactionPolicy>> = { minBytes: 16 * 1024 * 1024, ratio: 2 };
+
+/**
+ * The size policy for compaction: true when a log of `logBytes` holds much more than the
+ * `liveBytes` a snapshot would write, i.e. `logBytes > max(minBytes, ratio × liveBytes)`.
+ * With ratio 2 each compaction rewrites at most as many bytes as were appended since the
+ * last one (write amplification ≤ 2), and the file stays within 2 × live + minBytes.
+ */
+export function shouldCompact(logBytes: number, liveBytes: number, policy: CompactionPolicy = {}): boolean {
+  const minBytes = policy.minBytes ?? DEFAULT_COMPACTION_POLICY.minBytes;
+  const ratio = policy.ratio ?? DEFAULT_COMPACTION_POLICY.ratio;
+  return logBytes > Math.max(minBytes, ratio * liveBytes);
+}
+
+/** What rewrite() accepts: records, or a function returning them evaluated at the exclusive moment. */
+export type Snapshot = Iterable<Uint8Array> | (() => Iterable<Uint8Array>);
 
 interface PendingAppend {
   bytes: Uint8Array;
@@ -36,30 +89,116 @@ interface PendingAppend {
   reject: (e: unknown) => void;
 }
 
+function checkPayload(payload: Uint8Array, path: string): void {
+  if (payload.length === 0) throw new StorageError(`log ${path}: empty records are not allowed (a zero header marks the end of the log)`);
+  if (payload.length > MAX_RECORD_BYTES) throw new StorageError(`log ${path}: record of ${payload.length} bytes exceeds the ${MAX_RECORD_BYTES}-byte limit`);
+}
+
+function writeHeader(out: Uint8Array, at: number, payload: Uint8Array): void {
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  view.setUint32(at, payload.length);
+  view.setUint32(at + 4, crc32(payload));
+}
+
 /** Encodes records into the log's framing. */
 export function frameRecord(payload: Uint8Array): Uint8Array {
   const out = new Uint8Array(HEADER + payload.length);
-  const view = new DataView(out.buffer);
-  view.setUint32(0, payload.length);
-  view.setUint32(4, crc32(payload));
+  writeHeader(out, 0, payload);
   out.set(payload, HEADER);
   return out;
 }
 
-/** Reads every intact record of a log image; returns them and the byte length of the intact prefix. */
+/**
+ * Reads every intact record of a log image already in memory (tests, tools); returns them
+ * (views into `data`) and the byte length of the intact prefix. Same rules as open().
+ */
 export function readRecords(data: Uint8Array): { records: Uint8Array[]; validBytes: number } {
   const records: Uint8Array[] = [];
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   let pos = 0;
   while (pos + HEADER <= data.length) {
     const len = view.getUint32(pos);
-    if (len > MAX_RECORD || pos + HEADER + len > data.length) break;
+    if (len === 0 || len > MAX_RECORD_BYTES || pos + HEADER + len > data.length) break;
     const crc = view.getUint32(pos + 4);
     if (crc32(data, pos + HEADER, pos + HEADER + len) !== crc) break;
     records.push(data.subarray(pos + HEADER, pos + HEADER + len));
     pos += HEADER + len;
   }
   return { records, validBytes: pos };
+}
+
+async function writeAll(fh: FileHandle, buf: Uint8Array, position: number): Promise<void> {
+  let written = 0;
+  while (written < buf.length) {
+    const { bytesWritten } = await fh.write(buf, written, buf.length - written, position + written);
+    written += bytesWritten;
+  }
+}
+
+/**
+ * Streams the records of an open file through one `chunk`-sized buffer. A record bigger
+ * than the buffer is read straight into its own payload buffer (the one onRecord gets),
+ * so memory is at most chunk + the largest record, whatever the file size. Returns the
+ * intact prefix length, the record count and the size of the read buffer.
+ */
+async function scan(fh: FileHandle, fileSize: number, chunk: number, onRecord: ((p: Uint8Array) => void) | undefined): Promise<{ validBytes: number; recordCount: number; bufferBytes: number }> {
+  const buf = Buffer.allocUnsafe(Math.min(chunk, Math.max(fileSize, HEADER)));
+  let bufPos = 0; // file offset of buf[0]
+  let start = 0; // next unparsed byte in buf
+  let end = 0; // bytes of buf filled
+  let recordCount = 0;
+  let scratch: Buffer | undefined;
+  const readAt = async (into: Uint8Array, offset: number, length: number, position: number): Promise<number> => {
+    let got = 0;
+    while (got < length) {
+      const { bytesRead } = await fh.read(into, offset + got, length - got, position + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return got;
+  };
+  /** Makes at least `n` unparsed bytes available in buf (n ≤ buf.length); false at end of file. */
+  const ensure = async (n: number): Promise<boolean> => {
+    if (end - start >= n) return true;
+    // Keep only the unparsed bytes (less than one record) at the front.
+    buf.copyWithin(0, start, end);
+    bufPos += start;
+    end -= start;
+    start = 0;
+    const want = Math.min(buf.length - end, fileSize - (bufPos + end));
+    if (want > 0) end += await readAt(buf, end, want, bufPos + end);
+    return end - start >= n;
+  };
+  for (;;) {
+    if (!(await ensure(HEADER))) break;
+    const len = buf.readUInt32BE(start);
+    if (len === 0 || len > MAX_RECORD_BYTES) break;
+    const at = bufPos + start; // file offset of this record
+    if (at + HEADER + len > fileSize) break; // torn: the record runs past the end of the file
+    const crc = buf.readUInt32BE(start + 4);
+    let payload: Uint8Array;
+    if (HEADER + len <= buf.length) {
+      if (!(await ensure(HEADER + len))) break;
+      if (crc32(buf, start + HEADER, start + HEADER + len) !== crc) break;
+      payload = onRecord ? new Uint8Array(buf.subarray(start + HEADER, start + HEADER + len)) : buf;
+      start += HEADER + len;
+    } else {
+      // Bigger than the read buffer: what is buffered, then the rest straight from the file,
+      // into the payload onRecord will own (or, without onRecord, one reused scratch buffer).
+      if (!onRecord && (scratch?.length ?? 0) < len) scratch = Buffer.allocUnsafeSlow(len);
+      const big = onRecord ? Buffer.allocUnsafeSlow(len) : scratch!.subarray(0, len);
+      const have = Math.min(end - start - HEADER, len);
+      buf.copy(big, 0, start + HEADER, start + HEADER + have);
+      if ((await readAt(big, have, len - have, at + HEADER + have)) !== len - have) break;
+      if (crc32(big) !== crc) break;
+      payload = big;
+      bufPos = at + HEADER + len;
+      start = end = 0;
+    }
+    if (onRecord) onRecord(payload);
+    recordCount++;
+  }
+  return { validBytes: bufPos + start, recordCount, bufferBytes: buf.length };
 }
 
 export class AppendLog {
@@ -77,22 +216,27 @@ export class AppendLog {
   ) {}
 
   /**
-   * Opens (creating if needed) the log at `path` and returns it with its intact
-   * records. A torn or corrupt tail is cut off; `truncatedBytes` says how much.
+   * Opens (creating if needed) the log at `path`, streaming its intact records to
+   * `options.onRecord` in order. A torn or corrupt tail is cut off; `truncatedBytes` says
+   * how much. Memory: one read buffer (see `readChunkBytes`), whatever the file size.
    */
-  static async open(path: string, options: AppendLogOptions = {}): Promise<{ log: AppendLog; records: Uint8Array[]; truncatedBytes: number }> {
+  static async open(path: string, options: AppendLogOptions = {}): Promise<OpenedLog> {
+    const chunk = Math.max(HEADER, Math.floor(options.readChunkBytes ?? DEFAULT_CHUNK_BYTES));
+    let fh: FileHandle | undefined;
     try {
       mkdirSync(dirname(path), { recursive: true });
+      fh = await open(path, existsSync(path) ? 'r+' : 'w+');
+      const st = await fh.stat();
       // Only regular files hold records (a device such as /dev/full reads as empty).
-      const data = existsSync(path) && statSync(path).isFile() ? readFileSync(path) : new Uint8Array(0);
-      const { records, validBytes } = readRecords(data);
-      const fh = await open(path, existsSync(path) ? 'r+' : 'w+');
-      if (validBytes !== data.length) {
+      const fileSize = st.isFile() ? st.size : 0;
+      const { validBytes, recordCount, bufferBytes } = await scan(fh, fileSize, chunk, options.onRecord);
+      if (validBytes !== fileSize) {
         await fh.truncate(validBytes);
         await fh.sync();
       }
-      return { log: new AppendLog(path, fh, validBytes, options.fsync ?? true), records, truncatedBytes: data.length - validBytes };
+      return { log: new AppendLog(path, fh, validBytes, options.fsync ?? true), truncatedBytes: fileSize - validBytes, recordCount, readBufferBytes: bufferBytes };
     } catch (err) {
+      await fh?.close().catch(() => {});
       throw new StorageError(`cannot open log ${path}: ${(err as Error).message}`, { cause: err });
     }
   }
@@ -100,6 +244,11 @@ export class AppendLog {
   /** Bytes in the log. */
   get byteLength(): number {
     return this.size;
+  }
+
+  /** The size policy applied to this log: see the exported shouldCompact(). */
+  shouldCompact(liveBytes: number, policy?: CompactionPolicy): boolean {
+    return shouldCompact(this.size, liveBytes, policy);
   }
 
   /** Appends one record; resolves once it is on disk. */
@@ -110,6 +259,11 @@ export class AppendLog {
   /** Appends records atomically as one batch member each; resolves once all are on disk. */
   appendMany(payloads: Uint8Array[]): Promise<void> {
     if (this.closed) return Promise.reject(new StoppedError(`log ${this.path} is closed`));
+    try {
+      for (const p of payloads) checkPayload(p, this.path);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     const parts = payloads.map(frameRecord);
     const bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
     return new Promise((resolve, reject) => {
@@ -126,11 +280,7 @@ export class AppendLog {
         this.queue = [];
         const buf = batch.length === 1 ? batch[0]!.bytes : Buffer.concat(batch.map((b) => b.bytes));
         try {
-          let written = 0;
-          while (written < buf.length) {
-            const { bytesWritten } = await this.fh.write(buf, written, buf.length - written, this.size + written);
-            written += bytesWritten;
-          }
+          await writeAll(this.fh, buf, this.size);
           if (this.doFsync) await this.fh.sync();
           this.size += buf.length;
           for (const b of batch) b.resolve();
@@ -151,8 +301,14 @@ export class AppendLog {
    * rename + directory fsync. Appends issued before the call are written first; appends
    * issued during it wait and go to the new file. Pass a function to build the snapshot
    * at that exclusive moment (after earlier appends resolved and their callers ran).
+   *
+   * The records are consumed lazily and written in batches of about 1 MiB, so a generator
+   * keeps memory at one batch. The iteration spans several awaits: what it reads must not
+   * change meanwhile (copy references to immutable records first, as the stores do).
+   * If the iterable throws or a write fails, the temp file is removed and the old log is
+   * kept as it was. Resolves with the records and bytes written.
    */
-  async rewrite(snapshot: Uint8Array[] | (() => Uint8Array[])): Promise<void> {
+  async rewrite(snapshot: Snapshot): Promise<{ records: number; bytes: number }> {
     if (this.closed) throw new StoppedError(`log ${this.path} is closed`);
     if (this.rewriting) throw new StorageError(`log ${this.path} is already being compacted`);
     this.rewriting = true;
@@ -160,24 +316,54 @@ export class AppendLog {
       while (this.flushing) await this.idle;
       // Let the callers of the last flushed appends run (they update the state the snapshot reads).
       await new Promise<void>((r) => setImmediate(r));
-      const payloads = typeof snapshot === 'function' ? snapshot() : snapshot;
       const tmp = `${this.path}.tmp`;
-      const body = Buffer.concat(payloads.map(frameRecord));
+      let t: FileHandle | undefined;
       try {
-        const t = await open(tmp, 'w');
-        try {
-          await t.write(body, 0, body.length, 0);
-          if (this.doFsync) await t.sync();
-        } finally {
-          await t.close();
+        const payloads = typeof snapshot === 'function' ? snapshot() : snapshot;
+        t = await open(tmp, 'w');
+        const batch = Buffer.allocUnsafe(DEFAULT_CHUNK_BYTES);
+        let used = 0;
+        let pos = 0;
+        let records = 0;
+        const flushBatch = async (): Promise<void> => {
+          if (used === 0) return;
+          await writeAll(t!, batch.subarray(0, used), pos);
+          pos += used;
+          used = 0;
+        };
+        for (const p of payloads) {
+          checkPayload(p, this.path);
+          records++;
+          if (used + HEADER + p.length > batch.length) await flushBatch();
+          if (HEADER + p.length > batch.length) {
+            // Bigger than a batch: its header, then the payload itself, without a copy.
+            writeHeader(batch, 0, p);
+            await writeAll(t, batch.subarray(0, HEADER), pos);
+            await writeAll(t, p, pos + HEADER);
+            pos += HEADER + p.length;
+            continue;
+          }
+          writeHeader(batch, used, p);
+          batch.set(p, used + HEADER);
+          used += HEADER + p.length;
         }
+        await flushBatch();
+        if (this.doFsync) await t.sync();
+        await t.close();
+        t = undefined;
         await rename(tmp, this.path);
         if (this.doFsync) fsyncDir(dirname(this.path));
         const old = this.fh;
         this.fh = await open(this.path, 'r+');
-        this.size = body.length;
+        this.size = pos;
         await old.close();
+        return { records, bytes: pos };
       } catch (err) {
+        if (t) {
+          await t.close().catch(() => {});
+          await unlink(tmp).catch(() => {});
+        }
+        if (err instanceof StorageError) throw err;
         throw new StorageError(`compaction of ${this.path} failed: ${(err as Error).message}`, { cause: err });
       }
     } finally {

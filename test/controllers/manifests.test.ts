@@ -6,12 +6,12 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync, execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { startApiServer } from '../../cloud/apiserver/index.js';
 import { createLogger } from '../../shared/log/index.js';
 import { repoRoot } from '../helpers/process.js';
 import { tempDir } from '../helpers/files.js';
+import { KUBECTL_SKIP } from '../apiserver/helpers.js';
 
 describe('deploy manifests', () => {
   test('generated manifests are up to date with the code', () => {
@@ -19,9 +19,8 @@ describe('deploy manifests', () => {
     assert.equal(r.status, 0, r.stderr);
   });
 
-  test('the CRDs apply with kubectl and their resources are then served', async () => {
+  test('the CRDs apply with kubectl and their resources are then served', { skip: KUBECTL_SKIP }, async () => {
     const kubectl = join(repoRoot, '.tools/bin/kubectl');
-    assert.ok(existsSync(kubectl), 'kubectl missing: run bash build/install-kubectl.sh (CI does)');
     const d = tempDir();
     const api = await startApiServer({ dataDir: d.path, port: 0, log: createLogger({ level: 'warn' }) });
     try {

@@ -19,8 +19,9 @@ export interface Proc {
   exited: Promise<number | null>;
 }
 
-export function startProcess(args: string[], env: NodeJS.ProcessEnv = {}, name = 'proc'): Proc {
-  const child = spawn(process.execPath, args, {
+/** Spawns `command` (default: this Node) with `args`; an emulator can be the command (test/arm). */
+export function startProcess(args: string[], env: NodeJS.ProcessEnv = {}, name = 'proc', command = process.execPath): Proc {
+  const child = spawn(command, args, {
     cwd: repoRoot,
     env: { ...process.env, LEDGE_LOG_FORMAT: 'json', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -95,6 +95,23 @@ describe('CloudHub rejects bad input and keeps serving others', () => {
     e.close();
   });
 
+  test('many rejected frames: each gets its error ACK, the log gets one line (the rest are summarised)', async () => {
+    const e = await ThinEdge.connect(cloud.hub.url, 'odd-many');
+    const ids: string[] = [];
+    for (let i = 0; i < 60; i++) {
+      const m = statusUpdate(i);
+      m.route.operation = 'teleport';
+      ids.push(m.header.id);
+      e.send(m);
+    }
+    await eventually(() => ids.every((id) => e.messages.some((x) => x.header.parentId === id)), 10_000, 'every error ACK');
+    const rejected = cloud.log.lines.filter((l) => l.node === 'odd-many' && /message rejected/.test(String(l.msg)));
+    assert.equal(rejected.length, 1, 'one line for 60 rejected frames');
+    assert.equal(cloud.hub.nodeSummary('odd-many')!.stats.rejected, 60);
+    e.close();
+    await eventually(() => cloud.log.has(/59 more rejected frames from node odd-many in the last/), 5000, 'summary line when the session closed');
+  });
+
   test('a flood from one node is throttled; it loses nothing and others keep working', async () => {
     const e = await ThinEdge.connect(cloud.hub.url, 'flooder');
     const sent: string[] = [];

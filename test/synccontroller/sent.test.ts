@@ -1,0 +1,167 @@
+/**
+ * SyncController's memory of what it queued to each node is bounded: an entry lives
+ * from the send until its ACK, or until the node's session ends. Sends, ACKs and
+ * deletes of many objects leave nothing behind. In process: the local control plane
+ * (records written over HTTPS) and a stand-in for CloudHub that the test ACKs through.
+ */
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startApiServer, type ApiServerHandle } from '../../cloud/apiserver/index.js';
+import { createLogger } from '../../shared/log/index.js';
+import { Beehive, type ModuleContext } from '../../shared/beehive/index.js';
+import type { Message } from '../../shared/protocol/index.js';
+import { loadKube, loadKubeConfig, type k8s } from '../../cloud/kube/index.js';
+import { SyncController, type DesiredObject, type DesiredSource } from '../../cloud/synccontroller/index.js';
+import { captureLog } from '../helpers/cloud.js';
+import { eventually } from '../helpers/process.js';
+import { tempDir } from '../helpers/files.js';
+
+let api: ApiServerHandle;
+let kc: k8s.KubeConfig;
+const dir = tempDir('ledge-sync-');
+before(async () => {
+  api = await startApiServer({ dataDir: dir.path, port: 0, log: createLogger({ level: 'warn' }) });
+  await loadKube();
+  kc = loadKubeConfig(api.kubeconfigPath);
+});
+after(async () => {
+  await api.close();
+  dir.cleanup();
+});
+
+function configMap(i: number, rv: string): DesiredObject {
+  const name = `cm-${i}`;
+  const uid = `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`;
+  return { uid, apiVersion: 'v1', kind: 'ConfigMap', namespace: 'default', name, resourceVersion: rv, body: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: 'default', uid, resourceVersion: rv }, data: { i: String(i) } } };
+}
+
+async function harness() {
+  const log = captureLog();
+  const desired = new Map<string, Map<string, DesiredObject>>();
+  const connected = new Set<string>();
+  const source: DesiredSource = { desiredFor: (n) => new Map(desired.get(n) ?? []), nodeExists: () => true };
+  const sync = new SyncController(kc, { reconcileIntervalMs: 600_000, isLeader: () => false, isConnected: (n) => connected.has(n), connectedNodes: () => [...connected] }, log.logger);
+  sync.setDesiredSource(source);
+  const queued: Message[] = [];
+  const bee = new Beehive({ log: log.logger });
+  bee.register(sync);
+  bee.register({
+    name: 'cloudhub',
+    group: 'hub',
+    async start(ctx: ModuleContext, signal: AbortSignal) {
+      for await (const m of ctx.messages(signal)) queued.push(m);
+    },
+  });
+  bee.start();
+  await eventually(() => log.has(/sync records loaded/), 20_000, 'SyncController started');
+  /** CloudHub's part: the node ACKed these queued messages. */
+  const ack = (msgs: Message[]) => {
+    for (const m of msgs) {
+      const [, node, resource] = /^node\/([^/]+)\/(.*)$/.exec(m.route.resource)!;
+      sync.recordAck({ node: node!, resource: resource!, operation: m.route.operation, messageId: m.header.id, ...(m.header.resourceVersion ? { resourceVersion: m.header.resourceVersion } : {}) }, m);
+    }
+  };
+  const take = async (n: number) => {
+    await eventually(() => queued.length >= n, 10_000, `${n} queued messages`);
+    return queued.splice(0, queued.length);
+  };
+  return { sync, bee, desired, connected, ack, take, log };
+}
+
+const N = 40;
+
+describe('SyncController: what was sent is remembered only until ACKed or the session ends', () => {
+  test('N objects sent, ACKed, then deleted and the deletes ACKed: nothing is left', async () => {
+    const h = await harness();
+    try {
+      h.connected.add('n1');
+      h.desired.set('n1', new Map(Array.from({ length: N }, (_, i) => configMap(i, String(100 + i))).map((o) => [o.uid, o])));
+      h.sync.nodeConnected('n1');
+      const inserts = await h.take(N);
+      assert.equal(inserts.length, N);
+      assert.ok(inserts.every((m) => m.route.operation === 'insert'));
+      assert.equal(h.sync.trackedSends(), N, 'each unACKed send is remembered');
+      h.ack(inserts);
+      assert.ok([...h.desired.get('n1')!.values()].every((o) => h.sync.ackedVersion('n1', o.uid) === o.resourceVersion && !h.sync.isPendingFor('n1', o.uid)), 'ACKed: known as the node\'s versions at once');
+      // Once their records are written, ACKed sends are forgotten.
+      await eventually(() => h.sync.trackedSends() === 0, 20_000, 'ACKed sends forgotten');
+
+      // An update goes down and is ACKed.
+      const cm0 = configMap(0, '500');
+      h.desired.get('n1')!.set(cm0.uid, cm0);
+      assert.equal(h.sync.reconcileNode('n1').sent, 1);
+      h.ack(await h.take(1));
+      await eventually(() => h.sync.trackedSends() === 0, 20_000, 'ACKed update forgotten');
+
+      // Every object is deleted: deletes go down; once ACKed, nothing is remembered.
+      h.desired.set('n1', new Map());
+      assert.equal(h.sync.reconcileNode('n1').deleted, N);
+      const deletes = await h.take(N);
+      assert.ok(deletes.every((m) => m.route.operation === 'delete'));
+      assert.equal(h.sync.trackedSends(), N);
+      h.ack(deletes);
+      await eventually(() => h.sync.trackedSends() === 0, 20_000, 'ACKed deletes forgotten');
+      assert.ok(Array.from({ length: N }, (_, i) => configMap(i, '0')).every((o) => h.sync.ackedVersion('n1', o.uid) === undefined), 'records deleted');
+      assert.equal(h.sync.reconcileNode('n1').deleted, 0, 'no delete goes twice');
+    } finally {
+      await h.bee.stop();
+    }
+  });
+
+  test('an object deleted before its insert was ACKed: the delete is built from what was sent, and its ACK clears it', async () => {
+    const h = await harness();
+    try {
+      h.connected.add('n2');
+      const o = configMap(1000, '7');
+      h.desired.set('n2', new Map([[o.uid, o]]));
+      h.sync.nodeConnected('n2');
+      const [insert] = await h.take(1);
+      h.desired.set('n2', new Map());
+      assert.equal(h.sync.reconcileNode('n2').deleted, 1, 'a delete goes down though no record exists yet');
+      const [del] = await h.take(1);
+      assert.equal(del!.route.resource, 'node/n2/default/configmap/cm-1000');
+      assert.deepEqual((del!.content as { metadata: unknown }).metadata, { name: 'cm-1000', uid: o.uid, namespace: 'default' });
+      h.ack([insert!, del!]);
+      await eventually(() => h.sync.trackedSends() === 0, 20_000, 'forgotten');
+    } finally {
+      await h.bee.stop();
+    }
+  });
+
+  test('objects deleted while the ACKs of their inserts are being recorded still get their deletes', async () => {
+    const h = await harness();
+    try {
+      h.connected.add('n3');
+      h.desired.set('n3', new Map(Array.from({ length: N }, (_, i) => configMap(3000 + i, '9')).map((o) => [o.uid, o])));
+      h.sync.nodeConnected('n3');
+      h.ack(await h.take(N));
+      // At once, before the record writes completed.
+      h.desired.set('n3', new Map());
+      assert.equal(h.sync.reconcileNode('n3').deleted, N);
+      h.ack(await h.take(N));
+      await eventually(() => h.sync.trackedSends() === 0, 20_000, 'forgotten');
+      assert.equal(h.sync.reconcileNode('n3').deleted, 0);
+    } finally {
+      await h.bee.stop();
+    }
+  });
+
+  test('a node that goes away (never ACKs, disconnects) leaves nothing behind; many sessions do not accumulate', async () => {
+    const h = await harness();
+    try {
+      for (let s = 0; s < 20; s++) {
+        const node = `gone-${s}`;
+        h.connected.add(node);
+        h.desired.set(node, new Map(Array.from({ length: 10 }, (_, i) => configMap(2000 + s * 10 + i, '3')).map((o) => [o.uid, o])));
+        h.sync.nodeConnected(node);
+        await h.take(10);
+        h.connected.delete(node);
+        h.desired.delete(node);
+        h.sync.nodeDisconnected(node);
+      }
+      assert.equal(h.sync.trackedSends(), 0);
+    } finally {
+      await h.bee.stop();
+    }
+  });
+});
