@@ -114,7 +114,7 @@ const core = kc.makeApiClient(k8s.CoreV1Api);
 const objects = kc.makeApiClient(k8s.CustomObjectsApi);
 
 async function startCloud(identity: string): Promise<{ svc: Service; url: string }> {
-  const svc = service([join(root, 'dist/ledge.js'), 'cloud', '--kubeconfig', kubeconfig, '--host', '127.0.0.1', '--port', '0', '--identity', identity, '--log-level', 'info', '--reconcile-interval', '10000'], identity);
+  const svc = service([join(root, 'dist/ledge.js'), 'cloud', '--kubeconfig', kubeconfig, '--bind-address', '127.0.0.1', '--port', '0', '--identity', identity, '--log-level', 'info', '--reconcile-interval-ms', '10000'], identity);
   const m = await svc.waitLine(/"msg":"cloudcore started","url":"([^"]+)"/, 60_000);
   return { svc, url: m[1]! };
 }

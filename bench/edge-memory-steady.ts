@@ -154,6 +154,7 @@ async function main(): Promise<void> {
       rss: median(steady.map(([, s]) => s.rss)),
       rssAnon: median(steady.map(([, s]) => s.rssAnon)),
       maxRss: Math.max(...steady.map(([, s]) => s.rss)),
+      minRss: Math.min(...steady.map(([, s]) => s.rss)),
       slopeRssMiBPer10Min: per10min((s) => s.rss),
       slopeRssAnonMiBPer10Min: per10min((s) => s.rssAnon),
     };
@@ -171,18 +172,22 @@ async function main(): Promise<void> {
       deltaRssMiB: +((s.rss - bare.rss) / MiB).toFixed(1),
       deltaRssAnonMiB: +((s.rssAnon - bare.rssAnon) / MiB).toFixed(1),
       deltaMaxRssMiB: +((s.maxRss - bare.maxRss) / MiB).toFixed(1),
+      // Bare Node's file-backed pages can jump by a few MiB mid-run (seen here); against its
+      // lowest sample the delta is the conservative one.
+      deltaRssVsBareLowMiB: +((s.rss - bare.minRss) / MiB).toFixed(1),
       slopeRssMiBPer10Min: s.slopeRssMiBPer10Min,
       slopeRssAnonMiBPer10Min: s.slopeRssAnonMiBPer10Min,
     };
   });
   console.log(`\nEdgeCore memory at steady state: medians from minute ${STEADY_FROM_MIN} to ${MINUTES}, slopes from minute ${SLOPE_FROM_MIN}\n`);
-  console.log('| process | RSS MiB | RssAnon MiB | max RSS MiB | Δ RSS MiB | Δ RssAnon MiB | Δ max RSS MiB | RSS slope MiB/10 min | RssAnon slope MiB/10 min |');
-  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  console.log('| process | RSS MiB | RssAnon MiB | max RSS MiB | Δ RSS MiB | Δ RSS vs bare low MiB | Δ RssAnon MiB | Δ max RSS MiB | RSS slope MiB/10 min | RssAnon slope MiB/10 min |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of rows) {
-    console.log(`| ${r.name}${r.exited ? ' (exited)' : ''} | ${r.rssMiB} | ${r.rssAnonMiB} | ${r.maxRssMiB} | ${r.deltaRssMiB} | ${r.deltaRssAnonMiB} | ${r.deltaMaxRssMiB} | ${r.slopeRssMiBPer10Min} | ${r.slopeRssAnonMiBPer10Min} |`);
+    console.log(`| ${r.name}${r.exited ? ' (exited)' : ''} | ${r.rssMiB} | ${r.rssAnonMiB} | ${r.maxRssMiB} | ${r.deltaRssMiB} | ${r.deltaRssVsBareLowMiB} | ${r.deltaRssAnonMiB} | ${r.deltaMaxRssMiB} | ${r.slopeRssMiBPer10Min} | ${r.slopeRssAnonMiBPer10Min} |`);
   }
   const def = rows[1]!;
-  const verdict = `connected EdgeCore (default flags) at steady state: Δ ${def.deltaRssMiB} MiB RSS over bare Node (target ≤ ${TARGET_DELTA_MIB} MB), slope ${def.slopeRssMiBPer10Min} MiB/10 min`;
+  const worst = Math.max(def.deltaRssMiB, def.deltaRssVsBareLowMiB);
+  const verdict = `connected EdgeCore (default flags) at steady state: Δ ${def.deltaRssMiB} MiB RSS over bare Node (${def.deltaRssVsBareLowMiB} over its lowest sample; target ≤ ${TARGET_DELTA_MIB} MB: ${worst * 1.048576 <= TARGET_DELTA_MIB ? 'met' : 'missed'}), slope ${def.slopeRssMiBPer10Min} MiB/10 min`;
   console.log(`\n${verdict}`);
   for (const r of rows.filter((x) => x.exited)) console.log(`  ${r.name}: ${r.exited}`);
   console.log(`Node ${process.version}, ${os.cpus().length} cores, load avg ${os.loadavg()[0]!.toFixed(2)}. Took ${((Date.now() - started) / 60000).toFixed(1)} min.`);

@@ -38,9 +38,9 @@ const common = {
 
 mkdirSync(`${root}/dist`, { recursive: true });
 const started = Date.now();
-await Promise.all([
+const [, cloudcore] = await Promise.all([
   build({ ...common, entryPoints: ['edge/edgecore.ts'], outfile: 'dist/edgecore.js', minify: true, plugins: [stubNative], banner, metafile: false }),
-  build({ ...common, entryPoints: ['cloud/cloudcore.ts'], outfile: 'dist/cloudcore.js', packages: 'external', sourcemap: true }),
+  build({ ...common, entryPoints: ['cloud/cloudcore.ts'], outfile: 'dist/cloudcore.js', packages: 'external', sourcemap: true, metafile: true }),
   build({ ...common, entryPoints: ['cli/ledge.ts'], outfile: 'dist/ledge.js', packages: 'external', sourcemap: true }),
 ]);
 
@@ -52,6 +52,15 @@ function size(file) {
 const rows = ['dist/edgecore.js', 'dist/cloudcore.js', 'dist/ledge.js'].map(size);
 for (const r of rows) console.log(`${r.file.padEnd(20)} ${r.kb.padStart(8)} KB  (gzip ${r.gzipKb} KB)`);
 console.log(`built in ${Date.now() - started} ms`);
+// The in-cluster CloudCore has no embedded control plane (docs/design.md, "The control plane is
+// not part of CloudCore"): only the ledge CLI loads apiserver/, for --local and `ledge up`.
+// apiserver/options.ts is the exception: its option defaults, a module without imports.
+const CLOUDCORE_MAY_USE = new Set(['apiserver/options.ts']);
+const leaked = Object.keys(cloudcore.metafile.inputs).filter((f) => f.startsWith('apiserver/') && !CLOUDCORE_MAY_USE.has(f));
+if (leaked.length) {
+  console.error(`dist/cloudcore.js bundles the control plane (${leaked.join(', ')}): only cli/ may import apiserver/`);
+  process.exit(1);
+}
 if (rows[0].bytes > EDGE_BUDGET) {
   console.error(`dist/edgecore.js is ${rows[0].kb} KB, over the ${EDGE_BUDGET / 1024} KB budget`);
   process.exit(1);

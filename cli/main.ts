@@ -5,13 +5,12 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { spawn } from 'node:child_process';
-import { runCloud, startCloudCore } from '../cloud/main.js';
+import { runCloud, startCloudCore, type StartControlPlane } from '../cloud/main.js';
 import { runEdge } from '../edge/main.js';
-import { cloudConfigSpec, type CloudConfig } from '../cloud/config.js';
-import { loadConfig } from '../shared/config/index.js';
+import { cloudConfigSpec } from '../cloud/config.js';
 import { createLogger } from '../shared/log/index.js';
-import { errorMessage } from '../shared/errors/index.js';
-import { handleStopSignals } from '../shared/runtime/index.js';
+import { ConfigError, errorMessage } from '../shared/errors/index.js';
+import { handleStopSignals, loadCommandConfig } from '../shared/runtime/index.js';
 
 declare const LEDGE_VERSION: string | undefined;
 const version = typeof LEDGE_VERSION === 'string' ? LEDGE_VERSION : 'dev';
@@ -30,6 +29,9 @@ Commands:
 Run 'ledge <command> --help' for the options of a command.
 `;
 
+/** The embedded control plane (apiserver/), loaded only when local mode starts it. */
+const startControlPlane: StartControlPlane = async (options) => (await import('../apiserver/index.js')).startApiServer(options);
+
 /** Finds the bundled edgecore next to this file (dist/) or in the repo's dist/. */
 function edgecorePath(): string | undefined {
   for (const rel of ['./edgecore.js', '../dist/edgecore.js']) {
@@ -39,20 +41,24 @@ function edgecorePath(): string | undefined {
   return undefined;
 }
 
+/** `ledge up` is the all-in-one local setup: everything it starts listens here only. */
+const LOOPBACK = '127.0.0.1';
+const upUsage = 'Usage: ledge up [cloud options]\n\nStarts the local control plane, CloudCore and one EdgeCore (node "edge-1") on this machine; data in ./.ledge.\nCloudHub and the control plane stay on 127.0.0.1.';
+
 /** `ledge up`: CloudCore in this process and one EdgeCore child, data under ./.ledge. */
 async function runUp(argv: string[]): Promise<void> {
-  const { config, help: wantHelp } = await loadConfig<CloudConfig>(cloudConfigSpec, { argv });
-  if (wantHelp) {
-    process.stdout.write('Usage: ledge up [cloud options]\n\nStarts the local control plane, CloudCore and one EdgeCore (node "edge-1") on this machine; data in ./.ledge.\n');
-    return;
-  }
-  const log = createLogger({ level: config.log.level });
+  const loaded = await loadCommandConfig('up', cloudConfigSpec, upUsage, argv);
+  if (!loaded) return;
+  const { config } = loaded;
+  const log = createLogger({ level: config.log.level, ...(config.log.format ? { format: config.log.format } : {}) });
+  for (const w of loaded.warnings) log.warn(w);
+  if (config.hub.host !== LOOPBACK) log.warn(`ledge up keeps CloudHub on ${LOOPBACK}; --bind-address ${config.hub.host} ignored (use ledge cloud to serve other machines)`);
   const untilStopSignal = handleStopSignals(log);
   // `up` is the all-in-one local setup: the embedded control plane is on unless --local=false is meaningful later.
-  const core = await startCloudCore({ ...config, local: true, hub: { ...config.hub, host: '127.0.0.1' } }, log.child({ side: 'cloud' }));
+  const core = await startCloudCore({ ...config, local: true, hub: { ...config.hub, host: LOOPBACK } }, log.child({ side: 'cloud' }), { startControlPlane });
   const edgecore = edgecorePath();
   if (!edgecore) {
-    log.error('dist/edgecore.js not found; run "npm run build" first', { code: 'LEDGE_ERR_CONFIG' });
+    log.error('dist/edgecore.js not found; run "npm run build" first', { code: ConfigError.code });
     await core.stop();
     process.exitCode = 1;
     return;
@@ -73,13 +79,13 @@ export async function main(argv: string[]): Promise<void> {
   try {
     switch (command) {
       case 'cloud':
-        return await runCloud(rest);
+        return await runCloud(rest, { startControlPlane });
       case 'edge':
         return await runEdge(rest);
       case 'up':
         return await runUp(rest);
       case 'apiserver': {
-        const { runApiServerCli } = await import('../cloud/apiserver/index.js');
+        const { runApiServerCli } = await import('../apiserver/index.js');
         return await runApiServerCli(rest);
       }
       case 'version':

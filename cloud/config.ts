@@ -1,66 +1,98 @@
 /**
  * @module
  * CloudCore configuration: defaults < file (`--config cloudcore.yaml`) < env < flags.
+ *
+ * The spec below is the only declaration of a field: {@link CloudConfig} is derived from
+ * it, and every field backed by a module option takes that module's default
+ * (`moduleFields`), so no default is written here that a module also has. Flag names:
+ * docs/design.md, "Configuration: one source of truth".
  */
-import type { ConfigSpec } from '../shared/config/index.js';
-import { logLevels, type LogLevel } from '../shared/log/index.js';
+import { moduleFields, type ConfigOf, type ConfigSpec } from '../shared/config/index.js';
+import { logLevels } from '../shared/log/index.js';
+import { defaultCloudHubOptions } from './cloudhub/options.js';
+import { defaultSyncControllerOptions } from './synccontroller/options.js';
+import { defaultLeaderElectionOptions } from './leaderelection/options.js';
+// Constants only (no imports): reading them does not bundle the control plane into dist/cloudcore.js.
+import { defaultApiServerOptions } from '../apiserver/options.js';
 
-export interface CloudConfig {
-  log: { level: LogLevel; format?: 'json' | 'text' };
-  hub: {
-    host: string;
-    port: number;
-    tls?: { certFile?: string; keyFile?: string; caFile?: string };
-    heartbeatIntervalMs: number;
-    heartbeatTimeoutMs: number;
-    ackTimeoutMs: number;
-    maxFrameBytes: number;
-    maxQueuedPerNode: number;
-    upstreamQps: number;
-    upstreamBurst: number;
-    maxNodes: number;
-    maxUnflushedBytes: number;
-    slowPeerTimeoutMs: number;
-  };
-  /** Run the embedded local control plane in this process (no cluster needed). */
-  local: boolean;
-  /** kubeconfig of the cluster; absent: in-cluster service account, or none (hub only). */
-  kubeconfig?: string;
-  controllers: { reconcileIntervalMs: number };
-  leaderElection: { namespace: string; leaseDurationMs: number; renewIntervalMs: number; identity?: string };
-  dataDir: string;
-  apiserver: { port: number; kubeconfig?: string };
-}
-
-export const cloudConfigSpec: ConfigSpec = {
+export const cloudConfigSpec = {
   'log.level': { type: 'enum', values: logLevels, flag: 'log-level', env: 'LEDGE_LOG_LEVEL', default: 'info', description: 'minimum log level' },
-  'log.format': { type: 'enum', values: ['json', 'text'], flag: 'log-format', env: 'LEDGE_LOG_FORMAT', optional: true, description: 'log format (default: text on a TTY, else json)' },
-  // Loopback by default: nodes name themselves (no client certificates yet), so serving other machines is an explicit choice.
-  'hub.host': { type: 'string', flag: 'host', env: 'LEDGE_CLOUDHUB_HOST', default: '127.0.0.1', description: 'CloudHub listen address (0.0.0.0: every interface; node identity is self-declared, see docs/design.md)' },
-  'hub.port': { type: 'integer', min: 0, max: 65535, flag: 'port', short: 'p', env: 'LEDGE_CLOUDHUB_PORT', default: 10000, description: 'CloudHub WebSocket port (0 = any free port)' },
+  'log.format': {
+    type: 'enum',
+    values: ['json', 'text'],
+    flag: 'log-format',
+    env: 'LEDGE_LOG_FORMAT',
+    optional: true,
+    description: 'log format (default: text on a TTY, else json)',
+  },
+  ...moduleFields('hub', defaultCloudHubOptions, {
+    // Loopback by default: nodes name themselves (no client certificates yet), so serving other machines is an explicit choice.
+    host: {
+      type: 'string',
+      flag: 'bind-address',
+      env: 'LEDGE_CLOUDHUB_BIND_ADDRESS',
+      deprecatedFlags: ['host'],
+      deprecatedEnv: ['LEDGE_CLOUDHUB_HOST'],
+      description: 'CloudHub listen address (0.0.0.0: every interface; node identity is self-declared, see docs/design.md)',
+    },
+    port: { type: 'integer', min: 0, max: 65535, flag: 'port', short: 'p', env: 'LEDGE_CLOUDHUB_PORT', description: 'CloudHub WebSocket port (0 = any free port)' },
+    heartbeatIntervalMs: { type: 'integer', min: 100, flag: 'heartbeat-interval-ms', deprecatedFlags: ['heartbeat-interval'], description: 'ping interval (ms)' },
+    heartbeatTimeoutMs: {
+      type: 'integer',
+      min: 200,
+      flag: 'heartbeat-timeout-ms',
+      deprecatedFlags: ['heartbeat-timeout'],
+      description: 'close a session silent for this long (ms)',
+    },
+    ackTimeoutMs: { type: 'integer', min: 10, flag: 'ack-timeout-ms', deprecatedFlags: ['ack-timeout'], description: 'first ACK timeout (ms), doubling per retry' },
+    maxFrameBytes: { type: 'integer', min: 1024, max: 64 * 1024 * 1024, flag: 'max-frame-bytes', description: 'largest frame accepted (bytes)' },
+    maxQueuedPerNode: { type: 'integer', min: 1, description: 'per-node queue bound' },
+    upstreamQps: { type: 'number', min: 0.1, description: 'frames/s per node (messages, keepalives, pings…) before reading from it is throttled' },
+    upstreamBurst: { type: 'integer', min: 1, description: 'upstream burst per node (frames)' },
+    maxNodes: { type: 'integer', min: 1, description: 'live nodes (connected or with pending messages) tracked by this process' },
+    maxUnflushedBytes: { type: 'integer', min: 64 * 1024, description: 'bytes written to a session and not yet flushed before CloudHub stops reading from it' },
+    slowPeerTimeoutMs: { type: 'integer', min: 100, description: 'close a session that stays over hub.maxUnflushedBytes this long (ms, close 1008)' },
+  }),
   'hub.tls.certFile': { type: 'string', flag: 'tls-cert-file', env: 'LEDGE_TLS_CERT_FILE', optional: true, description: 'PEM server certificate (enables wss://)' },
   'hub.tls.keyFile': { type: 'string', flag: 'tls-key-file', env: 'LEDGE_TLS_KEY_FILE', optional: true, description: 'PEM server private key' },
   'hub.tls.caFile': { type: 'string', flag: 'tls-ca-file', env: 'LEDGE_TLS_CA_FILE', optional: true, description: 'PEM CA bundle for client certificates' },
-  'hub.heartbeatIntervalMs': { type: 'integer', min: 100, flag: 'heartbeat-interval', default: 15_000, description: 'ping interval (ms)' },
-  'hub.heartbeatTimeoutMs': { type: 'integer', min: 200, flag: 'heartbeat-timeout', default: 45_000, description: 'close a session silent for this long (ms)' },
-  'hub.ackTimeoutMs': { type: 'integer', min: 10, flag: 'ack-timeout', default: 5_000, description: 'first ACK timeout (ms), doubling per retry' },
-  'hub.maxFrameBytes': { type: 'integer', min: 1024, max: 64 * 1024 * 1024, flag: 'max-frame-bytes', default: 1024 * 1024, description: 'largest frame accepted (bytes)' },
-  'hub.maxQueuedPerNode': { type: 'integer', min: 1, default: 10_000, description: 'per-node queue bound' },
-  'hub.upstreamQps': { type: 'number', min: 0.1, default: 200, description: 'frames/s per node (messages, keepalives, pings…) before reading from it is throttled' },
-  'hub.upstreamBurst': { type: 'integer', min: 1, default: 400, description: 'upstream burst per node (frames)' },
-  'hub.maxNodes': { type: 'integer', min: 1, default: 20_000, description: 'live nodes (connected or with pending messages) tracked by this process' },
-  'hub.maxUnflushedBytes': { type: 'integer', min: 64 * 1024, default: 8 * 1024 * 1024, description: 'bytes written to a session and not yet flushed before CloudHub stops reading from it' },
-  'hub.slowPeerTimeoutMs': { type: 'integer', min: 100, default: 30_000, description: 'close a session that stays over hub.maxUnflushedBytes this long (ms, close 1008)' },
-  kubeconfig: { type: 'string', flag: 'kubeconfig', env: 'LEDGE_KUBECONFIG', optional: true, description: 'kubeconfig of the cluster (default: in-cluster service account; without either, controllers are off)' },
-  'controllers.reconcileIntervalMs': { type: 'integer', min: 100, flag: 'reconcile-interval', default: 30_000, description: 'full reconcile of connected nodes against their sync records (ms)' },
-  'leaderElection.namespace': { type: 'string', default: 'kube-system', description: 'namespace of the leader-election Lease' },
-  'leaderElection.leaseDurationMs': { type: 'integer', min: 1000, flag: 'leader-lease-duration', default: 15_000, description: 'leader lease duration (ms)' },
-  'leaderElection.renewIntervalMs': { type: 'integer', min: 100, flag: 'leader-renew-interval', default: 5_000, description: 'leader lease renew interval (ms)' },
-  'leaderElection.identity': { type: 'string', flag: 'identity', env: 'LEDGE_IDENTITY', optional: true, description: 'this replica\'s identity (default: hostname_pid)' },
-  local: { type: 'boolean', flag: 'local', env: 'LEDGE_LOCAL', default: false, description: 'run the embedded local control plane (no cluster needed)' },
+  kubeconfig: {
+    type: 'string',
+    flag: 'kubeconfig',
+    env: 'LEDGE_KUBECONFIG',
+    optional: true,
+    description: 'kubeconfig of the cluster (default: in-cluster service account; without either, controllers are off)',
+  },
+  ...moduleFields('controllers', defaultSyncControllerOptions, {
+    reconcileIntervalMs: {
+      type: 'integer',
+      min: 100,
+      flag: 'reconcile-interval-ms',
+      deprecatedFlags: ['reconcile-interval'],
+      description: 'full reconcile of connected nodes against their sync records (ms)',
+    },
+  }),
+  ...moduleFields('leaderElection', defaultLeaderElectionOptions, {
+    namespace: { type: 'string', description: 'namespace of the leader-election Lease' },
+    leaseDurationMs: { type: 'integer', min: 1000, flag: 'leader-lease-duration-ms', deprecatedFlags: ['leader-lease-duration'], description: 'leader lease duration (ms)' },
+    renewIntervalMs: { type: 'integer', min: 100, flag: 'leader-renew-interval-ms', deprecatedFlags: ['leader-renew-interval'], description: 'leader lease renew interval (ms)' },
+  }),
+  'leaderElection.identity': { type: 'string', flag: 'identity', env: 'LEDGE_IDENTITY', optional: true, description: "this replica's identity (default: hostname_pid)" },
+  local: {
+    type: 'boolean',
+    flag: 'local',
+    env: 'LEDGE_LOCAL',
+    default: false,
+    description: 'run the embedded local control plane (no cluster needed; the ledge CLI only, not dist/cloudcore.js)',
+  },
   dataDir: { type: 'string', flag: 'data-dir', env: 'LEDGE_DATA_DIR', default: './.ledge/cloud', description: 'data directory of the local control plane' },
-  'apiserver.port': { type: 'integer', min: 0, max: 65535, flag: 'apiserver-port', default: 6443, description: 'local control plane port (with --local)' },
+  ...moduleFields('apiserver', defaultApiServerOptions, {
+    port: { type: 'integer', min: 0, max: 65535, flag: 'apiserver-port', description: 'local control plane port (with --local)' },
+  }),
   'apiserver.kubeconfig': { type: 'string', flag: 'write-kubeconfig', optional: true, description: 'where --local writes its kubeconfig (default <data-dir>/kubeconfig)' },
-};
+} as const satisfies ConfigSpec;
+
+/** CloudCore's loaded configuration, derived from {@link cloudConfigSpec}. */
+export type CloudConfig = ConfigOf<typeof cloudConfigSpec>;
 
 export const cloudUsage = 'Usage: ledge cloud [--port 10000] [--config cloudcore.yaml] [--local] [options]\n\nRuns CloudCore.';

@@ -1,16 +1,18 @@
 /**
  * @module
- * CloudCore entry point. Wires the modules in one explicit list and runs until
- * SIGTERM/SIGINT, draining in-flight work.
+ * CloudCore entry point. Builds the modules in one explicit list, each flow between them
+ * on one channel (see startCloudCore), and runs until SIGTERM/SIGINT, draining in-flight work.
  */
 import { join } from 'node:path';
 import { Beehive } from '../shared/beehive/index.js';
-import { startApiServer, type ApiServerHandle } from './apiserver/index.js';
+// Types only: the control plane's code reaches CloudCore through `startControlPlane` (see CloudCoreExtras).
+import type { ApiServerHandle, ApiServerOptions } from '../apiserver/index.js';
 import { createLogger, type Logger } from '../shared/log/index.js';
 import { handleStopSignals, installCrashHandlers, loadCommandConfig } from '../shared/runtime/index.js';
 import { ConfigError, errorCode, errorMessage } from '../shared/errors/index.js';
 import type { Module } from '../shared/beehive/index.js';
-import { createCloudHub, type CloudHub, type CloudHubOptions, type AckRecorder } from './cloudhub/index.js';
+import { ModuleName } from '../shared/protocol/index.js';
+import { createCloudHub, type CloudHub, type CloudHubOptions } from './cloudhub/index.js';
 import { createEdgeController } from './edgecontroller/index.js';
 import { SyncController } from './synccontroller/index.js';
 import { LeaderElector, defaultIdentity } from './leaderelection/index.js';
@@ -26,10 +28,17 @@ export interface CloudCore {
   stop(): Promise<void>;
 }
 
+/**
+ * Starts the embedded control plane of local mode. Only the `ledge` CLI supplies one (a dynamic
+ * import of `apiserver/`), so the in-cluster `dist/cloudcore.js` neither bundles nor starts it.
+ */
+export type StartControlPlane = (options: ApiServerOptions) => Promise<ApiServerHandle>;
+
 export interface CloudCoreExtras {
+  /** Required for `local: true`; without it local mode is refused with a ConfigError. */
+  startControlPlane?: StartControlPlane;
   /** Extra modules (embedding, test harnesses, later controllers). */
   modules?: Module[];
-  ackRecorder?: AckRecorder;
   hubOverrides?: Partial<CloudHubOptions>;
 }
 
@@ -47,8 +56,12 @@ export function hubOptionsFrom(config: CloudConfig): Partial<CloudHubOptions> {
 /** Starts CloudCore with a loaded config; resolves once CloudHub listens. */
 export async function startCloudCore(config: CloudConfig, log: Logger, extras: CloudCoreExtras = {}): Promise<CloudCore> {
   // Local mode: the control plane runs in this process, and CloudCore uses it over HTTP like any cluster.
-  const apiserver = config.local
-    ? await startApiServer({
+  const { startControlPlane } = extras;
+  if (config.local && !startControlPlane) {
+    throw new ConfigError('--local: this CloudCore build has no embedded control plane (dist/cloudcore.js is the in-cluster build); run "ledge cloud --local" or "ledge up", or point it at a cluster with --kubeconfig');
+  }
+  const apiserver = startControlPlane && config.local
+    ? await startControlPlane({
         dataDir: join(config.dataDir, 'apiserver'),
         port: config.apiserver.port,
         kubeconfigPath: config.apiserver.kubeconfig ?? join(config.dataDir, 'kubeconfig'),
@@ -60,30 +73,45 @@ export async function startCloudCore(config: CloudConfig, log: Logger, extras: C
   const wantsApi = Boolean(kubeconfigPath || process.env.KUBERNETES_SERVICE_HOST);
   if (wantsApi) await loadKube();
   const kc = wantsApi ? loadKubeConfig(kubeconfigPath) : undefined;
-  if (!kc) log.warn('no Kubernetes API configured (--kubeconfig, --local or in-cluster): controllers are off, CloudHub only', { code: 'LEDGE_ERR_CONFIG' });
-  const bee = new Beehive({ log });
-  let hub: CloudHub | undefined;
+  if (!kc) log.warn('no Kubernetes API configured (--kubeconfig, --local or in-cluster): controllers are off, CloudHub only', { code: ConfigError.code });
+
+  // The modules. Each is built from its options alone, in an order where every reference
+  // points to one already built: no forward declaration, no module wiring itself into
+  // another. Each flow has one channel (docs/controllers.md, "Wiring"):
+  //   upstream    node → CloudHub → EdgeController   Beehive sendSync, routed by group (hub.upstreamRoutes)
+  //   desired     EdgeController → SyncController    Beehive 'desired-changed' message per node
+  //   downstream  SyncController → CloudHub → node   Beehive message, resource node/<name>/…
+  //   ACKs        CloudHub → the module that sent    Beehive 'ack' report carrying the ACKed message
+  //   sessions    CloudHub → SyncController          Beehive 'connected' / 'disconnected' reports
+  // Reads, not flows: the SyncController reads the EdgeController's desired sets (DesiredSource,
+  // which it also tells when a node released an object), CloudHub's sessions and the elector.
+  const hub = createCloudHub(
+    { ...hubOptionsFrom(config), ...(kc ? { sessionSubscribers: [ModuleName.SyncController] } : {}), ...extras.hubOverrides },
+    { log: log.child({ module: 'cloudhub' }) },
+  );
+  const edgeController = createEdgeController(kc, log.child({ module: 'edgecontroller' }));
   const elector = kc
-    ? new LeaderElector(kc, { namespace: config.leaderElection.namespace, name: 'ledge-cloudcore', identity: config.leaderElection.identity ?? defaultIdentity(), leaseDurationMs: config.leaderElection.leaseDurationMs, renewIntervalMs: config.leaderElection.renewIntervalMs }, log.child({ module: 'leaderelection' }))
+    ? new LeaderElector(kc, { ...config.leaderElection, identity: config.leaderElection.identity ?? defaultIdentity() }, log.child({ module: 'leaderelection' }))
     : undefined;
   const sync = kc
-    ? new SyncController(kc, { reconcileIntervalMs: config.controllers.reconcileIntervalMs, isLeader: () => elector?.isLeader() ?? false, isConnected: (n) => hub?.isConnected(n) ?? false, connectedNodes: () => hub?.connectedNodes() ?? [] }, log.child({ module: 'synccontroller' }))
+    ? new SyncController(
+        kc,
+        {
+          desired: edgeController,
+          isConnected: (node) => hub.isConnected(node),
+          connectedNodes: () => hub.connectedNodes(),
+          isLeader: () => elector?.isLeader() ?? false,
+          reconcileIntervalMs: config.controllers.reconcileIntervalMs,
+        },
+        log.child({ module: 'synccontroller' }),
+      )
     : undefined;
-  hub = createCloudHub(
-    { ...hubOptionsFrom(config), ...extras.hubOverrides },
-    {
-      log: log.child({ module: 'cloudhub' }),
-      ...(extras.ackRecorder ?? sync ? { ackRecorder: (extras.ackRecorder ?? sync)! } : {}),
-      events: { connected: (node) => sync?.nodeConnected(node), disconnected: (node) => sync?.nodeDisconnected(node) },
-    },
-  );
-  bee.register(hub);
+  const modules: Module[] = [hub, edgeController, ...(sync ? [sync] : []), ...(elector ? [elector] : [])];
+
+  const bee = new Beehive({ log });
   const extra = extras.modules ?? [];
-  // Built-in modules, unless the embedder supplies its own of the same name.
-  const builtin: Module[] = [createEdgeController(kc, sync, log.child({ module: 'edgecontroller' }))];
-  if (sync) builtin.push(sync);
-  if (elector) builtin.push(elector);
-  for (const m of builtin) if (!extra.some((e) => e.name === m.name)) bee.register(m);
+  // An embedder's module replaces the built-in one of the same name (test harnesses); CloudHub is always this one.
+  for (const m of modules) if (m === hub || !extra.some((e) => e.name === m.name)) bee.register(m);
   for (const m of extra) bee.register(m);
   bee.start();
   await hub.ready();
@@ -100,15 +128,17 @@ export async function startCloudCore(config: CloudConfig, log: Logger, extras: C
 }
 
 /** `ledge cloud`: parses flags, starts, and handles signals. */
-export async function runCloud(argv: string[]): Promise<void> {
-  const config = await loadCommandConfig<CloudConfig>('cloud', cloudConfigSpec, cloudUsage, argv);
-  if (!config) return;
+export async function runCloud(argv: string[], extras: Pick<CloudCoreExtras, 'startControlPlane'> = {}): Promise<void> {
+  const loaded = await loadCommandConfig('cloud', cloudConfigSpec, cloudUsage, argv);
+  if (!loaded) return;
+  const { config } = loaded;
   const log = createLogger({ level: config.log.level, ...(config.log.format ? { format: config.log.format } : {}) });
+  for (const w of loaded.warnings) log.warn(w);
   const crash = installCrashHandlers(log);
   const untilStopSignal = handleStopSignals(log);
   let core: CloudCore;
   try {
-    core = await startCloudCore(config, log);
+    core = await startCloudCore(config, log, extras);
   } catch (err) {
     log.error(`cloudcore cannot start: ${errorMessage(err)}`, { code: errorCode(err) });
     process.exitCode = err instanceof ConfigError || err instanceof TypeError ? 2 : 1;

@@ -69,9 +69,11 @@ function interpretOnly(log: Logger): void {
 
 /** `ledge edge` / `node edgecore.js`: parses flags, starts, and handles signals. */
 export async function runEdge(argv: string[]): Promise<void> {
-  const config = await loadCommandConfig<EdgeConfig>('edge', edgeConfigSpec, edgeUsage, argv);
-  if (!config) return;
+  const loaded = await loadCommandConfig('edge', edgeConfigSpec, edgeUsage, argv);
+  if (!loaded) return;
+  const { config } = loaded;
   const log = createLogger({ level: config.log.level, ...(config.log.format ? { format: config.log.format } : {}) }).child({ node: config.nodeName });
+  for (const w of loaded.warnings) log.warn(w);
   installCrashHandlers(log);
   if (!config.jit) interpretOnly(log);
   const untilStopSignal = handleStopSignals(log);

@@ -23,7 +23,7 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { performance } from 'node:perf_hooks';
 import { startCloudCore, type CloudCore } from '../../cloud/main.js';
-import { cloudConfigSpec, type CloudConfig } from '../../cloud/config.js';
+import { cloudConfigSpec } from '../../cloud/config.js';
 import { loadConfig } from '../../shared/config/index.js';
 import { createLogger } from '../../shared/log/index.js';
 import { Group, ModuleName, Operation, ResourceType, buildResource, createCborCodec, newMessage } from '../../shared/protocol/index.js';
@@ -97,9 +97,9 @@ export function configMap(bytes: number, rv: string): Record<string, unknown> {
 }
 
 async function main(): Promise<void> {
-  const { config } = await loadConfig<CloudConfig>(cloudConfigSpec, {
+  const { config } = await loadConfig(cloudConfigSpec, {
     argv: [
-      '--host', '127.0.0.1', '--port', '0', '--log-level', process.env.BENCH_CLOUD_LOG_LEVEL ?? 'warn', '--log-format', 'json',
+      '--bind-address', '127.0.0.1', '--port', '0', '--log-level', process.env.BENCH_CLOUD_LOG_LEVEL ?? 'warn', '--log-format', 'json',
       // wss:// when the parent passes a certificate (BENCH_TLS=1 in bench/cloudhub-scale.ts).
       ...(process.env.BENCH_TLS_CERT && process.env.BENCH_TLS_KEY ? ['--tls-cert-file', process.env.BENCH_TLS_CERT, '--tls-key-file', process.env.BENCH_TLS_KEY] : []),
     ],

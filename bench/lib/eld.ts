@@ -19,7 +19,8 @@ export interface EldReply {
 
 /** Starts the monitor; returns an IPC message handler for the two commands (true when handled). */
 export function eventLoopDelayProbe(): (m: { cmd?: string }) => boolean {
-  const h = monitorEventLoopDelay({ resolution: 10 });
+  const RESOLUTION_MS = 10;
+  const h = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
   h.enable();
   return (m) => {
     if (m.cmd === 'eld-reset') {
@@ -28,7 +29,7 @@ export function eventLoopDelayProbe(): (m: { cmd?: string }) => boolean {
       return true;
     }
     if (m.cmd === 'eld') {
-      const ms = (ns: number) => +(ns / 1e6).toFixed(1);
+      const ms = (ns: number) => +Math.max(0, ns / 1e6 - RESOLUTION_MS).toFixed(1);
       const r = readRss('self');
       const reply: EldReply = { type: 'eld', p50Ms: ms(h.percentile(50)), p99Ms: ms(h.percentile(99)), maxMs: ms(h.max), meanMs: ms(h.mean), rss: r.rss, rssAnon: r.rssAnon };
       process.send?.(reply);

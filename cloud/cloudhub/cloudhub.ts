@@ -14,7 +14,7 @@
  * unflushed-bytes budget (a peer that stops reading is cut off), idle node state is
  * evicted, and repeated warnings are summarised per window.
  */
-import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createHttpServer, STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
@@ -36,14 +36,28 @@ import {
   type ErrorContent,
   type Message,
 } from '../../shared/protocol/index.js';
-import { errorCode, errorMessage, HandshakeError, NoSuchModuleError, QueueFullError, SlowPeerError, TextFrameError, LedgeError } from '../../shared/errors/index.js';
+import {
+  closeReason,
+  ErrorCode,
+  errorCode,
+  errorContent,
+  errorMessage,
+  HandshakeError,
+  HeartbeatTimeoutError,
+  InvalidMessageError,
+  NoSuchModuleError,
+  QueueFullError,
+  SlowPeerError,
+  TextFrameError,
+  LedgeError,
+} from '../../shared/errors/index.js';
 import type { Module, ModuleContext } from '../../shared/beehive/index.js';
 import type { Logger } from '../../shared/log/index.js';
 import { DeliveryQueue } from '../../shared/delivery/index.js';
 import { NodeState, TokenBucket, type FrameKind, type Outgoing } from './node-state.js';
 import { LogLimiter, seconds } from './log-limiter.js';
 import { resolveCloudHubOptions, type CloudHubOptions } from './options.js';
-import { InMemoryAckRecorder, type AckRecorder } from './ack-recorder.js';
+import { ackReport, sessionReport, SessionOperation, type AckedObject, type SessionReport } from './reports.js';
 
 const connectedChannel = channel('ledge:cloudhub:connected');
 const disconnectedChannel = channel('ledge:cloudhub:disconnected');
@@ -64,15 +78,13 @@ export function isLoopbackHost(host: string): boolean {
   return false;
 }
 
-export interface SessionEvents {
-  connected?(node: string, info: { remote: string; session?: string }): void;
-  disconnected?(node: string, info: { reason: string }): void;
-}
-
+/**
+ * What CloudHub needs besides its options. Everything it tells other modules goes over
+ * Beehive (./reports.ts): ACK reports to each message's sender, session reports to
+ * `options.sessionSubscribers`.
+ */
 export interface CloudHubDeps {
   log: Logger;
-  ackRecorder?: AckRecorder;
-  events?: SessionEvents;
 }
 
 export interface NodeSummary {
@@ -93,7 +105,6 @@ export class CloudHub implements Module {
   readonly name = ModuleName.CloudHub;
   readonly group = Group.Hub;
   readonly options: CloudHubOptions;
-  readonly ackRecorder: AckRecorder;
   private readonly codec: Codec;
   private readonly log: Logger;
   private readonly nodes = new Map<string, NodeState>();
@@ -108,11 +119,10 @@ export class CloudHub implements Module {
   private listening: Promise<void> | undefined;
   private resolveListening!: () => void;
 
-  constructor(options: Partial<CloudHubOptions>, private readonly deps: CloudHubDeps) {
+  constructor(options: Partial<CloudHubOptions>, deps: CloudHubDeps) {
     this.options = resolveCloudHubOptions(options);
     this.codec = createCborCodec({ maxFrameBytes: this.options.maxFrameBytes });
     this.log = deps.log;
-    this.ackRecorder = deps.ackRecorder ?? new InMemoryAckRecorder();
     this.hubLog = new LogLimiter(this.options.logWindowMs);
     this.listening = new Promise((r) => (this.resolveListening = r));
   }
@@ -167,7 +177,7 @@ export class CloudHub implements Module {
       handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
     });
     server.on('upgrade', (req, socket, head) => this.onUpgrade(wss, req, socket, head));
-    server.on('tlsClientError', (err) => this.warnLimited('tls', `TLS handshake failed: ${err.message}`, { code: 'LEDGE_ERR_TLS' }, (n, ms) => `${n} more TLS handshakes failed in the last ${seconds(ms)}`));
+    server.on('tlsClientError', (err) => this.warnLimited('tls', `TLS handshake failed: ${err.message}`, { code: ErrorCode.Tls }, (n, ms) => `${n} more TLS handshakes failed in the last ${seconds(ms)}`));
     server.on('clientError', (err, socket) => {
       this.log.debug(`bad HTTP request: ${err.message}`);
       socket.destroy();
@@ -190,20 +200,24 @@ export class CloudHub implements Module {
     });
   }
 
-  private reject(socket: Duplex, status: number, reason: string, remote: string, kind: string): void {
-    this.warnLimited(`refused:${kind}`, `edge connection refused: ${reason}`, { code: new HandshakeError().code, remote }, (n, ms) => `${n} more edge connections refused (${kind}) in the last ${seconds(ms)}`);
-    socket.end(`HTTP/1.1 ${status} ${status === 401 ? 'Unauthorized' : 'Bad Request'}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(reason) + 1}\r\n\r\n${reason}\n`);
+  /** Refuses an upgrade before it happens: HTTP 400, the body `LEDGE_ERR_HANDSHAKE: <reason>`. */
+  private reject(socket: Duplex, reason: string, remote: string, kind: string): void {
+    const err = new HandshakeError(reason);
+    this.warnLimited(`refused:${kind}`, `edge connection refused: ${reason}`, { code: err.code, remote }, (n, ms) => `${n} more edge connections refused (${kind}) in the last ${seconds(ms)}`);
+    const status = err.httpStatus ?? 400;
+    const body = `${err.code}: ${reason}\n`;
+    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
   }
 
   private onUpgrade(wss: WebSocketServer, req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
     const url = req.url ?? '';
-    if (url.split('?')[0] !== this.options.path) return this.reject(socket, 400, `unknown path ${url.slice(0, 100)}`, remote, 'path');
+    if (url.split('?')[0] !== this.options.path) return this.reject(socket, `unknown path ${url.slice(0, 100)}`, remote, 'path');
     const protocols = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim());
-    if (!protocols.includes(SUBPROTOCOL)) return this.reject(socket, 400, `subprotocol ${SUBPROTOCOL} required (offered: ${protocols.join(',').slice(0, 200) || 'none'})`, remote, 'subprotocol');
+    if (!protocols.includes(SUBPROTOCOL)) return this.reject(socket, `subprotocol ${SUBPROTOCOL} required (offered: ${protocols.join(',').slice(0, 200) || 'none'})`, remote, 'subprotocol');
     const node = String(req.headers[NODE_NAME_HEADER] ?? '');
-    if (!node || node.length > 253 || !NODE_NAME.test(node)) return this.reject(socket, 400, `missing or invalid node name header ${NODE_NAME_HEADER}`, remote, 'name');
-    if (this.wouldExceedNodeLimit(node)) return this.reject(socket, 400, `node limit ${this.options.maxNodes} reached`, remote, 'limit');
+    if (!node || node.length > 253 || !NODE_NAME.test(node)) return this.reject(socket, `missing or invalid node name header ${NODE_NAME_HEADER}`, remote, 'name');
+    if (this.wouldExceedNodeLimit(node)) return this.reject(socket, `node limit ${this.options.maxNodes} reached`, remote, 'limit');
     wss.handleUpgrade(req, socket, head, (ws) => this.acceptSession(ws, node, remote, String(req.headers[NODE_SESSION_HEADER] ?? '')));
   }
 
@@ -380,7 +394,7 @@ export class CloudHub implements Module {
     ws.on('pong', (data) => this.inbound(s, gen, 'pong', data));
     ws.on('error', (err) => {
       const code = (err as { code?: string }).code;
-      this.log.warn(`session error: ${err.message}`, { node, code: code ?? 'LEDGE_ERR_SESSION' });
+      this.log.warn(`session error: ${err.message}`, { node, code: code ?? ErrorCode.Session });
     });
     ws.on('close', (code, reason) => {
       if (s.generation !== gen) return;
@@ -388,7 +402,7 @@ export class CloudHub implements Module {
     });
     s.queue?.attach();
     this.updateReading(s);
-    this.deps.events?.connected?.(node, { remote, session });
+    this.reportSession(SessionOperation.Connected, { node, remote, ...(session ? { session } : {}) });
     if (connectedChannel.hasSubscribers) connectedChannel.publish({ node, remote });
   }
 
@@ -417,15 +431,16 @@ export class CloudHub implements Module {
       setTimeout(() => ws.terminate(), 5000).unref();
     }
     this.log.info('node disconnected', { node: s.name, reason });
-    this.deps.events?.disconnected?.(s.name, { reason });
+    this.reportSession(SessionOperation.Disconnected, { node: s.name, reason });
     if (disconnectedChannel.hasSubscribers) disconnectedChannel.publish({ node: s.name, reason });
     this.settle(s);
   }
 
-  private closeForError(s: NodeState, err: LedgeError | Error, what: string): void {
+  /** Closes the session with the error's close code (1008 if it has none) and the reason `<code>: <message>`. */
+  private closeForError(s: NodeState, err: unknown, what: string): void {
     const code = errorCode(err);
     this.log.warn(`${what}: ${errorMessage(err)}; closing session`, { node: s.name, code });
-    this.detach(s, `${code}: ${errorMessage(err)}`, (err as LedgeError).closeCode ?? 1008);
+    this.detach(s, closeReason(err), (err instanceof LedgeError ? err.closeCode : undefined) ?? 1008);
   }
 
   /** Reading is held: out of tokens, too much upstream work in progress, or over the send budget. */
@@ -514,10 +529,10 @@ export class CloudHub implements Module {
       if (id !== undefined) {
         // Well-formed frame with an unknown operation: reject this message only.
         this.rejected(s, `message rejected: ${errorMessage(err)}`, { code: errorCode(err), id });
-        this.sendDirect(s, newAck({ header: { id, timestamp: 0, sync: true }, route: { source: '', group: '', operation: '', resource: '' }, content: null }, this.name, { code: errorCode(err), message: errorMessage(err) }));
+        this.sendDirect(s, newAck({ header: { id, timestamp: 0, sync: true }, route: { source: '', group: '', operation: '', resource: '' }, content: null }, this.name, errorContent(err)));
         return false;
       }
-      this.closeForError(s, err as Error, 'undecodable frame from node');
+      this.closeForError(s, err, 'undecodable frame from node');
       return false;
     }
     switch (msg.route.operation) {
@@ -558,23 +573,24 @@ export class CloudHub implements Module {
     if (error && typeof error === 'object') {
       this.warnLimited('node-rejected', `node rejected ${original.route.operation} ${original.route.resource}: ${error.message}`, { node: s.name, code: error.code, id: original.header.id }, (n, ms) => `${n} more messages rejected by node ${s.name} in the last ${seconds(ms)}`, s);
     }
-    const resource = original.route.resource;
-    const acked = { node: s.name, resource, operation: original.route.operation, messageId: original.header.id, ...(original.header.resourceVersion !== undefined ? { resourceVersion: original.header.resourceVersion } : {}) };
-    if (!error) {
-      try {
-        const r = this.ackRecorder.recordAck(acked, original);
-        if (r) r.catch((err) => this.log.error(`recording ACK failed: ${errorMessage(err)}`, { node: s.name, code: errorCode(err) }));
-      } catch (err) {
-        this.log.error(`recording ACK failed: ${errorMessage(err)}`, { node: s.name, code: errorCode(err) });
-      }
+    if (ackChannel.hasSubscribers) {
+      const acked: AckedObject = { node: s.name, resource: original.route.resource, operation: original.route.operation, messageId: original.header.id, ...(original.header.resourceVersion !== undefined ? { resourceVersion: original.header.resourceVersion } : {}) };
+      ackChannel.publish(acked);
     }
-    if (ackChannel.hasSubscribers) ackChannel.publish(acked);
-    // Report onward through Beehive to the module that sent the message.
-    const report = newMessage({ source: this.name, group: original.route.group, operation: Operation.Ack, resource: `node/${s.name}/${resource}`, parentId: original.header.id, content: error ?? null, ...(original.header.resourceVersion !== undefined ? { resourceVersion: original.header.resourceVersion } : {}) });
-    this.ctx?.send(original.route.source, report).catch((err) => {
+    // The one ACK channel: a report through Beehive to the module that sent the message (the SyncController records it).
+    this.ctx?.send(original.route.source, ackReport(s.name, original, error && typeof error === 'object' ? error : null)).catch((err) => {
       if (!(err instanceof NoSuchModuleError)) this.log.debug(`ack report not delivered: ${errorMessage(err)}`);
     });
     return true;
+  }
+
+  /** Tells the modules in `sessionSubscribers` (over Beehive) that a node connected or disconnected. */
+  private reportSession(operation: SessionOperation, info: SessionReport): void {
+    for (const to of this.options.sessionSubscribers) {
+      this.ctx?.send(to, sessionReport(operation, info)).catch((err) => {
+        if (!(err instanceof NoSuchModuleError)) this.log.debug(`session report not delivered: ${errorMessage(err)}`, { node: info.node });
+      });
+    }
   }
 
   private onUpstream(s: NodeState, msg: Message): void {
@@ -615,8 +631,8 @@ export class CloudHub implements Module {
     const target = this.options.upstreamRoutes[msg.route.group];
     const routed: Message = { ...msg, route: { ...msg.route, resource: `node/${s.name}/${msg.route.resource}` } };
     if (!target) {
-      this.rejected(s, `no cloud module handles group "${msg.route.group.slice(0, 100)}"; message rejected`, { code: 'LEDGE_ERR_NO_SUCH_MODULE' });
-      return { code: 'LEDGE_ERR_NO_SUCH_MODULE', message: `no handler for group ${msg.route.group}` };
+      this.rejected(s, `no cloud module handles group "${msg.route.group.slice(0, 100)}"; message rejected`, { code: NoSuchModuleError.code });
+      return errorContent(new NoSuchModuleError(`no handler for group ${msg.route.group}`));
     }
     try {
       const resp = await this.ctx!.sendSync(target, routed, this.options.upstreamHandleTimeoutMs);
@@ -625,7 +641,7 @@ export class CloudHub implements Module {
     } catch (err) {
       if (err instanceof NoSuchModuleError) {
         this.rejected(s, `cloud module "${target}" for group "${msg.route.group}" is not running; message rejected`, { code: err.code });
-        return { code: err.code, message: `no handler for group ${msg.route.group}` };
+        return errorContent(new NoSuchModuleError(`no handler for group ${msg.route.group}`));
       }
       throw err;
     }
@@ -634,7 +650,7 @@ export class CloudHub implements Module {
   /** Reading from a node that exceeds its rate pauses until a token refills (TCP pushes back on it). */
   private throttle(s: NodeState, waitMs: number): void {
     if (s.throttled) return;
-    this.warnLimited('rate', `node exceeds ${this.options.upstreamQps} frames/s; throttling it`, { node: s.name, code: 'LEDGE_ERR_RATE_LIMIT' }, (n, ms) => `node ${s.name} was throttled ${n} more times in the last ${seconds(ms)}`, s);
+    this.warnLimited('rate', `node exceeds ${this.options.upstreamQps} frames/s; throttling it`, { node: s.name, code: ErrorCode.RateLimit }, (n, ms) => `node ${s.name} was throttled ${n} more times in the last ${seconds(ms)}`, s);
     s.throttled = true;
     this.updateReading(s);
     const gen = s.generation;
@@ -649,7 +665,7 @@ export class CloudHub implements Module {
   private dispatchDownstream(msg: Message): void {
     const m = /^node\/([^/]+)\/(.*)$/.exec(msg.route.resource);
     if (!m) {
-      this.log.warn(`downstream message without node/<name>/ resource prefix dropped: ${msg.route.resource.slice(0, 100)}`, { code: 'LEDGE_ERR_INVALID_MESSAGE' });
+      this.log.warn(`downstream message without node/<name>/ resource prefix dropped: ${msg.route.resource.slice(0, 100)}`, { code: InvalidMessageError.code });
       return;
     }
     const [, node, rest] = m as unknown as [string, string, string];
@@ -674,7 +690,7 @@ export class CloudHub implements Module {
       return;
     }
     if (this.wouldExceedNodeLimit(node)) {
-      this.warnLimited('downstream-limit', `node limit reached; message for unknown node ${node} dropped`, { code: 'LEDGE_ERR_QUEUE_FULL' }, (n, ms) => `${n} more messages for unknown nodes dropped (node limit) in the last ${seconds(ms)}`);
+      this.warnLimited('downstream-limit', `node limit reached; message for unknown node ${node} dropped`, { code: QueueFullError.code }, (n, ms) => `${n} more messages for unknown nodes dropped (node limit) in the last ${seconds(ms)}`);
       return;
     }
     const s = known ?? this.state(node);
@@ -724,8 +740,8 @@ export class CloudHub implements Module {
       const ws = s.socket;
       if (!ws) continue;
       if (now - s.lastSeen > this.options.heartbeatTimeoutMs) {
-        this.log.warn('node missed its heartbeats; closing session', { node: s.name, code: 'LEDGE_ERR_HEARTBEAT_TIMEOUT', silentMs: now - s.lastSeen });
-        this.detach(s, 'heartbeat timeout', 1001);
+        // Close reason `LEDGE_ERR_HEARTBEAT_TIMEOUT: …`, 1001; the link is presumed dead, so no close handshake.
+        this.closeForError(s, new HeartbeatTimeoutError(`nothing received for ${now - s.lastSeen} ms (limit ${this.options.heartbeatTimeoutMs} ms)`), 'node missed its heartbeats');
         ws.terminate();
         continue;
       }

@@ -7,11 +7,11 @@ import { CloudHub, type CloudHubDeps } from './cloudhub.js';
 import type { CloudHubOptions } from './options.js';
 
 export { CloudHub } from './cloudhub.js';
-export type { CloudHubDeps, SessionEvents, NodeSummary } from './cloudhub.js';
+export type { CloudHubDeps, NodeSummary } from './cloudhub.js';
 export { defaultCloudHubOptions, resolveCloudHubOptions } from './options.js';
 export type { CloudHubOptions, CloudHubTlsOptions } from './options.js';
-export { InMemoryAckRecorder } from './ack-recorder.js';
-export type { AckRecorder, AckedObject } from './ack-recorder.js';
+export { ackReport, sessionReport, SessionOperation } from './reports.js';
+export type { AckReport, SessionReport, AckedObject } from './reports.js';
 
 /** Creates the CloudHub module. */
 export function createCloudHub(options: Partial<CloudHubOptions>, deps: CloudHubDeps): CloudHub {

@@ -80,10 +80,16 @@ export interface CloudHubOptions {
   idleDedupeWindow: number;
   /** Repeated warnings of one kind per node (rejected frames, throttling) are summarised per window. Default 10000. */
   logWindowMs: number;
-  /** Which cloud module handles upstream messages of each group. */
+  /** Which cloud module handles upstream messages of each group (Beehive sendSync; the ACK waits for its answer). */
   upstreamRoutes: Record<string, string>;
+  /** Modules told over Beehive when a node connects or disconnects (session reports, ./reports.ts). Default none. */
+  sessionSubscribers: string[];
 }
 
+/**
+ * CloudHub's defaults, the one place they are written: `resolveCloudHubOptions` applies
+ * them, and `cloud/config.ts` takes the defaults of its `hub.*` fields from here.
+ */
 export const defaultCloudHubOptions: CloudHubOptions = {
   host: '127.0.0.1',
   port: 10000,
@@ -109,6 +115,7 @@ export const defaultCloudHubOptions: CloudHubOptions = {
   idleDedupeWindow: 64,
   logWindowMs: 10_000,
   upstreamRoutes: { resource: 'edgecontroller', meta: 'edgecontroller', twin: 'devicecontroller' },
+  sessionSubscribers: [],
 };
 
 /** Merges and checks options; bad combinations throw TypeError at construction (ws's pattern). */

@@ -2,7 +2,9 @@
  * @module
  * EdgeController: the cluster side of edge nodes.
  * - Downstream: pods bound to edge nodes, and only the configmaps and secrets those
- *   pods reference, become the node's desired set (served to the SyncController).
+ *   pods reference, become the node's desired set. The SyncController reads it
+ *   (DesiredSource); each change is announced to it over Beehive (`desired-changed`,
+ *   coalesced per node and microtask).
  *   Informers only; nothing polls.
  * - Upstream: node status reports register/update the Node (edge role label,
  *   addresses, capacity, nodeInfo, conditions) and renew its Lease; pod status
@@ -16,10 +18,13 @@
 import { ModuleName, Group, Operation, ResourceType, parseResource, type ErrorContent, type Message } from '../../shared/protocol/index.js';
 import type { Module, ModuleContext } from '../../shared/beehive/index.js';
 import type { Logger } from '../../shared/log/index.js';
-import { errorCode, errorMessage } from '../../shared/errors/index.js';
+import { ErrorCode, errorCode, errorContent, errorMessage, ForbiddenError, NoSuchModuleError, NotFoundError, StoppedError, UnsupportedError } from '../../shared/errors/index.js';
 import { kube, httpStatus, toPlain, watchResource, CoalescingWriter, type k8s, type WatchedResource } from '../kube/index.js';
-import type { DesiredObject, DesiredSource, SyncController } from '../synccontroller/index.js';
+import { desiredChanged, type DesiredObject, type DesiredSource, type ObjectKey } from '../synccontroller/index.js';
 import { podReferences } from './references.js';
+import { defaultEdgeControllerOptions } from './options.js';
+
+export { defaultEdgeControllerOptions } from './options.js';
 
 export const EDGE_ROLE_LABEL = 'node-role.kubernetes.io/edge';
 
@@ -30,6 +35,7 @@ interface NodeStatusReport {
   conditions?: { type: string; status: string; reason?: string; message?: string }[];
 }
 
+/** Options; defaults in `defaultEdgeControllerOptions` (./options.ts). */
 export interface EdgeControllerOptions {
   /** Lease namespace for node heartbeats. Default 'kube-node-lease'. */
   leaseNamespace: string;
@@ -61,14 +67,17 @@ export class EdgeController implements Module, DesiredSource {
   private readonly leaseWriter: CoalescingWriter<number>;
   private readonly podStatusWriter: CoalescingWriter<k8s.V1PodStatus>;
   private readonly options: EdgeControllerOptions;
+  private ctx: ModuleContext | undefined;
+  /** Nodes whose desired set changed since the last flush, with the pods being deleted among the changes. */
+  private readonly pendingChanges = new Map<string, ObjectKey[]>();
+  private flushQueued = false;
 
   constructor(
     private readonly kc: k8s.KubeConfig | undefined,
-    private readonly sync: SyncController | undefined,
     private readonly log: Logger,
     options: Partial<EdgeControllerOptions> = {},
   ) {
-    this.options = { leaseNamespace: 'kube-node-lease', leaseDurationSeconds: 40, now: Date.now, ...options };
+    this.options = { ...defaultEdgeControllerOptions, ...options };
     if (kc) {
       this.core = kc.makeApiClient(kube().CoreV1Api);
       this.coordination = kc.makeApiClient(kube().CoordinationV1Api);
@@ -76,10 +85,10 @@ export class EdgeController implements Module, DesiredSource {
     this.nodeStatusWriter = new CoalescingWriter((node, report) => this.writeNodeStatus(node, report));
     this.leaseWriter = new CoalescingWriter((node) => this.renewLease(node));
     this.podStatusWriter = new CoalescingWriter((key, status) => this.writePodStatus(key, status));
-    sync?.setDesiredSource(this);
   }
 
   async start(ctx: ModuleContext, signal: AbortSignal): Promise<void> {
+    this.ctx = ctx;
     try {
       // Inside the try: informers started before a failure are stopped before Beehive restarts the module.
       if (this.kc) await this.startInformers();
@@ -114,7 +123,7 @@ export class EdgeController implements Module, DesiredSource {
       const previous = this.nodeOfPod.get(key);
       if (previous !== undefined && previous !== node) {
         this.podsByNode.get(previous)?.delete(key);
-        this.sync?.reconcileNode(previous);
+        this.changed(previous);
       }
       this.indexRefs(key, node ? pod : undefined);
       if (node) {
@@ -122,11 +131,11 @@ export class EdgeController implements Module, DesiredSource {
         let set = this.podsByNode.get(node);
         if (!set) this.podsByNode.set(node, (set = new Set()));
         set.add(key);
-        this.sync?.reconcileNode(node);
-        if (pod.metadata?.deletionTimestamp) this.maybeFinalize(node, pod);
+        // Being deleted: the SyncController releases it at once if the node never received it.
+        this.changed(node, pod.metadata?.deletionTimestamp ? podKey(pod) : undefined);
       } else {
         this.nodeOfPod.delete(key);
-        if (deleted && pod.spec?.nodeName && pod.spec.nodeName !== previous) this.sync?.reconcileNode(pod.spec.nodeName);
+        if (deleted && pod.spec?.nodeName && pod.spec.nodeName !== previous) this.changed(pod.spec.nodeName);
       }
     };
     this.pods.on('add', (p) => podChanged(p));
@@ -140,7 +149,7 @@ export class EdgeController implements Module, DesiredSource {
         const n = this.nodeOfPod.get(key);
         if (n) nodes.add(n);
       }
-      for (const n of nodes) this.sync?.reconcileNode(n);
+      for (const n of nodes) this.changed(n);
     };
     for (const ev of ['add', 'update', 'delete'] as const) {
       this.configMaps.on(ev, refChanged('configmap'));
@@ -203,18 +212,49 @@ export class EdgeController implements Module, DesiredSource {
     return this.nodes.informer.get(node) !== undefined;
   }
 
-  /** The node ACKed a delete: if it was a pod being deleted gracefully, complete the deletion. */
-  onDeleteAcked(node: string, ref: { kind: string; namespace?: string; name: string; uid: string }): void {
+  /**
+   * DesiredSource: the node holds no copy of the object any more (it ACKed the delete, or
+   * never received it). A pod being deleted gracefully is then deleted for good.
+   */
+  released(node: string, ref: ObjectKey): void {
     if (ref.kind !== 'Pod' || !ref.namespace) return;
     const pod = this.pods?.informer.get(ref.name, ref.namespace);
     if (pod?.metadata?.uid === ref.uid && pod.metadata.deletionTimestamp && pod.spec?.nodeName === node) void this.finalizePod(pod);
   }
 
-  /** A pod being deleted that its node never received needs no confirmation. */
-  private maybeFinalize(node: string, pod: k8s.V1Pod): void {
-    if (this.sync && this.sync.ackedVersion(node, pod.metadata!.uid!) === undefined && !this.sync.isPendingFor(node, pod.metadata!.uid!)) {
-      void this.finalizePod(pod);
+  /**
+   * Notes that `node`'s desired set changed (and, optionally, that one of its pods is being
+   * deleted). Changes within one microtask are sent as one `desired-changed` message per node
+   * (an informer's initial list is one burst), over Beehive to the SyncController.
+   */
+  private changed(node: string, terminating?: ObjectKey): void {
+    let list = this.pendingChanges.get(node);
+    if (!list) this.pendingChanges.set(node, (list = []));
+    if (terminating) list.push(terminating);
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      queueMicrotask(() => this.flushChanges());
     }
+  }
+
+  private flushChanges(): void {
+    this.flushQueued = false;
+    const changes = [...this.pendingChanges];
+    this.pendingChanges.clear();
+    for (const [node, terminating] of changes) {
+      // Never thrown into the informer or a microtask: a change that cannot be told is repaired by the periodic reconcile.
+      try {
+        const sent = this.ctx?.send(ModuleName.SyncController, desiredChanged(this.name, { node, terminating }));
+        sent?.catch((err: unknown) => this.notDelivered(node, err));
+      } catch (err) {
+        this.notDelivered(node, err);
+      }
+    }
+  }
+
+  private notDelivered(node: string, err: unknown): void {
+    if (err instanceof NoSuchModuleError || err instanceof StoppedError) return; // no SyncController here, or stopping
+    this.log.warn(`desired-set change of node ${node} not delivered to the sync controller: ${errorMessage(err)}`, { code: errorCode(err), node });
   }
 
   private async finalizePod(pod: k8s.V1Pod): Promise<void> {
@@ -223,7 +263,7 @@ export class EdgeController implements Module, DesiredSource {
       await this.core!.deleteNamespacedPod({ name: name!, namespace: namespace!, gracePeriodSeconds: 0, body: { preconditions: { uid: uid! } } });
       this.log.info(`pod ${namespace}/${name} stopped on its node; deletion completed`);
     } catch (err) {
-      if (httpStatus(err) !== 404 && httpStatus(err) !== 409) this.log.warn(`cannot complete deletion of pod ${namespace}/${name}: ${errorMessage(err)}`, { code: 'LEDGE_ERR_API', status: httpStatus(err) });
+      if (httpStatus(err) !== 404 && httpStatus(err) !== 409) this.log.warn(`cannot complete deletion of pod ${namespace}/${name}: ${errorMessage(err)}`, { code: ErrorCode.Api, status: httpStatus(err) });
     }
   }
 
@@ -244,13 +284,13 @@ export class EdgeController implements Module, DesiredSource {
       case ResourceType.PodStatus: {
         if (!this.core || !r.namespace || !r.name) return null;
         const pod = this.pods?.informer.get(r.name, r.namespace);
-        if (!pod) return { code: 'LEDGE_ERR_NOT_FOUND', message: `pod ${r.namespace}/${r.name} does not exist` };
+        if (!pod) return errorContent(new NotFoundError(`pod ${r.namespace}/${r.name} does not exist`));
         if (pod.spec?.nodeName !== node) return forbidden(node, `pod ${r.namespace}/${r.name}`);
         await this.podStatusWriter.write(`${r.namespace}/${r.name}`, msg.content as k8s.V1PodStatus);
         return null;
       }
       default:
-        return { code: 'LEDGE_ERR_UNSUPPORTED', message: `edgecontroller does not handle ${r.type}` };
+        return errorContent(new UnsupportedError(`edgecontroller does not handle ${r.type}`));
     }
   }
 
@@ -343,8 +383,13 @@ function add(out: Map<string, DesiredObject>, obj: k8s.KubernetesObject, apiVers
   out.set(md.uid!, { uid: md.uid!, apiVersion, kind, namespace: md.namespace!, name: md.name!, resourceVersion: md.resourceVersion!, body: toPlain(obj, apiVersion, kind) });
 }
 
+function podKey(pod: k8s.V1Pod): ObjectKey {
+  const md = pod.metadata!;
+  return { kind: 'Pod', name: md.name!, uid: md.uid!, ...(md.namespace ? { namespace: md.namespace } : {}) };
+}
+
 function forbidden(node: string, what: string): ErrorContent {
-  return { code: 'LEDGE_ERR_FORBIDDEN', message: `node ${node} may not write ${what}` };
+  return errorContent(new ForbiddenError(`node ${node} may not write ${what}`));
 }
 
 /** Node's os.arch() names → Kubernetes' GOARCH names. */
@@ -352,8 +397,8 @@ function nodeArch(arch: string): string {
   return ({ x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386' } as Record<string, string>)[arch] ?? arch;
 }
 
-export function createEdgeController(kc?: k8s.KubeConfig, sync?: SyncController, log?: Logger, options?: Partial<EdgeControllerOptions>): EdgeController {
-  return new EdgeController(kc, sync, log ?? silentFallback, options);
+export function createEdgeController(kc?: k8s.KubeConfig, log?: Logger, options?: Partial<EdgeControllerOptions>): EdgeController {
+  return new EdgeController(kc, log ?? silentFallback, options);
 }
 
 import { silentLogger as silentFallback } from '../../shared/log/index.js';

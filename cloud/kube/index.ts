@@ -8,7 +8,7 @@
  */
 import type * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../../shared/log/index.js';
-import { errorCode, errorMessage } from '../../shared/errors/index.js';
+import { ErrorCode, errorCode, errorMessage } from '../../shared/errors/index.js';
 
 export type { k8s };
 
@@ -112,9 +112,9 @@ export function watchResource<T extends k8s.KubernetesObject>(
   let timer: NodeJS.Timeout | undefined;
   informer.on('error', (err: unknown) => {
     if (stopped) return;
-    log.warn(`watch of ${path} failed: ${errorMessage(err)}; restarting`, { code: 'LEDGE_ERR_WATCH' });
+    log.warn(`watch of ${path} failed: ${errorMessage(err)}; restarting`, { code: ErrorCode.Watch });
     timer = setTimeout(() => {
-      if (!stopped) informer.start().catch((e: unknown) => log.warn(`restart of watch ${path} failed: ${errorMessage(e)}`, { code: 'LEDGE_ERR_WATCH' }));
+      if (!stopped) informer.start().catch((e: unknown) => log.warn(`restart of watch ${path} failed: ${errorMessage(e)}`, { code: ErrorCode.Watch }));
     }, options.restartDelayMs ?? 2000);
   });
   informer.start().catch(failStart);

@@ -25,7 +25,9 @@ import type { Module, ModuleContext } from '../../shared/beehive/index.js';
 import type { Logger } from '../../shared/log/index.js';
 import { ConfigError, TimeoutError, errorCode, errorMessage } from '../../shared/errors/index.js';
 import { kube, httpStatus, type k8s } from '../kube/index.js';
+import { defaultLeaderElectionOptions } from './options.js';
 
+/** Election options; defaults in `defaultLeaderElectionOptions` (./options.ts). */
 export interface LeaderElectionOptions {
   namespace: string;
   name: string;
@@ -88,6 +90,11 @@ export const systemClock: Clock = {
 
 export const defaultIdentity = (): string => `${os.hostname()}_${process.pid}`;
 
+export { defaultLeaderElectionOptions } from './options.js';
+
+/** What the constructor takes: the options, those with a default optional. */
+export type LeaderElectionInit = Omit<LeaderElectionOptions, keyof typeof defaultLeaderElectionOptions> & Partial<LeaderElectionOptions>;
+
 type Attempt = 'leading' | 'held' | 'conflict';
 
 export class LeaderElector implements Module {
@@ -105,7 +112,11 @@ export class LeaderElector implements Module {
   private observedTime = 0;
   stats = { attempts: 0, failures: 0, timeouts: 0, acquired: 0, lost: 0 };
 
-  constructor(kc: k8s.KubeConfig | undefined, private readonly options: LeaderElectionOptions, private readonly log: Logger, deps: { store?: LeaseStore; clock?: Clock } = {}) {
+  private readonly options: LeaderElectionOptions;
+
+  constructor(kc: k8s.KubeConfig | undefined, init: LeaderElectionInit, private readonly log: Logger, deps: { store?: LeaseStore; clock?: Clock } = {}) {
+    const options: LeaderElectionOptions = { ...defaultLeaderElectionOptions, ...init };
+    this.options = options;
     const { leaseDurationMs, renewIntervalMs } = options;
     this.renewDeadlineMs = options.renewDeadlineMs ?? Math.floor((leaseDurationMs * 2) / 3);
     if (!(renewIntervalMs < this.renewDeadlineMs && this.renewDeadlineMs < leaseDurationMs)) {

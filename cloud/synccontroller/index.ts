@@ -2,6 +2,7 @@
  * @module
  * SyncController and the ObjectSync / ClusterObjectSync records.
  */
-export { SyncController, edgeResourceOf } from './synccontroller.js';
-export type { DesiredObject, DesiredSource, SyncControllerOptions, ReconcileResult } from './synccontroller.js';
+export { SyncController, SyncOperation, desiredChanged, edgeResourceOf } from './synccontroller.js';
+export type { DesiredObject, DesiredSource, DesiredChange, ObjectKey, SyncControllerOptions, SyncControllerInit, ReconcileResult } from './synccontroller.js';
+export { defaultSyncControllerOptions } from './options.js';
 export * from './crds.js';

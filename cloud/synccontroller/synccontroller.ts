@@ -6,8 +6,14 @@
  * - Change or reconcile: for every object a node should have, the record's ACKed
  *   resourceVersion is compared with the object's; only a newer object is queued to
  *   CloudHub. Records of objects the node should no longer have produce a delete.
- * - ACK: CloudHub reports it (AckRecorder); the record's status is set to the ACKed
- *   version (never backwards); an ACKed delete removes the record.
+ * - ACK: CloudHub reports it over Beehive (an ACK report carrying the ACKed message);
+ *   the record's status is set to the ACKed version (never backwards); an ACKed delete
+ *   removes the record.
+ *
+ * Inputs, all over Beehive and so in one FIFO (docs/controllers.md, "Wiring"): CloudHub's
+ * ACK reports and session reports, and the EdgeController's "desired set changed"
+ * messages. It reads the EdgeController's desired sets and CloudHub's sessions through the
+ * functions given to its constructor, and sends to CloudHub over Beehive.
  * - Replicas: every replica sends only to nodes connected to it; the records are what
  *   let another replica take a node over and send only what it lacks.
  * - GC (leader only): records of nodes that no longer exist are deleted.
@@ -15,9 +21,11 @@
 import { newMessage, compareResourceVersions, Group, ModuleName, Operation, buildResource, type Message } from '../../shared/protocol/index.js';
 import type { Module, ModuleContext } from '../../shared/beehive/index.js';
 import type { Logger } from '../../shared/log/index.js';
-import { errorMessage, errorCode } from '../../shared/errors/index.js';
+import { ErrorCode, errorMessage, errorCode } from '../../shared/errors/index.js';
 import { sleep } from '../../shared/runtime/index.js';
-import type { AckRecorder, AckedObject } from '../cloudhub/index.js';
+import { backoff } from '../../shared/backoff/index.js';
+import { SessionOperation, type AckReport, type SessionReport } from '../cloudhub/index.js';
+import { defaultSyncControllerOptions } from './options.js';
 import { kube, httpStatus, watchResource, CoalescingWriter, type k8s, type WatchedResource } from '../kube/index.js';
 import {
   CLUSTER_OBJECT_SYNC_PLURAL,
@@ -44,17 +52,52 @@ export interface DesiredObject {
   body: Record<string, unknown>;
 }
 
-/** What the EdgeController tells the SyncController. */
+/** An object, as far as a node's copy of it is concerned. */
+export interface ObjectKey {
+  kind: string;
+  namespace?: string;
+  name: string;
+  uid: string;
+}
+
+/** What the SyncController reads from the owner of the desired sets (the EdgeController). */
 export interface DesiredSource {
   /** Objects `node` should hold, by UID. */
   desiredFor(node: string): Map<string, DesiredObject>;
   /** Whether the Node object exists (for GC); undefined while unknown. */
   nodeExists(node: string): boolean | undefined;
-  /** Called when a node ACKed the delete of an object (graceful pod deletion completes here). */
-  onDeleteAcked?(node: string, ref: { kind: string; namespace?: string; name: string; uid: string }): void;
+  /**
+   * `node` holds no copy of the object any more: it ACKed its delete, or it never received
+   * it (see {@link DesiredChange.terminating}). Graceful pod deletion completes here.
+   */
+  released?(node: string, ref: ObjectKey): void;
 }
 
+/** Operations of the messages the SyncController accepts besides CloudHub's reports. */
+export const SyncOperation = {
+  /** The desired set of a node changed (content: {@link DesiredChange}). */
+  DesiredChanged: 'desired-changed',
+} as const;
+
+/** Content of a `desired-changed` message. */
+export interface DesiredChange {
+  node: string;
+  /**
+   * Objects of the node being deleted gracefully (pods with a deletionTimestamp). One the
+   * node never received (no ACKed version, nothing queued) is released at once.
+   */
+  terminating: ObjectKey[];
+}
+
+/** The message the owner of the desired sets sends when `node`'s set changed. */
+export function desiredChanged(source: string, change: DesiredChange): Message<DesiredChange> {
+  return newMessage({ source, group: 'sync', operation: SyncOperation.DesiredChanged, resource: `node/${change.node}`, content: change });
+}
+
+/** Options; defaults in `defaultSyncControllerOptions` (./options.ts). */
 export interface SyncControllerOptions {
+  /** The desired sets (the EdgeController). */
+  desired: DesiredSource;
   /** Full reconcile of every connected node, ms. Default 30000. */
   reconcileIntervalMs: number;
   /** Whether this replica is the leader (runs GC). */
@@ -63,6 +106,9 @@ export interface SyncControllerOptions {
   isConnected: (node: string) => boolean;
   connectedNodes: () => string[];
 }
+
+/** What the constructor takes: the options, those with a default optional. */
+export type SyncControllerInit = Omit<SyncControllerOptions, keyof typeof defaultSyncControllerOptions> & Partial<SyncControllerOptions>;
 
 export interface ReconcileResult {
   sent: number;
@@ -110,11 +156,10 @@ export function edgeResourceOf(o: { kind: string; namespace?: string; name: stri
   return buildResource(o.namespace, o.kind.toLowerCase(), o.name);
 }
 
-export class SyncController implements Module, AckRecorder {
+export class SyncController implements Module {
   readonly name = ModuleName.SyncController;
   readonly group = 'sync';
   private ctx: ModuleContext | undefined;
-  private source: DesiredSource | undefined;
   /** node → uid → record (from informers and our own writes). */
   private readonly records = new Map<string, Map<string, ObjectSync>>();
   /**
@@ -137,16 +182,17 @@ export class SyncController implements Module, AckRecorder {
   private readonly objects: k8s.CustomObjectsApi;
   stats = { sent: 0, deletes: 0, recordWrites: 0, recordWriteErrors: 0, gc: 0 };
 
+  private readonly options: SyncControllerOptions;
+  private readonly source: DesiredSource;
+
   constructor(
     private readonly kc: k8s.KubeConfig,
-    private readonly options: SyncControllerOptions,
+    init: SyncControllerInit,
     private readonly log: Logger,
   ) {
+    this.options = { ...defaultSyncControllerOptions, ...init };
+    this.source = this.options.desired;
     this.objects = kc.makeApiClient(kube().CustomObjectsApi);
-  }
-
-  setDesiredSource(source: DesiredSource): void {
-    this.source = source;
   }
 
   /** Installs the CRDs when missing (they may also be applied from deploy/crds/). */
@@ -203,8 +249,8 @@ export class SyncController implements Module, AckRecorder {
       await Promise.all(this.watches.map((w) => w.synced));
       this.log.info('sync records loaded', { records: [...this.records.values()].reduce((n, m) => n + m.size, 0) });
       timer = setInterval(() => this.periodic(), this.options.reconcileIntervalMs);
-      // ACK reports of our own messages arrive here; recordAck already handled them.
-      for await (const msg of ctx.messages(signal)) void msg;
+      // Everything that drives this module arrives here, in order, once the records are loaded.
+      for await (const msg of ctx.messages(signal)) this.handle(msg);
     } finally {
       // Also when start fails: the watches stop before Beehive restarts the module.
       clearInterval(timer);
@@ -257,6 +303,39 @@ export class SyncController implements Module, AckRecorder {
     return e !== undefined && !e.acked;
   }
 
+  /** One message from the bus: CloudHub's ACK and session reports, the EdgeController's desired-set changes. */
+  private handle(msg: Message): void {
+    try {
+      switch (msg.route.operation) {
+        case Operation.Ack:
+          this.ackReceived(msg.content as AckReport);
+          break;
+        case SessionOperation.Connected:
+          this.nodeConnected((msg.content as SessionReport).node);
+          break;
+        case SessionOperation.Disconnected:
+          this.nodeDisconnected((msg.content as SessionReport).node);
+          break;
+        case SyncOperation.DesiredChanged:
+          this.desiredChanged(msg.content as DesiredChange);
+          break;
+        default:
+          this.log.debug(`message ignored: ${msg.route.operation} ${msg.route.resource}`);
+      }
+    } catch (err) {
+      // The periodic reconcile repairs whatever this message would have done.
+      this.log.error(`${msg.route.operation} ${msg.route.resource} failed: ${errorMessage(err)}`, { code: errorCode(err) });
+    }
+  }
+
+  /** The desired set of a node changed: send what it lacks; release terminating objects it never received. */
+  desiredChanged(change: DesiredChange): void {
+    this.reconcileNode(change.node);
+    for (const t of change.terminating) {
+      if (this.ackedVersion(change.node, t.uid) === undefined && !this.isPendingFor(change.node, t.uid)) this.source.released?.(change.node, t);
+    }
+  }
+
   /** A node connected to this replica: forget what was queued for a previous session and reconcile. */
   nodeConnected(node: string): void {
     this.forgetSent(node);
@@ -275,7 +354,7 @@ export class SyncController implements Module, AckRecorder {
   /** Queues to CloudHub whatever `node` lacks, per the records. Only for nodes connected here. */
   reconcileNode(node: string): ReconcileResult {
     const result = { sent: 0, upToDate: 0, deleted: 0 };
-    if (!this.source || !this.options.isConnected(node)) return result;
+    if (!this.options.isConnected(node)) return result;
     const desired = this.source.desiredFor(node);
     const recs = this.records.get(node);
     let sent = this.sent.get(node);
@@ -347,25 +426,26 @@ export class SyncController implements Module, AckRecorder {
     this.ctx?.send(ModuleName.CloudHub, msg).catch((err) => this.log.warn(`cannot queue delete ${msg.route.resource}: ${errorMessage(err)}`, { code: errorCode(err) }));
   }
 
-  /** AckRecorder: CloudHub calls this for each ACKed message. */
-  recordAck(ack: AckedObject, message: Message): void {
-    if (message.route.source !== this.name) return;
+  /** CloudHub's ACK report of one of our messages: the node applied it (or rejected it: then nothing is recorded). */
+  ackReceived(report: AckReport): void {
+    const { node, message, error } = report;
+    if (error || message.route.source !== this.name) return;
     const body = message.content as { apiVersion?: string; kind?: string; metadata?: { uid?: string; name?: string; namespace?: string } } | null;
     const uid = body?.metadata?.uid;
     if (!uid || !body.kind || !body.metadata?.name) return;
     const write: RecordWrite = {
-      node: ack.node,
+      node,
       uid,
       kind: body.kind,
       apiVersion: body.apiVersion ?? 'v1',
       name: body.metadata.name,
       ...(body.metadata.namespace ? { namespace: body.metadata.namespace } : {}),
-      rv: ack.operation === Operation.Delete ? null : (ack.resourceVersion ?? null),
+      rv: message.route.operation === Operation.Delete ? null : (message.header.resourceVersion ?? null),
     };
-    const entry = this.sent.get(ack.node)?.get(uid);
-    if (ack.operation === Operation.Delete) {
+    const entry = this.sent.get(node)?.get(uid);
+    if (message.route.operation === Operation.Delete) {
       if (entry?.version === DELETE) entry.acked = true;
-      this.source?.onDeleteAcked?.(ack.node, { kind: write.kind, name: write.name, uid, ...(write.namespace ? { namespace: write.namespace } : {}) });
+      this.source.released?.(node, { kind: write.kind, name: write.name, uid, ...(write.namespace ? { namespace: write.namespace } : {}) });
     } else if (write.rv === null) {
       return;
     } else if (entry?.version === write.rv) {
@@ -380,7 +460,9 @@ export class SyncController implements Module, AckRecorder {
   }
 
   private async writeWithRetries(w: RecordWrite): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
+    // Five retries, 100 ms doubling (100 … 1600 ms).
+    const retry = backoff({ baseMs: 100, maxMs: 1600 });
+    for (;;) {
       try {
         await this.writeRecord(w);
         this.stats.recordWrites++;
@@ -388,13 +470,13 @@ export class SyncController implements Module, AckRecorder {
         return;
       } catch (err) {
         this.stats.recordWriteErrors++;
-        if (attempt >= 5) {
+        if (retry.attempts >= 5) {
           // The periodic reconcile resends and the next ACK tries again: nothing is lost, only delayed.
-          this.log.warn(`cannot record ACK of ${w.kind} ${w.name} on ${w.node}: ${errorMessage(err)}`, { code: 'LEDGE_ERR_SYNC_RECORD', status: httpStatus(err) });
+          this.log.warn(`cannot record ACK of ${w.kind} ${w.name} on ${w.node}: ${errorMessage(err)}`, { code: ErrorCode.SyncRecord, status: httpStatus(err) });
           this.settleSent(w, false);
           return;
         }
-        await sleep(100 * 2 ** attempt);
+        await sleep(retry.next());
       }
     }
   }
@@ -496,10 +578,10 @@ export class SyncController implements Module, AckRecorder {
 
   /**
    * Leader only: deletes records of nodes that no longer exist. A node connected here,
-   * or missing only once (it may be registering right now), keeps its records.
+   * or missing only once (it may be registering right now), keeps its records. Run by the
+   * periodic timer; public so tests can run one pass.
    */
-  private async gc(): Promise<void> {
-    if (!this.source) return;
+  async gc(): Promise<void> {
     const missing = new Set<string>();
     for (const [node, recs] of this.records) {
       if (this.source.nodeExists(node) !== false || this.options.isConnected(node)) continue;

@@ -26,11 +26,25 @@ import {
   type ErrorContent,
   type Message,
 } from '../../shared/protocol/index.js';
-import { errorCode, errorMessage } from '../../shared/errors/index.js';
+import {
+  closeReason,
+  ErrorCode,
+  errorCode,
+  errorContent,
+  errorMessage,
+  hasCode,
+  HandshakeError,
+  HeartbeatTimeoutError,
+  InvalidFrameError,
+  LedgeError,
+  NoSuchModuleError,
+  TextFrameError,
+} from '../../shared/errors/index.js';
 import type { Module, ModuleContext } from '../../shared/beehive/index.js';
 import type { Logger } from '../../shared/log/index.js';
 import { DeliveryQueue } from '../../shared/delivery/index.js';
 import { sleep } from '../../shared/runtime/index.js';
+import { backoff, type Backoff } from '../../shared/backoff/index.js';
 import { Outbox, type OutboxEntry } from './outbox.js';
 import { resolveEdgeHubOptions, type EdgeHubOptions, type SocketFactory } from './options.js';
 
@@ -59,7 +73,8 @@ export class EdgeHub implements Module {
   private queue!: DeliveryQueue<OutboxEntry>;
   private ws: WebSocket | undefined;
   private endpointIndex = 0;
-  private attempt = 0;
+  /** Reconnect delays: full jitter under `reconnectBaseMs` doubling to `reconnectMaxMs`; reset by a connection that opened. */
+  private readonly reconnect: Backoff;
   private lastHeard = 0;
   private unflushed = 0;
   private inProgress = 0;
@@ -76,6 +91,8 @@ export class EdgeHub implements Module {
     this.options = resolveEdgeHubOptions(init);
     this.codec = createCborCodec({ maxFrameBytes: this.options.maxFrameBytes });
     this.log = log;
+    // Full jitter (AWS architecture blog): spreads reconnect storms after a cloud restart.
+    this.reconnect = backoff({ baseMs: this.options.reconnectBaseMs, maxMs: this.options.reconnectMaxMs, jitter: 'full' });
   }
 
   get connected(): boolean {
@@ -98,7 +115,7 @@ export class EdgeHub implements Module {
     // Same ids and order as before the restart, so the cloud's de-duplication recognises them.
     for (const e of replay) this.queue.enqueue(e.message.header.id, e.message.route.resource, e);
     if (replay.length) this.log.info(`outbox holds ${replay.length} undelivered messages; they go first after connecting`);
-    if (o.insecureSkipTlsVerify) this.log.warn('TLS certificate verification is OFF (insecureSkipTlsVerify); use only for development', { code: 'LEDGE_ERR_INSECURE' });
+    if (o.insecureSkipTlsVerify) this.log.warn('TLS certificate verification is OFF (insecureSkipTlsVerify); use only for development', { code: ErrorCode.Insecure });
     const timers = [
       setInterval(() => this.queue.tick(), Math.max(50, Math.min(1000, o.ackTimeoutMs / 4))),
       setInterval(() => this.keepalive(), o.heartbeatIntervalMs),
@@ -141,7 +158,7 @@ export class EdgeHub implements Module {
       await this.reply(msg, null);
     } catch (err) {
       this.log.warn(`upstream ${msg.route.resource} not queued: ${errorMessage(err)}`, { code: errorCode(err) });
-      await this.reply(msg, { code: errorCode(err), message: errorMessage(err) });
+      await this.reply(msg, errorContent(err));
     }
   }
 
@@ -162,7 +179,7 @@ export class EdgeHub implements Module {
         resource: msg.route.resource,
         source: msg.route.source,
       });
-      return { code: errorCode(err), message: errorMessage(err) };
+      return errorContent(err);
     }
   }
 
@@ -195,10 +212,12 @@ export class EdgeHub implements Module {
     // While reading is paused (downstream back-pressure) the silence is ours.
     if (this.paused) this.lastHeard = Date.now();
     if (Date.now() - this.lastHeard > this.options.heartbeatTimeoutMs) {
-      this.log.warn(`no traffic from cloud for ${Date.now() - this.lastHeard} ms (no complete message: keepalives unanswered or a frame that does not complete); reconnecting`, { code: 'LEDGE_ERR_HEARTBEAT_TIMEOUT' });
+      const silentMs = Date.now() - this.lastHeard;
+      const err = new HeartbeatTimeoutError(`no complete message from the cloud for ${silentMs} ms`);
+      this.log.warn(`no traffic from cloud for ${silentMs} ms (no complete message: keepalives unanswered or a frame that does not complete); reconnecting`, { code: err.code });
       // Tell the cloud why (1001, if the socket can still take the frame), but the link is
       // presumed dead: do not wait for the close handshake.
-      ws.close(1001, 'LEDGE_ERR_HEARTBEAT_TIMEOUT');
+      ws.close(err.closeCode, closeReason(err));
       setImmediate(() => ws.terminate());
       return;
     }
@@ -212,13 +231,10 @@ export class EdgeHub implements Module {
       const url = this.options.endpoints[this.endpointIndex % this.options.endpoints.length]!;
       const opened = await this.connectOnce(url, signal);
       if (signal.aborted) return;
-      if (opened) this.attempt = 0;
+      if (opened) this.reconnect.reset();
       else this.endpointIndex++; // this endpoint failed: try the next one
-      this.attempt++;
-      // Full jitter (AWS architecture blog): spreads reconnect storms after a cloud restart.
-      const cap = Math.min(this.options.reconnectMaxMs, this.options.reconnectBaseMs * 2 ** Math.min(this.attempt, 20));
-      const delay = Math.floor(Math.random() * cap);
-      this.log.debug(`reconnecting in ${delay} ms`, { attempt: this.attempt });
+      const delay = this.reconnect.next();
+      this.log.debug(`reconnecting in ${delay} ms`, { attempt: this.reconnect.attempts });
       await sleep(delay, signal);
     }
   }
@@ -255,19 +271,19 @@ export class EdgeHub implements Module {
       const deadline = setTimeout(() => {
         if (opened || ws.readyState !== WebSocket.CONNECTING) return;
         timedOut = true;
-        this.log.warn(`connect to ${url} did not complete within ${o.handshakeTimeoutMs} ms; giving up on this attempt`, { code: 'LEDGE_ERR_HANDSHAKE', url });
+        this.log.warn(`connect to ${url} did not complete within ${o.handshakeTimeoutMs} ms; giving up on this attempt`, { code: HandshakeError.code, url });
         ws.terminate();
       }, o.handshakeTimeoutMs);
       const onAbort = () => ws.close(1001, 'edgecore shutting down');
       signal.addEventListener('abort', onAbort, { once: true });
       ws.on('upgrade', (res) => {
-        if (res.headers['sec-websocket-protocol'] !== SUBPROTOCOL) this.log.warn('cloud did not confirm the subprotocol', { code: 'LEDGE_ERR_HANDSHAKE' });
+        if (res.headers['sec-websocket-protocol'] !== SUBPROTOCOL) this.log.warn('cloud did not confirm the subprotocol', { code: HandshakeError.code });
       });
       ws.on('unexpected-response', (_req, res) => {
         let body = '';
         res.on('data', (c: Buffer) => (body += c.toString().slice(0, 200)));
         res.on('end', () => {
-          this.log.warn(`cloud refused the connection: HTTP ${res.statusCode} ${body.trim()}`, { code: 'LEDGE_ERR_HANDSHAKE', url });
+          this.log.warn(`cloud refused the connection: HTTP ${res.statusCode} ${body.trim()}`, { code: HandshakeError.code, url });
           ws.terminate();
         });
       });
@@ -285,7 +301,7 @@ export class EdgeHub implements Module {
       ws.on('message', (data, isBinary) => this.onFrame(ws, data, isBinary));
       ws.on('error', (err) => {
         if (timedOut && !opened) return; // already logged as a handshake timeout
-        const code = (err as { code?: string }).code ?? 'LEDGE_ERR_CONNECT';
+        const code = (err as { code?: string }).code ?? ErrorCode.Connect;
         this.log.warn(`${opened ? 'link' : `connect to ${url}`} failed: ${err.message}`, { code });
       });
       ws.on('close', (code, reason) => {
@@ -295,7 +311,7 @@ export class EdgeHub implements Module {
         this.queue.detach();
         this.paused = false;
         if (opened) {
-          this.log.warn(`disconnected from cloud (${code}${reason.length ? ` ${reason.toString()}` : ''})`, { code: 'LEDGE_ERR_DISCONNECTED' });
+          this.log.warn(`disconnected from cloud (${code}${reason.length ? ` ${reason.toString()}` : ''})`, { code: ErrorCode.Disconnected });
           if (disconnectedChannel.hasSubscribers) disconnectedChannel.publish({ url, code });
         }
         resolve(opened);
@@ -306,8 +322,9 @@ export class EdgeHub implements Module {
   private onFrame(ws: WebSocket, data: WebSocket.RawData, isBinary: boolean): void {
     this.lastHeard = Date.now();
     if (!isBinary) {
-      this.log.warn('text frame from cloud; closing link', { code: 'LEDGE_ERR_TEXT_FRAME' });
-      ws.close(1003, 'text frames are not accepted');
+      const err = new TextFrameError();
+      this.log.warn('text frame from cloud; closing link', { code: err.code });
+      ws.close(err.closeCode, closeReason(err));
       return;
     }
     const frame = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
@@ -318,7 +335,7 @@ export class EdgeHub implements Module {
       const id = messageIdOf(err);
       if (id !== undefined) return this.rejectMessage(id, err);
       this.log.warn(`undecodable frame from cloud: ${errorMessage(err)}; closing link`, { code: errorCode(err) });
-      ws.close((err as { closeCode?: number }).closeCode ?? 1007, errorCode(err));
+      ws.close((err instanceof LedgeError ? err.closeCode : undefined) ?? InvalidFrameError.closeCode!, closeReason(err));
       return;
     }
     switch (msg.route.operation) {
@@ -357,7 +374,7 @@ export class EdgeHub implements Module {
     }
     if (this.unflushed >= SEND_HIGH_WATER) return;
     const rejected: Message = { header: { id, timestamp: 0, sync: true }, route: { source: '', group: '', operation: '', resource: '' }, content: null };
-    const frame = this.encode(newAck(rejected, this.name, { code: errorCode(err), message: errorMessage(err) }));
+    const frame = this.encode(newAck(rejected, this.name, errorContent(err)));
     if (frame) this.write(frame);
   }
 
@@ -397,14 +414,15 @@ export class EdgeHub implements Module {
   private async handleDownstream(msg: Message, target: string | undefined): Promise<void> {
     let result: ErrorContent | null = null;
     if (!target) {
-      this.log.warn(`no edge module handles group "${msg.route.group}"; message rejected`, { code: 'LEDGE_ERR_NO_SUCH_MODULE', resource: msg.route.resource });
-      result = { code: 'LEDGE_ERR_NO_SUCH_MODULE', message: `no handler for group ${msg.route.group}` };
+      const err = new NoSuchModuleError(`no handler for group ${msg.route.group}`);
+      this.log.warn(`no edge module handles group "${msg.route.group}"; message rejected`, { code: err.code, resource: msg.route.resource });
+      result = errorContent(err);
     } else {
       try {
         const resp = await this.ctx.sendSync(target, msg, this.options.handleTimeoutMs);
         const c = resp.content as ErrorContent | null;
         if (c && typeof c === 'object' && typeof c.code === 'string') {
-          if (c.code === 'LEDGE_ERR_STORAGE') {
+          if (hasCode(c, ErrorCode.Storage)) {
             // Not durable: withhold the ACK so the cloud resends later.
             this.log.warn(`${target} could not store ${msg.route.resource}: ${c.message}; not acknowledged`, { code: c.code });
             return;

@@ -10,8 +10,8 @@
  * The file is compacted once ACK records dominate.
  */
 import { join } from 'node:path';
-import { AppendLog } from '../../shared/wal/index.js';
-import { QueueFullError } from '../../shared/errors/index.js';
+import { AppendLog, type OpenFile } from '../../shared/wal/index.js';
+import { QueueFullError, StorageError } from '../../shared/errors/index.js';
 import type { Codec, Message } from '../../shared/protocol/index.js';
 import type { Logger } from '../../shared/log/index.js';
 
@@ -26,12 +26,17 @@ export interface OutboxEntry {
 export class Outbox {
   private readonly pending = new Map<string, Uint8Array>();
   private acked = 0;
+  /** add()s being written: they count against the limit (concurrent adds cannot overshoot it). */
+  private adding = 0;
   private compacting: Promise<void> | undefined;
 
   private constructor(private readonly log: AppendLog, private readonly logger: Logger, private readonly maxMessages: number) {}
 
-  /** Opens the outbox in `dataDir` and returns it with the messages still undelivered, oldest first. */
-  static async open(dataDir: string, codec: Codec, logger: Logger, maxMessages: number): Promise<{ outbox: Outbox; replay: OutboxEntry[] }> {
+  /**
+   * Opens the outbox in `dataDir` and returns it with the messages still undelivered, oldest
+   * first. `options.openFile` is the append log's file-opening seam (tests hold or fail fsync).
+   */
+  static async open(dataDir: string, codec: Codec, logger: Logger, maxMessages: number, options: { openFile?: OpenFile } = {}): Promise<{ outbox: Outbox; replay: OutboxEntry[] }> {
     const entries = new Map<string, OutboxEntry>();
     let acked = 0;
     // Each record is streamed from the file; it is our own copy, so views into it may be kept.
@@ -42,15 +47,15 @@ export class Outbox {
           const message = codec.decode(frame);
           entries.set(message.header.id, { message, frame });
         } catch (err) {
-          logger.error(`outbox record undecodable, skipped: ${(err as Error).message}`, { code: 'LEDGE_ERR_STORAGE' });
+          logger.error(`outbox record undecodable, skipped: ${(err as Error).message}`, { code: StorageError.code });
         }
       } else if (r[0] === ACK) {
         entries.delete(Buffer.from(r.subarray(1)).toString('utf8'));
         acked++;
       }
     };
-    const { log, truncatedBytes } = await AppendLog.open(join(dataDir, 'outbox.log'), { onRecord });
-    if (truncatedBytes > 0) logger.warn(`outbox had a torn tail of ${truncatedBytes} bytes (an unacknowledged write); cut off`, { code: 'LEDGE_ERR_STORAGE' });
+    const { log, truncatedBytes } = await AppendLog.open(join(dataDir, 'outbox.log'), { onRecord, openFile: options.openFile });
+    if (truncatedBytes > 0) logger.warn(`outbox had a torn tail of ${truncatedBytes} bytes (an unacknowledged write); cut off`, { code: StorageError.code });
     const outbox = new Outbox(log, logger, maxMessages);
     outbox.acked = acked;
     for (const [id, e] of entries) outbox.pending.set(id, e.frame);
@@ -63,13 +68,18 @@ export class Outbox {
 
   /** Durably adds a message; resolves after fsync. */
   async add(message: Message, frame: Uint8Array): Promise<void> {
-    if (this.pending.size >= this.maxMessages) {
+    if (this.pending.size + this.adding >= this.maxMessages) {
       throw new QueueFullError(`outbox full (${this.maxMessages} undelivered messages); ${message.route.resource} not queued`);
     }
     const rec = new Uint8Array(frame.length + 1);
     rec[0] = ADD;
     rec.set(frame, 1);
-    await this.log.append(rec);
+    this.adding++;
+    try {
+      await this.log.append(rec);
+    } finally {
+      this.adding--;
+    }
     this.pending.set(message.header.id, frame);
   }
 
@@ -81,7 +91,7 @@ export class Outbox {
     const rec = new Uint8Array(idBytes.length + 1);
     rec[0] = ACK;
     rec.set(idBytes, 1);
-    this.log.append(rec).catch((err) => this.logger.warn(`outbox ACK record not written: ${(err as Error).message}`, { code: 'LEDGE_ERR_STORAGE' }));
+    this.log.append(rec).catch((err) => this.logger.warn(`outbox ACK record not written: ${(err as Error).message}`, { code: StorageError.code }));
     if (this.acked > 1000 && this.acked > this.pending.size * 2 && !this.compacting) {
       this.compacting = this.compact().finally(() => (this.compacting = undefined));
     }
@@ -100,7 +110,7 @@ export class Outbox {
       );
       this.acked = 0;
     } catch (err) {
-      this.logger.warn(`outbox compaction failed: ${(err as Error).message}`, { code: 'LEDGE_ERR_STORAGE' });
+      this.logger.warn(`outbox compaction failed: ${(err as Error).message}`, { code: StorageError.code });
     }
   }
 

@@ -13,7 +13,7 @@
  */
 import { Group, ModuleName, Operation, type ErrorContent, type Message } from '../../shared/protocol/index.js';
 import type { Module, ModuleContext } from '../../shared/beehive/index.js';
-import { errorCode, errorMessage } from '../../shared/errors/index.js';
+import { errorCode, errorContent, errorMessage, UnknownOperationError } from '../../shared/errors/index.js';
 import type { Logger } from '../../shared/log/index.js';
 import type { NodeProblem } from '../nodestatus/index.js';
 import { MetaStore, type MetaStoreOptions } from './store.js';
@@ -108,11 +108,11 @@ export class MetaManager implements Module {
         case Operation.Ack:
           return;
         default:
-          reply = { code: 'LEDGE_ERR_UNKNOWN_OPERATION', message: `metamanager does not handle ${operation}` } satisfies ErrorContent;
+          reply = errorContent(new UnknownOperationError(`metamanager does not handle ${operation}`)) satisfies ErrorContent;
       }
     } catch (err) {
       this.log.error(`cannot store ${operation} ${resource}: ${errorMessage(err)}`, { code: errorCode(err) });
-      reply = { code: errorCode(err), message: errorMessage(err) } satisfies ErrorContent;
+      reply = errorContent(err) satisfies ErrorContent;
     }
     if (msg.header.sync) await ctx.respond(msg, reply).catch(() => {});
   }

@@ -17,10 +17,11 @@
  * until a write succeeds again ({@link MetaStore.health}); the node status reports it.
  */
 import { join } from 'node:path';
-import { AppendLog, DEFAULT_COMPACTION_POLICY } from '../../shared/wal/index.js';
+import { AppendLog } from '../../shared/wal/index.js';
+import { defaultMetaStoreOptions } from './options.js';
 import { compareResourceVersions } from '../../shared/protocol/index.js';
 import type { Logger } from '../../shared/log/index.js';
-import { errorCode, errorMessage } from '../../shared/errors/index.js';
+import { ErrorCode, errorCode, errorMessage } from '../../shared/errors/index.js';
 
 export interface StoredObject {
   resource: string;
@@ -35,6 +36,7 @@ type StoreRecord =
 
 export type ApplyResult = 'applied' | 'duplicate' | 'stale';
 
+/** Store options; defaults in `defaultMetaStoreOptions` (./options.ts). */
 export interface MetaStoreOptions {
   /** Records after which the log is compacted (if they also outnumber the objects twice). Default 10000. */
   compactAfter?: number;
@@ -75,9 +77,10 @@ export class MetaStore {
   private log!: AppendLog;
 
   private constructor(private readonly logger: Logger, options: MetaStoreOptions) {
-    this.compactAfter = options.compactAfter ?? 10_000;
-    this.compactPolicy = { minBytes: options.compactMinBytes ?? DEFAULT_COMPACTION_POLICY.minBytes, ratio: options.compactRatio ?? DEFAULT_COMPACTION_POLICY.ratio };
-    this.idWindow = options.idWindow ?? 4096;
+    const d = defaultMetaStoreOptions;
+    this.compactAfter = options.compactAfter ?? d.compactAfter;
+    this.compactPolicy = { minBytes: options.compactMinBytes ?? d.compactMinBytes, ratio: options.compactRatio ?? d.compactRatio };
+    this.idWindow = options.idWindow ?? d.idWindow;
   }
 
   static async open(dataDir: string, logger: Logger, options: MetaStoreOptions = {}): Promise<MetaStore> {
@@ -87,14 +90,14 @@ export class MetaStore {
       try {
         r = JSON.parse(dec.decode(raw)) as StoreRecord;
       } catch {
-        logger.error('metadata store record unreadable, skipped', { code: 'LEDGE_ERR_STORAGE' });
+        logger.error('metadata store record unreadable, skipped', { code: ErrorCode.Storage });
         return;
       }
       store.applyRecord(r, raw.length);
       store.records++;
     };
     const { log, truncatedBytes } = await AppendLog.open(join(dataDir, 'meta.log'), { onRecord });
-    if (truncatedBytes > 0) logger.warn(`metadata store had a torn tail of ${truncatedBytes} bytes (an unacknowledged write); cut off`, { code: 'LEDGE_ERR_STORAGE' });
+    if (truncatedBytes > 0) logger.warn(`metadata store had a torn tail of ${truncatedBytes} bytes (an unacknowledged write); cut off`, { code: ErrorCode.Storage });
     store.log = log;
     return store;
   }

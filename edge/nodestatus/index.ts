@@ -15,8 +15,9 @@ import os from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { Group, ModuleName, Operation, ResourceType, buildResource, newMessage, type ErrorContent } from '../../shared/protocol/index.js';
 import type { Module, ModuleContext } from '../../shared/beehive/index.js';
-import { errorCode, errorMessage } from '../../shared/errors/index.js';
+import { ErrorCode, errorCode, errorMessage, hasCode } from '../../shared/errors/index.js';
 import { sleep } from '../../shared/runtime/index.js';
+import { defaultNodeStatusOptions } from './options.js';
 
 /** A problem that makes the node not ready: the condition's reason (CamelCase) and message. */
 export interface NodeProblem {
@@ -27,10 +28,11 @@ export interface NodeProblem {
 /** Returns undefined while healthy. */
 export type HealthCheck = () => NodeProblem | undefined;
 
+/** Reporter options; defaults in `defaultNodeStatusOptions` (./options.ts). */
 export interface NodeStatusOptions {
   nodeName: string;
   /** Report interval in ms. Default 10000 (KubeEdge's nodeStatusUpdateFrequency). */
-  intervalMs: number;
+  intervalMs?: number;
   /** Checks whose problems make the node NotReady. */
   checks?: HealthCheck[];
   /** How often the checks are polled for a change between reports, in ms. Default 1000. */
@@ -80,7 +82,8 @@ export function collectNodeStatus(seq: number, bootId: string, problem?: NodePro
 export function createNodeStatusReporter(options: NodeStatusOptions): Module {
   const bootId = randomUUID();
   const checks = options.checks ?? [];
-  const pollMs = Math.max(10, Math.min(options.healthPollMs ?? 1000, options.intervalMs));
+  const intervalMs = options.intervalMs ?? defaultNodeStatusOptions.intervalMs;
+  const pollMs = Math.max(10, Math.min(options.healthPollMs ?? defaultNodeStatusOptions.healthPollMs, intervalMs));
   let seq = 0;
   return {
     name: 'nodestatus',
@@ -96,7 +99,7 @@ export function createNodeStatusReporter(options: NodeStatusOptions): Module {
           const err = resp.content as ErrorContent | null;
           if (!err) return;
           ctx.log.warn(`node status not queued: ${err.message}`, { code: err.code });
-          if (err.code === 'LEDGE_ERR_STORAGE') {
+          if (hasCode(err, ErrorCode.Storage)) {
             // The outbox cannot store it either: send this report best-effort (if connected).
             await ctx.send(ModuleName.EdgeHub, newMessage({ source: ModuleName.Edged, group: Group.Resource, operation: Operation.Update, resource, content, sync: false }));
           }
@@ -109,7 +112,7 @@ export function createNodeStatusReporter(options: NodeStatusOptions): Module {
       await report(problem);
       while (!signal.aborted) {
         // Wait for the interval, or less if health changes meanwhile.
-        const due = Date.now() + options.intervalMs;
+        const due = Date.now() + intervalMs;
         let now = firstProblem(checks);
         while (!signal.aborted && Date.now() < due && key(now) === key(problem)) {
           await sleep(Math.min(pollMs, due - Date.now()), signal);

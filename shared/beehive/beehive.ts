@@ -15,6 +15,7 @@ import { silentLogger } from '../log/index.js';
 import type { Message } from '../protocol/message.js';
 import { newResponse } from '../protocol/message.js';
 import { sleep } from '../runtime/index.js';
+import { backoff } from '../backoff/index.js';
 import { Mailbox } from './mailbox.js';
 
 export interface RestartPolicy {
@@ -124,7 +125,7 @@ export class Beehive {
     const cap = policy.maxDelayMs ?? 30_000;
     const signal = reg.controller.signal;
     const ctx = this.context(module.name);
-    let delay = initial;
+    const restart = backoff({ baseMs: initial, maxMs: cap });
     for (;;) {
       const began = Date.now();
       try {
@@ -139,12 +140,12 @@ export class Beehive {
           return;
         }
         // A module that ran a while before failing starts again from the initial delay.
-        if (Date.now() - began > cap) delay = initial;
+        if (Date.now() - began > cap) restart.reset();
+        const delay = restart.next();
         this.log.error(`module failed: ${errorMessage(err)}; restarting in ${delay} ms`, { module: module.name, err, restarts: reg.restarts });
         await sleep(delay, signal);
         if (signal.aborted) return;
         reg.restarts++;
-        delay = Math.min(delay * 2, cap);
       }
     }
   }
@@ -250,6 +251,6 @@ export class Beehive {
     ]);
     clearTimeout(timer);
     for (const reg of this.modules.values()) reg.mailbox.close();
-    if (timedOut) this.log.warn(`modules did not stop within ${timeoutMs} ms`);
+    if (timedOut) this.log.warn(`modules did not stop within ${timeoutMs} ms`, { code: TimeoutError.code });
   }
 }

@@ -18,6 +18,7 @@
  * State is allocated lazily: an idle queue costs a few hundred bytes.
  */
 import { QueueFullError } from '../errors/index.js';
+import { backoff, type Backoff } from '../backoff/index.js';
 
 export interface Delivery<T> {
   readonly id: string;
@@ -57,12 +58,15 @@ export class DeliveryQueue<T> {
   readonly maxInFlight: number;
   readonly ackTimeoutMs: number;
   readonly maxAckTimeoutMs: number;
+  /** ACK timeout of a delivery's nth attempt: `ackTimeoutMs` doubling to `maxAckTimeoutMs`, no jitter. */
+  private readonly retry: Backoff;
 
   constructor(private readonly options: DeliveryQueueOptions<T>) {
     this.maxQueued = options.maxQueued ?? 10_000;
     this.maxInFlight = options.maxInFlight ?? 128;
     this.ackTimeoutMs = options.ackTimeoutMs ?? 5_000;
     this.maxAckTimeoutMs = options.maxAckTimeoutMs ?? 60_000;
+    this.retry = backoff({ baseMs: this.ackTimeoutMs, maxMs: this.maxAckTimeoutMs });
   }
 
   /** Messages waiting or in flight. */
@@ -140,7 +144,7 @@ export class DeliveryQueue<T> {
   }
 
   private timeoutFor(attempts: number): number {
-    return Math.min(this.ackTimeoutMs * 2 ** Math.max(0, attempts - 1), this.maxAckTimeoutMs);
+    return this.retry.delay(attempts);
   }
 
   /** Marks a delivery acknowledged. Returns it, or undefined for an unknown or duplicate ACK. */

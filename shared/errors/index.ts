@@ -1,16 +1,82 @@
 /**
  * @module
- * Ledge's error types. One base class and one subclass per failure, each with a
- * stable `code` string (undici's pattern) so callers and logs can match on it.
- * Protocol errors also carry the WebSocket close code that goes on the wire (ws's pattern).
+ * Ledge's error types and codes. Every code is declared once, in {@link ErrorCode}; each
+ * code that errors are thrown with or that goes on the wire has a class here with that
+ * stable `code` (undici's pattern), a default message, `cause`, and where relevant the
+ * WebSocket close code (ws's pattern) or HTTP status it is answered with. Decide on an
+ * error with `instanceof` (it works across duplicate copies of this module) or, for an
+ * `{code, message}` received from another module or peer, with {@link hasCode}; never
+ * by writing a code string. The codes on the wire are tabled in docs/protocol.md.
  */
+
+/**
+ * Every Ledge error code. Values are stable: they appear on the wire (close reasons, error
+ * ACKs), in logs and in docs/protocol.md, so renaming one is a protocol change.
+ */
+export const ErrorCode = {
+  /** Generic Ledge error (the base class). */
+  Ledge: 'LEDGE_ERR',
+  /** Not a Ledge error and no code of its own (see {@link errorCode}). */
+  Unknown: 'LEDGE_ERR_UNKNOWN',
+
+  // On the wire: close reasons and error ACKs (docs/protocol.md).
+  InvalidFrame: 'LEDGE_ERR_INVALID_FRAME',
+  FrameTooLarge: 'LEDGE_ERR_FRAME_TOO_LARGE',
+  UnsupportedVersion: 'LEDGE_ERR_UNSUPPORTED_VERSION',
+  InvalidMessage: 'LEDGE_ERR_INVALID_MESSAGE',
+  UnknownOperation: 'LEDGE_ERR_UNKNOWN_OPERATION',
+  TextFrame: 'LEDGE_ERR_TEXT_FRAME',
+  Handshake: 'LEDGE_ERR_HANDSHAKE',
+  SlowPeer: 'LEDGE_ERR_SLOW_PEER',
+  HeartbeatTimeout: 'LEDGE_ERR_HEARTBEAT_TIMEOUT',
+  NoSuchModule: 'LEDGE_ERR_NO_SUCH_MODULE',
+  Storage: 'LEDGE_ERR_STORAGE',
+  Stopped: 'LEDGE_ERR_STOPPED',
+  NotFound: 'LEDGE_ERR_NOT_FOUND',
+  Forbidden: 'LEDGE_ERR_FORBIDDEN',
+  Unsupported: 'LEDGE_ERR_UNSUPPORTED',
+
+  // In-process and in logs.
+  Config: 'LEDGE_ERR_CONFIG',
+  /** A node sends more frames than its rate: CloudHub stops reading it until tokens refill (a log code; nothing is closed). */
+  RateLimit: 'LEDGE_ERR_RATE_LIMIT',
+  Timeout: 'LEDGE_ERR_TIMEOUT',
+  QueueFull: 'LEDGE_ERR_QUEUE_FULL',
+  DataDirLocked: 'LEDGE_ERR_DATA_DIR_LOCKED',
+  ProtobufDecode: 'LEDGE_ERR_PROTOBUF_DECODE',
+  ProtobufUnsupported: 'LEDGE_ERR_PROTOBUF_UNSUPPORTED',
+  /** A Kubernetes API request failed (the apiserver's ApiError; client calls that failed). */
+  Api: 'LEDGE_ERR_API',
+
+  // Log-line codes for failures that are not Ledge errors (node, ws, client-node raise them).
+  /** A TLS handshake with CloudHub failed. */
+  Tls: 'LEDGE_ERR_TLS',
+  /** A WebSocket session reported an error without a code of its own. */
+  Session: 'LEDGE_ERR_SESSION',
+  /** The edge's connect attempt failed without a code of its own. */
+  Connect: 'LEDGE_ERR_CONNECT',
+  /** The edge's link to the cloud closed. */
+  Disconnected: 'LEDGE_ERR_DISCONNECTED',
+  /** TLS verification is switched off. */
+  Insecure: 'LEDGE_ERR_INSECURE',
+  /** A Kubernetes watch failed and restarts. */
+  Watch: 'LEDGE_ERR_WATCH',
+  /** An ACK could not be recorded in an ObjectSync after its retries. */
+  SyncRecord: 'LEDGE_ERR_SYNC_RECORD',
+} as const;
+
+/** One of the {@link ErrorCode} values. */
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
 const kLedgeError = Symbol.for('ledge.error');
 
 export class LedgeError extends Error {
-  readonly code: string = 'LEDGE_ERR';
+  static readonly code: ErrorCode = ErrorCode.Ledge;
+  readonly code: ErrorCode = ErrorCode.Ledge;
   /** WebSocket close code to use when this error ends a session, if any. */
   readonly closeCode?: number;
+  /** HTTP status this error is answered with, if it is answered over HTTP. */
+  readonly httpStatus?: number;
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'LedgeError';
@@ -19,18 +85,32 @@ export class LedgeError extends Error {
     return true;
   }
   // instanceof works across duplicate copies of this module (bundles, tests).
+  // `this` is the class instanceof is asked about (LedgeError or a subclass).
   static override [Symbol.hasInstance](instance: unknown): boolean {
+    // biome-ignore lint/complexity/noThisInStatic: the receiver decides which check applies
     if (this === LedgeError) {
       return typeof instance === 'object' && instance !== null && (instance as Record<symbol, unknown>)[kLedgeError] === true;
     }
+    // biome-ignore lint/complexity/noThisInStatic: a subclass gets the ordinary prototype-chain check
     return Function.prototype[Symbol.hasInstance].call(this, instance);
   }
 }
 
-function defineError(code: string, name: string, defaultMessage: string, closeCode?: number) {
+interface Wire {
+  /** WebSocket close code. */
+  closeCode?: number;
+  /** HTTP status. */
+  httpStatus?: number;
+}
+
+function defineError<C extends ErrorCode>(code: C, name: string, defaultMessage: string, wire: Wire = {}) {
   return class extends LedgeError {
-    override readonly code = code;
-    override readonly closeCode = closeCode;
+    static override readonly code: C = code;
+    static readonly closeCode: number | undefined = wire.closeCode;
+    static readonly httpStatus: number | undefined = wire.httpStatus;
+    override readonly code: C = code;
+    override readonly closeCode = wire.closeCode;
+    override readonly httpStatus = wire.httpStatus;
     constructor(message: string = defaultMessage, options?: { cause?: unknown }) {
       super(message, options);
       this.name = name;
@@ -39,52 +119,111 @@ function defineError(code: string, name: string, defaultMessage: string, closeCo
 }
 
 /** Configuration is missing, malformed or out of range. */
-export const ConfigError = defineError('LEDGE_ERR_CONFIG', 'ConfigError', 'invalid configuration');
+export const ConfigError = defineError(ErrorCode.Config, 'ConfigError', 'invalid configuration');
 /** A frame could not be decoded (malformed CBOR, bad layout, depth or length limits). 1007 = invalid payload. */
-export const InvalidFrameError = defineError('LEDGE_ERR_INVALID_FRAME', 'InvalidFrameError', 'invalid frame', 1007);
+export const InvalidFrameError = defineError(ErrorCode.InvalidFrame, 'InvalidFrameError', 'invalid frame', { closeCode: 1007 });
 /** A frame exceeded the configured maximum size. 1009 = message too big. */
-export const FrameTooLargeError = defineError('LEDGE_ERR_FRAME_TOO_LARGE', 'FrameTooLargeError', 'frame too large', 1009);
+export const FrameTooLargeError = defineError(ErrorCode.FrameTooLarge, 'FrameTooLargeError', 'frame too large', { closeCode: 1009 });
 /** The frame's protocol version is not one this build speaks. 1002 = protocol error. */
-export const UnsupportedVersionError = defineError('LEDGE_ERR_UNSUPPORTED_VERSION', 'UnsupportedVersionError', 'unsupported protocol version', 1002);
+export const UnsupportedVersionError = defineError(ErrorCode.UnsupportedVersion, 'UnsupportedVersionError', 'unsupported protocol version', { closeCode: 1002 });
 /** A decoded message is structurally valid CBOR but not a valid Ledge message. 1007. */
-export const InvalidMessageError = defineError('LEDGE_ERR_INVALID_MESSAGE', 'InvalidMessageError', 'invalid message', 1007);
-/** The operation named in a message is unknown. 1007. */
-export const UnknownOperationError = defineError('LEDGE_ERR_UNKNOWN_OPERATION', 'UnknownOperationError', 'unknown operation', 1007);
+export const InvalidMessageError = defineError(ErrorCode.InvalidMessage, 'InvalidMessageError', 'invalid message', { closeCode: 1007 });
+/** The operation named in a message is unknown: that message is rejected with an error ACK, the session stays (1007 only if it had to end one). */
+export const UnknownOperationError = defineError(ErrorCode.UnknownOperation, 'UnknownOperationError', 'unknown operation', { closeCode: 1007 });
 /** A text frame arrived where only binary frames are allowed. 1003 = unsupported data. */
-export const TextFrameError = defineError('LEDGE_ERR_TEXT_FRAME', 'TextFrameError', 'text frames are not accepted', 1003);
-/** The handshake was refused (missing node name, bad subprotocol, bad credentials). 1008 = policy violation. */
-export const HandshakeError = defineError('LEDGE_ERR_HANDSHAKE', 'HandshakeError', 'handshake refused', 1008);
-/** A peer sent more than its rate allows. 1008. */
-export const RateLimitError = defineError('LEDGE_ERR_RATE_LIMIT', 'RateLimitError', 'rate limit exceeded', 1008);
-/** A peer does not read what it is sent: its unflushed bytes stayed over the budget. 1008. */
-export const SlowPeerError = defineError('LEDGE_ERR_SLOW_PEER', 'SlowPeerError', 'peer does not read', 1008);
+export const TextFrameError = defineError(ErrorCode.TextFrame, 'TextFrameError', 'text frames are not accepted', { closeCode: 1003 });
+/** The handshake was refused (bad path, missing subprotocol, bad node name, node limit) before the upgrade: HTTP 400. */
+export const HandshakeError = defineError(ErrorCode.Handshake, 'HandshakeError', 'handshake refused', { httpStatus: 400 });
+/** A peer does not read what it is sent: its unflushed bytes stayed over the budget. 1008 = policy violation. */
+export const SlowPeerError = defineError(ErrorCode.SlowPeer, 'SlowPeerError', 'peer does not read', { closeCode: 1008 });
 /** The peer missed its heartbeats. 1001 = going away. */
-export const HeartbeatTimeoutError = defineError('LEDGE_ERR_HEARTBEAT_TIMEOUT', 'HeartbeatTimeoutError', 'heartbeat timeout', 1001);
-/** A request/response exchange (sendSync) timed out. */
-export const TimeoutError = defineError('LEDGE_ERR_TIMEOUT', 'TimeoutError', 'timed out');
+export const HeartbeatTimeoutError = defineError(ErrorCode.HeartbeatTimeout, 'HeartbeatTimeoutError', 'heartbeat timeout', { closeCode: 1001 });
+/** A request/response exchange (sendSync) or a call with a deadline timed out. */
+export const TimeoutError = defineError(ErrorCode.Timeout, 'TimeoutError', 'timed out');
 /** A queue or mailbox is full. */
-export const QueueFullError = defineError('LEDGE_ERR_QUEUE_FULL', 'QueueFullError', 'queue full');
-/** A message was addressed to a module or group that is not registered. */
-export const NoSuchModuleError = defineError('LEDGE_ERR_NO_SUCH_MODULE', 'NoSuchModuleError', 'no such module');
+export const QueueFullError = defineError(ErrorCode.QueueFull, 'QueueFullError', 'queue full');
+/** A message was addressed to a module or group that is not registered (also an error ACK). */
+export const NoSuchModuleError = defineError(ErrorCode.NoSuchModule, 'NoSuchModuleError', 'no such module');
 /** The bus or a component was already stopped. */
-export const StoppedError = defineError('LEDGE_ERR_STOPPED', 'StoppedError', 'stopped');
-/** Durable storage failed (disk full, permission, corruption). */
-export const StorageError = defineError('LEDGE_ERR_STORAGE', 'StorageError', 'storage failure');
+export const StoppedError = defineError(ErrorCode.Stopped, 'StoppedError', 'stopped');
+/** Durable storage failed (disk full, permission, corruption). A message that hit it is not ACKed, so it is resent. */
+export const StorageError = defineError(ErrorCode.Storage, 'StorageError', 'storage failure');
 /** Another live process holds the data directory's lock (shared/lock). */
-export const DataDirLockedError = defineError('LEDGE_ERR_DATA_DIR_LOCKED', 'DataDirLockedError', 'data directory is locked by another process');
-/** The edge is not connected to any cloud endpoint. */
-export const NotConnectedError = defineError('LEDGE_ERR_NOT_CONNECTED', 'NotConnectedError', 'not connected');
+export const DataDirLockedError = defineError(ErrorCode.DataDirLocked, 'DataDirLockedError', 'data directory is locked by another process');
+/** An upstream message refers to an object the cloud does not have (error ACK: rejected, not retried). */
+export const NotFoundError = defineError(ErrorCode.NotFound, 'NotFoundError', 'not found');
+/** A node wrote something that is not its own (another node's status, a pod not bound to it): error ACK. */
+export const ForbiddenError = defineError(ErrorCode.Forbidden, 'ForbiddenError', 'forbidden');
+/** The receiving module does not handle this resource type: error ACK. */
+export const UnsupportedError = defineError(ErrorCode.Unsupported, 'UnsupportedError', 'not supported');
 /** A Kubernetes protobuf body is malformed (truncated, bad lengths, wrong wire type, value out of range): HTTP 400. */
-export const ProtobufDecodeError = defineError('LEDGE_ERR_PROTOBUF_DECODE', 'ProtobufDecodeError', 'malformed protobuf body');
+export const ProtobufDecodeError = defineError(ErrorCode.ProtobufDecode, 'ProtobufDecodeError', 'malformed protobuf body', { httpStatus: 400 });
 /** A Kubernetes protobuf body cannot be decoded exactly (a kind or field outside the server's schema): HTTP 415. */
-export const ProtobufUnsupportedError = defineError('LEDGE_ERR_PROTOBUF_UNSUPPORTED', 'ProtobufUnsupportedError', 'protobuf body cannot be decoded exactly');
+export const ProtobufUnsupportedError = defineError(ErrorCode.ProtobufUnsupported, 'ProtobufUnsupportedError', 'protobuf body cannot be decoded exactly', { httpStatus: 415 });
 
-/** Returns the stable code of any error, or a generic one. */
+/* Each class is also a type (`err: StorageError`). */
+export type ConfigError = InstanceType<typeof ConfigError>;
+export type InvalidFrameError = InstanceType<typeof InvalidFrameError>;
+export type FrameTooLargeError = InstanceType<typeof FrameTooLargeError>;
+export type UnsupportedVersionError = InstanceType<typeof UnsupportedVersionError>;
+export type InvalidMessageError = InstanceType<typeof InvalidMessageError>;
+export type UnknownOperationError = InstanceType<typeof UnknownOperationError>;
+export type TextFrameError = InstanceType<typeof TextFrameError>;
+export type HandshakeError = InstanceType<typeof HandshakeError>;
+export type SlowPeerError = InstanceType<typeof SlowPeerError>;
+export type HeartbeatTimeoutError = InstanceType<typeof HeartbeatTimeoutError>;
+export type TimeoutError = InstanceType<typeof TimeoutError>;
+export type QueueFullError = InstanceType<typeof QueueFullError>;
+export type NoSuchModuleError = InstanceType<typeof NoSuchModuleError>;
+export type StoppedError = InstanceType<typeof StoppedError>;
+export type StorageError = InstanceType<typeof StorageError>;
+export type DataDirLockedError = InstanceType<typeof DataDirLockedError>;
+export type NotFoundError = InstanceType<typeof NotFoundError>;
+export type ForbiddenError = InstanceType<typeof ForbiddenError>;
+export type UnsupportedError = InstanceType<typeof UnsupportedError>;
+export type ProtobufDecodeError = InstanceType<typeof ProtobufDecodeError>;
+export type ProtobufUnsupportedError = InstanceType<typeof ProtobufUnsupportedError>;
+
+/** Returns the stable code of any error (or `{code}` object), or {@link ErrorCode.Unknown}. */
 export function errorCode(err: unknown): string {
   if (typeof err === 'object' && err !== null && typeof (err as { code?: unknown }).code === 'string') {
     return (err as { code: string }).code;
   }
-  return 'LEDGE_ERR_UNKNOWN';
+  return ErrorCode.Unknown;
+}
+
+/**
+ * Whether `value` — an error, or an `{code, message}` received from another module or a peer
+ * (an error ACK, a sendSync reply) — carries `code`. For thrown errors prefer `instanceof`.
+ */
+export function hasCode(value: unknown, code: ErrorCode): boolean {
+  return typeof value === 'object' && value !== null && (value as { code?: unknown }).code === code;
+}
+
+/** The `{code, message}` form of an error, as error ACKs and replies carry it. */
+export function errorContent(err: unknown): { code: string; message: string } {
+  return { code: errorCode(err), message: errorMessage(err) };
+}
+
+/** Most bytes a WebSocket close reason may have (RFC 6455: 125-byte control payload, 2 for the code). */
+const MAX_CLOSE_REASON_BYTES = 123;
+
+/**
+ * The WebSocket close reason for an error: `<code>: <message>`, cut to the 123 bytes a close
+ * frame allows (at a character boundary), so the peer sees the stable code first.
+ */
+export function closeReason(err: unknown): string {
+  const full = `${errorCode(err)}: ${errorMessage(err)}`;
+  if (Buffer.byteLength(full) <= MAX_CLOSE_REASON_BYTES) return full;
+  let out = '';
+  let bytes = 0;
+  for (const ch of full) {
+    const n = Buffer.byteLength(ch);
+    if (bytes + n > MAX_CLOSE_REASON_BYTES) break;
+    out += ch;
+    bytes += n;
+  }
+  return out;
 }
 
 /** One-line description of an error for logs. */

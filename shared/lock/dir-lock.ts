@@ -305,7 +305,7 @@ function register(dir: string, file: string, me: LockHolder, refreshMs: number, 
     } catch (err) {
       lost = true;
       clearInterval(timer);
-      options.log?.error(`lost the lock of data directory ${dir}: ${errorMessage(err)}; another process may be writing it`, { code: 'LEDGE_ERR_DATA_DIR_LOCKED' });
+      options.log?.error(`lost the lock of data directory ${dir}: ${errorMessage(err)}; another process may be writing it`, { code: DataDirLockedError.code });
       options.onLost?.();
     }
   }, refreshMs).unref();

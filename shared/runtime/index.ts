@@ -5,22 +5,23 @@
  * crash handlers, and an abortable sleep.
  */
 import { inspect } from 'node:util';
-import { formatHelp, loadConfig, type ConfigSpec } from '../config/index.js';
-import { errorCode, errorMessage } from '../errors/index.js';
+import { formatHelp, loadConfigOrHelp, type ConfigOf, type ConfigSpec, type LoadedConfig } from '../config/index.js';
+import { errorCode, errorMessage, TimeoutError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 
 /**
- * Loads a command's config. Prints help (exit 0) or one error line (exit 2) and
- * returns undefined when the command should not run.
+ * Loads a command's config (typed by its spec). Prints help (exit 0) or one error line
+ * (exit 2) and returns undefined when the command should not run. The caller logs
+ * `warnings` (deprecated flags used) once it has a logger.
  */
-export async function loadCommandConfig<T>(command: string, spec: ConfigSpec, usage: string, argv: string[]): Promise<T | undefined> {
+export async function loadCommandConfig<const S extends ConfigSpec>(command: string, spec: S, usage: string, argv: string[]): Promise<LoadedConfig<ConfigOf<S>> | undefined> {
   try {
-    const loaded = await loadConfig<T>(spec, { argv });
+    const loaded = await loadConfigOrHelp(spec, { argv });
     if (loaded.help) {
       process.stdout.write(formatHelp(usage, spec) + '\n');
       return undefined;
     }
-    return loaded.config;
+    return loaded;
   } catch (err) {
     process.stderr.write(`ledge ${command}: ${errorMessage(err)}\n`);
     process.exitCode = 2;
@@ -86,7 +87,7 @@ export function installCrashHandlers(log: Logger, options: CrashHandlerOptions =
     log.error(`${kind}: ${errorMessage(reason)}; exiting`, { code: errorCode(reason), stack, fatal: true });
     if (!drain) process.exit(exitCode);
     const timer = setTimeout(() => {
-      log.error(`drain did not finish within ${drainTimeoutMs} ms; exiting`, { code: 'LEDGE_ERR_TIMEOUT' });
+      log.error(`drain did not finish within ${drainTimeoutMs} ms; exiting`, { code: TimeoutError.code });
       process.exit(exitCode);
     }, drainTimeoutMs);
     Promise.resolve()

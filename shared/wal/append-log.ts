@@ -46,7 +46,16 @@ export interface AppendLogOptions {
    * largest record (≤ MAX_RECORD_BYTES).
    */
   readChunkBytes?: number;
+  /**
+   * Opens the log's file handles (the log itself, and rewrite()'s temp file). Default
+   * `fs/promises.open`. A test seam: a handle whose sync() is held or fails shows that
+   * append() and rewrite() wait for fsync and what they do when it fails.
+   */
+  openFile?: OpenFile;
 }
+
+/** How AppendLog opens a file: `fs/promises.open`'s signature, restricted to what it uses. */
+export type OpenFile = (path: string, flags: 'r+' | 'w+' | 'w') => Promise<FileHandle>;
 
 export interface OpenedLog {
   log: AppendLog;
@@ -213,6 +222,7 @@ export class AppendLog {
     private fh: FileHandle,
     private size: number,
     private readonly doFsync: boolean,
+    private readonly openFile: OpenFile,
   ) {}
 
   /**
@@ -222,10 +232,11 @@ export class AppendLog {
    */
   static async open(path: string, options: AppendLogOptions = {}): Promise<OpenedLog> {
     const chunk = Math.max(HEADER, Math.floor(options.readChunkBytes ?? DEFAULT_CHUNK_BYTES));
+    const openFile = options.openFile ?? open;
     let fh: FileHandle | undefined;
     try {
       mkdirSync(dirname(path), { recursive: true });
-      fh = await open(path, existsSync(path) ? 'r+' : 'w+');
+      fh = await openFile(path, existsSync(path) ? 'r+' : 'w+');
       const st = await fh.stat();
       // Only regular files hold records (a device such as /dev/full reads as empty).
       const fileSize = st.isFile() ? st.size : 0;
@@ -234,7 +245,7 @@ export class AppendLog {
         await fh.truncate(validBytes);
         await fh.sync();
       }
-      return { log: new AppendLog(path, fh, validBytes, options.fsync ?? true), truncatedBytes: fileSize - validBytes, recordCount, readBufferBytes: bufferBytes };
+      return { log: new AppendLog(path, fh, validBytes, options.fsync ?? true, openFile), truncatedBytes: fileSize - validBytes, recordCount, readBufferBytes: bufferBytes };
     } catch (err) {
       await fh?.close().catch(() => {});
       throw new StorageError(`cannot open log ${path}: ${(err as Error).message}`, { cause: err });
@@ -320,7 +331,7 @@ export class AppendLog {
       let t: FileHandle | undefined;
       try {
         const payloads = typeof snapshot === 'function' ? snapshot() : snapshot;
-        t = await open(tmp, 'w');
+        t = await this.openFile(tmp, 'w');
         const batch = Buffer.allocUnsafe(DEFAULT_CHUNK_BYTES);
         let used = 0;
         let pos = 0;
@@ -354,7 +365,7 @@ export class AppendLog {
         await rename(tmp, this.path);
         if (this.doFsync) fsyncDir(dirname(this.path));
         const old = this.fh;
-        this.fh = await open(this.path, 'r+');
+        this.fh = await this.openFile(this.path, 'r+');
         this.size = pos;
         await old.close();
         return { records, bytes: pos };

@@ -12,8 +12,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { webcrypto, X509Certificate } from 'node:crypto';
 import { stringify as toYaml } from 'yaml';
-import { Authenticator } from '../../cloud/apiserver/authn.js';
-import { loadOrCreatePki, type Pki } from '../../cloud/apiserver/pki.js';
+import { Authenticator } from '../../apiserver/authn.js';
+import { loadOrCreatePki, type Pki } from '../../apiserver/pki.js';
 import { KUBECTL_SKIP, kubectl, kubectlPath, raw, startTestServer, tempDir, type TestServer } from './helpers.js';
 
 let s: TestServer;

@@ -111,7 +111,11 @@ describe('node lifecycle', () => {
     }
     // The scheduler does not pick the NotReady node.
     await s.core.createNamespacedPod({ namespace: 'default', body: pod('avoid', { nodeSelector: { 'kubernetes.io/hostname': 'silent' } }) });
-    await new Promise((r) => setTimeout(r, 300));
-    assert.equal((await s.core.readNamespacedPod({ name: 'avoid', namespace: 'default' })).spec!.nodeName, undefined);
+    // The scheduler has considered it (PodScheduled False, Unschedulable) and did not bind it.
+    const avoid = await eventually(async () => {
+      const p = await s.core.readNamespacedPod({ name: 'avoid', namespace: 'default' });
+      return p.status?.conditions?.some((c) => c.type === 'PodScheduled' && c.status === 'False' && c.reason === 'Unschedulable') ? p : undefined;
+    }, 'the scheduler to mark the pod Unschedulable');
+    assert.equal(avoid.spec!.nodeName, undefined);
   });
 });

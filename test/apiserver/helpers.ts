@@ -9,7 +9,7 @@ import { request as httpRequest } from 'node:http';
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import * as k8s from '@kubernetes/client-node';
-import { startApiServer, type ApiServerHandle, type ApiServerOptions } from '../../cloud/apiserver/index.js';
+import { startApiServer, type ApiServerHandle, type ApiServerOptions } from '../../apiserver/index.js';
 import { eventually as pollUntil } from '../helpers/process.js';
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -105,6 +105,8 @@ export function raw(h: ApiServerHandle, method: string, path: string, body?: str
       res.on('error', reject);
     });
     req.on('error', reject);
+    // A server that never answers fails the request (and the test) instead of hanging it.
+    req.setTimeout(30_000, () => req.destroy(new Error(`${method} ${path}: no response for 30 s`)));
     if (body !== undefined) req.end(body);
     else req.end();
   });
@@ -214,11 +216,19 @@ export function spawnServer(dataDir: string, extraArgs: string[] = []): Promise<
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
   return new Promise((resolvePromise, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`server child printed no address within 60 s: ${stderr}`));
+    }, 60_000);
     const rl = createInterface({ input: child.stdout! });
     rl.once('line', (line) => {
+      clearTimeout(timer);
       const info = JSON.parse(line) as Omit<ChildServer, 'child'>;
       resolvePromise({ child, ...info });
     });
-    child.once('exit', (code) => reject(new Error(`server child exited with ${code}: ${stderr}`)));
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`server child exited with ${code}: ${stderr}`));
+    });
   });
 }

@@ -2,9 +2,9 @@
 // checks and work limits, and strategic merge patch merging lists by key in linear time.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { jsonPatch, mergePatch, strategicMergePatch, type SmpStats } from '../../cloud/apiserver/patch.js';
-import { ApiError } from '../../cloud/apiserver/errors.js';
-import type { Json } from '../../cloud/apiserver/types.js';
+import { jsonPatch, mergePatch, strategicMergePatch, type SmpStats } from '../../apiserver/patch.js';
+import { ApiError } from '../../apiserver/errors.js';
+import type { Json } from '../../apiserver/types.js';
 import { raw, startTestServer, type TestServer } from './helpers.js';
 
 /** The ApiError `fn` throws (fails the test when it returns). */

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { raw, rawWatch, spawnServer, startTestServer, tempDir } from './helpers.js';
-import type { ApiServerHandle } from '../../cloud/apiserver/index.js';
+import type { ApiServerHandle } from '../../apiserver/index.js';
 
 const CMS = '/api/v1/namespaces/default/configmaps';
 const body = (name: string, data: Record<string, string> = {}) => JSON.stringify({ metadata: { name }, data });
@@ -149,7 +149,9 @@ describe('persistence', () => {
         assert.equal(w.status, 201);
       } finally {
         again.child.kill('SIGTERM');
-        await new Promise((r) => again.child.once('exit', r));
+        const killer = setTimeout(() => again.child.kill('SIGKILL'), 10_000);
+        await new Promise((r) => (again.child.exitCode !== null || again.child.signalCode !== null ? r(null) : again.child.once('exit', r)));
+        clearTimeout(killer);
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -2,16 +2,16 @@
 // generators end to end; bodies kubectl sent, decoded against kubectl's own JSON of the same
 // object (fixtures/protobuf); the decoder through raw requests with hand-encoded bodies (the
 // tiny encoder below is written from the field numbers in generated.proto, independently of
-// cloud/apiserver/protobuf/); and whole objects encoded with protobufjs from the schema
+// apiserver/protobuf/); and whole objects encoded with protobufjs from the schema
 // (a JSON → protobuf encoder of the test's own, the inverse of the decoder's mapping).
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { readdirSync, readFileSync } from 'node:fs';
 import protobuf from 'protobufjs/light.js';
-import { decodeProtobufObject, ProtobufError, ProtobufUnsupportedError, PROTOBUF_KINDS } from '../../cloud/apiserver/protobuf/index.js';
-import schemaJson from '../../cloud/apiserver/protobuf/k8s-schema.json' with { type: 'json' };
-import { builtinTypes } from '../../cloud/apiserver/registry.js';
+import { decodeProtobufObject, ProtobufError, ProtobufUnsupportedError, PROTOBUF_KINDS } from '../../apiserver/protobuf/index.js';
+import schemaJson from '../../apiserver/protobuf/k8s-schema.json' with { type: 'json' };
+import { builtinTypes } from '../../apiserver/registry.js';
 import { KUBECTL_SKIP, eventually, kubectl, raw, rawWatch, repoRoot, requireKubectl, startTestServer, tempDir, type TestServer } from './helpers.js';
 
 let s: TestServer;

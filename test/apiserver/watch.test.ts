@@ -63,7 +63,7 @@ describe('watch', () => {
     await s.core.createNamespacedPod({ namespace: 'w', body: { metadata: { name: 'on-n2' }, spec: { nodeName: 'n2', containers: [{ name: 'c', image: 'i' }] } } });
     await s.core.createNamespacedPod({ namespace: 'w', body: { metadata: { name: 'on-n1' }, spec: { nodeName: 'n1', containers: [{ name: 'c', image: 'i' }] } } });
     await w.waitFor((e) => e.length >= 1);
-    await new Promise((r) => setTimeout(r, 100));
+    // Events come in resourceVersion order: on-n2 (created first) would have come before on-n1.
     assert.deepEqual(w.events.map((e) => e.object.metadata.name), ['on-n1']);
     w.close();
   });

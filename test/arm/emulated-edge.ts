@@ -63,10 +63,10 @@ export function describeEmulatedEdge(arch: Arch, nodeName: string, kubeArch: str
       const e = emu!;
       // The host's cloud, with heartbeat and ACK timeouts loose enough for an emulated peer
       // (its first seconds are spent compiling under the emulator); later flags win.
-      const cloud = await c.startCloud(`cloud-${arch}`, ['--heartbeat-interval', '1000', '--heartbeat-timeout', '30000', '--ack-timeout', '3000']);
+      const cloud = await c.startCloud(`cloud-${arch}`, ['--heartbeat-interval-ms', '1000', '--heartbeat-timeout-ms', '30000', '--ack-timeout-ms', '3000']);
       const dataDir = c.dataDir(nodeName);
       edge = startProcess(
-        ['-L', e.sysroot, e.node, edgecoreBundle, '--cloud', cloud.url, '--node-name', nodeName, '--data-dir', dataDir, '--node-status-interval', '1000', '--heartbeat-interval', '1000', '--heartbeat-timeout', '30000', '--reconnect-max', '1000', '--log-level', 'info'],
+        ['-L', e.sysroot, e.node, edgecoreBundle, '--cloud', cloud.url, '--node-name', nodeName, '--data-dir', dataDir, '--node-status-interval-ms', '1000', '--heartbeat-interval-ms', '1000', '--heartbeat-timeout-ms', '30000', '--reconnect-max-ms', '1000', '--log-level', 'info'],
         {},
         nodeName,
         e.qemu,

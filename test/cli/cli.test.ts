@@ -32,6 +32,33 @@ describe('CLI', () => {
     assert.equal(a.stdout, b.stdout);
   });
 
+  test('every command names a listen address --bind-address and durations with -ms; `ledge up --help` shows the cloud options', () => {
+    for (const cmd of ['cloud', 'up', 'apiserver']) {
+      const r = run(['bin/ledge.mjs', cmd, '--help']);
+      assert.equal(r.status, 0, cmd);
+      assert.match(r.stdout, /--bind-address <string>/, cmd);
+      assert.match(r.stdout, /--log-format <json\|text>/, cmd);
+      assert.doesNotMatch(r.stdout, /^\s+(-\w, )?--(host|[a-z-]+-(interval|timeout|duration)) /m, `${cmd}: a duration flag without its unit`);
+    }
+    const edge = run(['bin/ledge.mjs', 'edge', '--help']);
+    assert.match(edge.stdout, /--heartbeat-interval-ms <integer>/);
+    assert.match(edge.stdout, /--node-status-interval-ms <integer>/);
+  });
+
+  test('a deprecated flag still works and logs one warning naming its replacement', async () => {
+    const d = tempDir();
+    try {
+      const edge = startEdge(['--cloud', 'ws://127.0.0.1:1', '--node-name', 'n', '--data-dir', d.path, '--heartbeat-interval', '1000', '--log-level', 'info']);
+      await edge.waitFor(/edgecore started/);
+      assert.equal(await edge.stop(), 0);
+      const warnings = edge.output().split('\n').filter((l) => l.includes('deprecated'));
+      assert.equal(warnings.length, 1, warnings.join('\n'));
+      assert.match(warnings[0]!, /--heartbeat-interval is deprecated; use --heartbeat-interval-ms/);
+    } finally {
+      d.cleanup();
+    }
+  });
+
   test('a bad flag value exits 2 with one line naming the field', () => {
     const r = run([edgecoreBundle, '--cloud', 'ws://127.0.0.1:1', '--node-name', 'n', '--max-frame-bytes', '12']);
     assert.equal(r.status, 2);

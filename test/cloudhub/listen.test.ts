@@ -10,21 +10,21 @@ import { parseAllDocuments } from 'yaml';
 import { createCloudHub, resolveCloudHubOptions } from '../../cloud/cloudhub/index.js';
 import { Beehive } from '../../shared/beehive/index.js';
 import { isLoopbackHost } from '../../cloud/cloudhub/cloudhub.js';
-import { cloudConfigSpec, type CloudConfig } from '../../cloud/config.js';
+import { cloudConfigSpec } from '../../cloud/config.js';
 import { loadConfig } from '../../shared/config/index.js';
 import { hubOptionsFrom } from '../../cloud/main.js';
 import { captureLog } from '../helpers/cloud.js';
 import { eventually, repoRoot } from '../helpers/process.js';
 
 describe('CloudHub listen address', () => {
-  test('`ledge cloud` listens on 127.0.0.1 by default; --host changes it', async () => {
+  test('`ledge cloud` listens on 127.0.0.1 by default; --bind-address changes it', async () => {
     assert.equal(resolveCloudHubOptions({}).host, '127.0.0.1');
-    const { config } = await loadConfig<CloudConfig>(cloudConfigSpec, { argv: [], env: {} });
+    const { config } = await loadConfig(cloudConfigSpec, { argv: [], env: {} });
     assert.equal(config.hub.host, '127.0.0.1');
     assert.equal(hubOptionsFrom(config).host, '127.0.0.1');
-    const other = await loadConfig<CloudConfig>(cloudConfigSpec, { argv: ['--host', '0.0.0.0'], env: {} });
+    const other = await loadConfig(cloudConfigSpec, { argv: ['--bind-address', '0.0.0.0'], env: {} });
     assert.equal(other.config.hub.host, '0.0.0.0');
-    const env = await loadConfig<CloudConfig>(cloudConfigSpec, { argv: [], env: { LEDGE_CLOUDHUB_HOST: '::1' } });
+    const env = await loadConfig(cloudConfigSpec, { argv: [], env: { LEDGE_CLOUDHUB_BIND_ADDRESS: '::1' } });
     assert.equal(env.config.hub.host, '::1');
   });
 
@@ -48,12 +48,12 @@ describe('CloudHub listen address', () => {
     for (const h of ['0.0.0.0', '::', '10.0.0.5', '192.168.1.1', 'example.com', '::ffff:10.0.0.1', '128.0.0.1', '']) assert.ok(!isLoopbackHost(h), h);
   });
 
-  test('the cluster Deployment passes --host 0.0.0.0 explicitly (pod IP, Service and probe)', () => {
+  test('the cluster Deployment passes --bind-address 0.0.0.0 explicitly (pod IP, Service and probe)', () => {
     const docs = parseAllDocuments(readFileSync(join(repoRoot, 'deploy/kubernetes/cloudcore.yaml'), 'utf8')).map((d) => d.toJS() as { kind?: string; spec?: { template?: { spec?: { containers?: { name: string; args?: string[] }[] } } } });
     const deployment = docs.find((d) => d.kind === 'Deployment');
     const args = deployment?.spec?.template?.spec?.containers?.find((c) => c.name === 'cloudcore')?.args ?? [];
-    const i = args.indexOf('--host');
-    assert.ok(i >= 0, `--host in ${JSON.stringify(args)}`);
+    const i = args.indexOf('--bind-address');
+    assert.ok(i >= 0, `--bind-address in ${JSON.stringify(args)}`);
     assert.equal(args[i + 1], '0.0.0.0');
   });
 });

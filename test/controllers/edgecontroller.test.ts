@@ -6,13 +6,12 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startApiServer, type ApiServerHandle } from '../../cloud/apiserver/index.js';
+import { startApiServer, type ApiServerHandle } from '../../apiserver/index.js';
 import { createLogger } from '../../shared/log/index.js';
 import { Beehive, type ModuleContext } from '../../shared/beehive/index.js';
 import { newMessage } from '../../shared/protocol/index.js';
 import { loadKube, loadKubeConfig, type k8s } from '../../cloud/kube/index.js';
 import { EdgeController } from '../../cloud/edgecontroller/index.js';
-import type { SyncController } from '../../cloud/synccontroller/index.js';
 import { captureLog } from '../helpers/cloud.js';
 import { eventually } from '../helpers/process.js';
 import { tempDir } from '../helpers/files.js';
@@ -55,7 +54,7 @@ const timeOf = (v: unknown) => new Date(v as string | Date).toISOString();
 describe('EdgeController: node status', () => {
   test('Ready keeps its lastTransitionTime while its status is unchanged; lastHeartbeatTime moves on every report', async () => {
     let now = Date.parse('2030-01-01T00:00:00Z');
-    const ec = new EdgeController(kc, undefined, createLogger({ level: 'warn' }), { now: () => now });
+    const ec = new EdgeController(kc, createLogger({ level: 'warn' }), { now: () => now });
     const h = harness(ec);
     try {
       const ready = async () => (await core.readNode({ name: 'ec-n1' })).status?.conditions?.find((c) => c.type === 'Ready');
@@ -109,7 +108,7 @@ describe('EdgeController: failures are reported, never unhandled rejections', ()
   test('a reply that cannot be delivered is logged, not an unhandled rejection', async () => {
     await withRejectionProbe(async () => {
       const log = captureLog();
-      const ec = new EdgeController(undefined, undefined, log.logger);
+      const ec = new EdgeController(undefined, log.logger);
       const ac = new AbortController();
       const msg = newMessage({ source: 'edged', group: 'resource', operation: 'update', resource: 'node/n/default/nodestatus/n', sync: true, content: {} });
       let delivered = false;
@@ -130,23 +129,24 @@ describe('EdgeController: failures are reported, never unhandled rejections', ()
     });
   });
 
-  test('an informer handler that throws is logged, not an unhandled rejection', async () => {
+  test('a desired-set change that cannot be told to the SyncController is logged, not thrown or an unhandled rejection', async () => {
     await withRejectionProbe(async () => {
       const log = captureLog();
       let calls = 0;
-      // A SyncController whose reconcile fails: the informer's handler throws inside client-node's watch callback.
-      const sync = {
-        setDesiredSource() {},
-        reconcileNode() {
+      // The bus refuses the informer handler's change notification (sent from a microtask after the handler returned).
+      const ac = new AbortController();
+      const ctx = {
+        name: 'edgecontroller',
+        log: log.logger,
+        send() {
           calls++;
           throw new Error('reconcile exploded');
         },
-        ackedVersion: () => undefined,
-        isPendingFor: () => false,
-      } as unknown as SyncController;
-      const ec = new EdgeController(kc, sync, log.logger);
-      const ac = new AbortController();
-      const ctx = { name: 'edgecontroller', log: log.logger, async *messages() { await new Promise((r) => ac.signal.addEventListener('abort', r)); } } as unknown as ModuleContext;
+        async *messages() {
+          await new Promise((r) => ac.signal.addEventListener('abort', r));
+        },
+      } as unknown as ModuleContext;
+      const ec = new EdgeController(kc, log.logger);
       const running = ec.start(ctx, ac.signal);
       await eventually(() => log.has(/edge controller watching/), 15_000, 'informers synced');
       await core.createNamespacedPod({ namespace: 'default', body: { metadata: { name: 'ec-throw', namespace: 'default' }, spec: { nodeName: 'ec-n2', containers: [{ name: 'c', image: 'busybox' }] } } });

@@ -24,7 +24,7 @@ const PODS = 10;
 
 describe('controllers: HA across replicas', () => {
   test('kill -9 of the replica holding the session: the node converges through the other replica', async (t) => {
-    const leaderFlags = ['--leader-lease-duration', '3000', '--leader-renew-interval', '300'];
+    const leaderFlags = ['--leader-lease-duration-ms', '3000', '--leader-renew-interval-ms', '300'];
     const a = await cluster.startCloud('replica-1', leaderFlags);
     const b = await cluster.startCloud('replica-2', leaderFlags);
     const edge = cluster.startEdge('edge-ha', [a.url, b.url], ['--log-level', 'debug']);
@@ -63,10 +63,12 @@ describe('controllers: HA across replicas', () => {
         await new Promise((r) => setTimeout(r, 20));
       }
     })();
-    await new Promise((r) => setTimeout(r, 1500));
+    // The kill lands mid-stream, and the stream goes on through the failover: progress, not time.
+    await eventually(() => updates >= 30, 30_000, 'updates streaming before the kill');
     await a.proc.kill9();
     const killedAt = updates;
-    await new Promise((r) => setTimeout(r, 2500));
+    await b.proc.waitFor(/node edge-ha connected/, 20_000);
+    await eventually(() => updates >= killedAt + 30, 30_000, 'updates streaming during the failover');
     streaming = false;
     await stream;
 

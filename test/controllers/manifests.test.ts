@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawnSync, execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
-import { startApiServer } from '../../cloud/apiserver/index.js';
+import { startApiServer } from '../../apiserver/index.js';
 import { createLogger } from '../../shared/log/index.js';
 import { repoRoot } from '../helpers/process.js';
 import { tempDir } from '../helpers/files.js';

@@ -170,10 +170,14 @@ describe('controllers: cluster state reaches edge nodes', () => {
     await assert.rejects(cluster.core.readNode({ name: 'edge-victim' }), (e: { code?: number }) => e.code === 404);
     // Its own pod's status is accepted and written.
     await cluster.core.createNamespacedPod({ namespace: ns, body: pod('d-own', 'edge-intruder', {}) });
-    await new Promise((r) => setTimeout(r, 500));
-    const own = newMessage({ source: 'edged', group: 'resource', operation: 'update', resource: 'default/podstatus/d-own', sync: true, content: { phase: 'Running' } });
-    intruder.send(own);
-    const ack = await eventually(() => intruder.messages.find((x) => x.header.parentId === own.header.id), 10_000, 'ack');
+    // Refused (LEDGE_ERR_FORBIDDEN) until the cloud's pod informer has seen the pod bound to this
+    // node: send a fresh report until one is accepted, within a deadline.
+    const ack = await eventually(async () => {
+      const own = newMessage({ source: 'edged', group: 'resource', operation: 'update', resource: 'default/podstatus/d-own', sync: true, content: { phase: 'Running' } });
+      intruder.send(own);
+      const a = await eventually(() => intruder.messages.find((x) => x.header.parentId === own.header.id), 10_000, 'ack');
+      return a.content === null ? a : undefined;
+    }, 15_000, 'the status of its own pod accepted');
     assert.equal(ack.content, null);
     assert.equal((await cluster.core.readNamespacedPod({ name: 'd-own', namespace: ns })).status?.phase, 'Running');
     void codec;

@@ -8,6 +8,7 @@ import { Beehive, type Module, type ModuleContext } from '../../shared/beehive/i
 import { createLogger, type Logger } from '../../shared/log/index.js';
 import { createCloudHub, type CloudHub, type CloudHubOptions } from '../../cloud/cloudhub/index.js';
 import { createCborCodec, newAck, newMessage, NODE_NAME_HEADER, SUBPROTOCOL, type Message } from '../../shared/protocol/index.js';
+import { within } from './process.js';
 
 export interface LogCapture {
   lines: Record<string, unknown>[];
@@ -77,7 +78,8 @@ export class ThinEdge {
   }
 
   static async connect(url: string, node: string, opts: { autoAck?: boolean; protocol?: string; ws?: WebSocket.ClientOptions } = {}): Promise<ThinEdge> {
-    const ws = new WebSocket(url, opts.protocol ?? SUBPROTOCOL, { headers: { [NODE_NAME_HEADER]: node }, ...opts.ws });
+    // handshakeTimeout: a server that never answers the upgrade fails the connect (an 'error') instead of hanging it.
+    const ws = new WebSocket(url, opts.protocol ?? SUBPROTOCOL, { headers: { [NODE_NAME_HEADER]: node }, handshakeTimeout: 10_000, ...opts.ws });
     const edge = new ThinEdge(ws, opts.autoAck ?? true);
     await once(ws, 'open');
     return edge;
@@ -91,8 +93,9 @@ export class ThinEdge {
     this.ws.send(data);
   }
 
-  async closedWith(): Promise<{ code: number; reason: string }> {
-    if (!this.closed) await once(this.ws, 'close');
+  /** The close code and reason, once the server closed the session; fails if it has not within `timeoutMs`. */
+  async closedWith(timeoutMs = 10_000): Promise<{ code: number; reason: string }> {
+    if (!this.closed) await within(once(this.ws, 'close'), timeoutMs, 'the server to close the session');
     return this.closed!;
   }
 

@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
-import { startApiServer, type ApiServerHandle } from '../../cloud/apiserver/index.js';
+import { startApiServer, type ApiServerHandle } from '../../apiserver/index.js';
 import { createLogger } from '../../shared/log/index.js';
 import { withKeepAlive } from '../../cloud/kube/index.js';
 import { startProcess, startEdge, repoRoot, eventually, type Proc } from './process.js';
@@ -43,7 +43,7 @@ export async function startCluster(): Promise<Cluster> {
     dir: d.path,
     async startCloud(name, extra = []) {
       const proc = startProcess(
-        [join(repoRoot, 'dist/ledge.js'), 'cloud', '--kubeconfig', api.kubeconfigPath, '--host', '127.0.0.1', '--port', '0', '--identity', name, '--reconcile-interval', '1000', '--heartbeat-interval', '300', '--heartbeat-timeout', '1200', '--ack-timeout', '500', '--log-level', 'info', ...extra],
+        [join(repoRoot, 'dist/ledge.js'), 'cloud', '--kubeconfig', api.kubeconfigPath, '--bind-address', '127.0.0.1', '--port', '0', '--identity', name, '--reconcile-interval-ms', '1000', '--heartbeat-interval-ms', '300', '--heartbeat-timeout-ms', '1200', '--ack-timeout-ms', '500', '--log-level', 'info', ...extra],
         {},
         name,
       );
@@ -52,7 +52,7 @@ export async function startCluster(): Promise<Cluster> {
       return { proc, url: m[1]! };
     },
     startEdge(node, cloudUrls, extra = []) {
-      const p = startEdge(['--cloud', cloudUrls.join(','), '--node-name', node, '--data-dir', join(d.path, node), '--node-status-interval', '1000', '--heartbeat-interval', '300', '--heartbeat-timeout', '1200', '--reconnect-max', '300', '--log-level', 'info', ...extra], {}, node);
+      const p = startEdge(['--cloud', cloudUrls.join(','), '--node-name', node, '--data-dir', join(d.path, node), '--node-status-interval-ms', '1000', '--heartbeat-interval-ms', '300', '--heartbeat-timeout-ms', '1200', '--reconnect-max-ms', '300', '--log-level', 'info', ...extra], {}, node);
       procs.push(p);
       return p;
     },

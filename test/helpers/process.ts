@@ -19,10 +19,10 @@ export interface Proc {
   exited: Promise<number | null>;
 }
 
-/** Spawns `command` (default: this Node) with `args`; an emulator can be the command (test/arm). */
-export function startProcess(args: string[], env: NodeJS.ProcessEnv = {}, name = 'proc', command = process.execPath): Proc {
+/** Spawns `command` (default: this Node) with `args` in `cwd`; an emulator can be the command (test/arm). */
+export function startProcess(args: string[], env: NodeJS.ProcessEnv = {}, name = 'proc', command = process.execPath, cwd = repoRoot): Proc {
   const child = spawn(command, args, {
-    cwd: repoRoot,
+    cwd,
     env: { ...process.env, LEDGE_LOG_FORMAT: 'json', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -103,5 +103,26 @@ export async function eventually<T>(check: () => T | Promise<T>, timeoutMs = 20_
     }
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
     await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** `p`'s outcome, or a rejection naming `what` once `timeoutMs` passed: a wait that cannot hang the suite. */
+export async function within<T>(p: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs)));
+  try {
+    return await Promise.race([p, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The exit code of `p`, waited for at most `timeoutMs`; a process still running then is killed and the wait fails. */
+export async function exitCode(p: Proc, timeoutMs = 20_000, what = 'the process to exit'): Promise<number | null> {
+  try {
+    return await within(p.exited, timeoutMs, what);
+  } catch (err) {
+    p.child.kill('SIGKILL');
+    throw new Error(`${(err as Error).message}; output:\n${p.output().slice(-3000)}`);
   }
 }

@@ -4,7 +4,7 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startApiServer, type ApiServerHandle } from '../../cloud/apiserver/index.js';
+import { startApiServer, type ApiServerHandle } from '../../apiserver/index.js';
 import { createLogger } from '../../shared/log/index.js';
 import { kube, loadKube, loadKubeConfig, watchResource, type k8s } from '../../cloud/kube/index.js';
 import { captureLog } from '../helpers/cloud.js';

@@ -6,11 +6,12 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Socket } from 'node:net';
 import { once } from 'node:events';
-import { startApiServer, type ApiServerHandle } from '../../cloud/apiserver/index.js';
+import { startApiServer, type ApiServerHandle } from '../../apiserver/index.js';
 import { createLogger } from '../../shared/log/index.js';
 import { kube, loadKube, loadKubeConfig, type k8s } from '../../cloud/kube/index.js';
 import { kubeLeaseStore, type LeaseRecord } from '../../cloud/leaderelection/index.js';
 import { tempDir } from '../helpers/files.js';
+import { eventually } from '../helpers/process.js';
 
 let api: ApiServerHandle;
 let kc: k8s.KubeConfig;
@@ -63,14 +64,7 @@ describe('kubeLeaseStore', () => {
       const store = kubeLeaseStore(hung, 'kube-system', 'l');
       const ac = new AbortController();
       const pending = store.get(ac.signal);
-      await new Promise<void>((resolve) => {
-        const poll = setInterval(() => {
-          if (sockets.size > 0) {
-            clearInterval(poll);
-            resolve();
-          }
-        }, 10);
-      });
+      await eventually(() => sockets.size > 0, 10_000, 'the request to reach the silent server');
       ac.abort();
       let timer: NodeJS.Timeout | undefined;
       const outcome = await Promise.race([

@@ -21,7 +21,7 @@ import { createCborCodec } from '../../shared/protocol/index.js';
 const RESOURCES = 5;
 const UPDATES = 150;
 const LINK_UPDATES = 45;
-const fast = ['--heartbeat-interval', '300', '--heartbeat-timeout', '1200', '--ack-timeout', '300', '--log-level', 'warn'];
+const fast = ['--heartbeat-interval-ms', '300', '--heartbeat-timeout-ms', '1200', '--ack-timeout-ms', '300', '--log-level', 'warn'];
 
 interface Acked { resource: string; rv: string; id: string }
 interface Received { id: string; resource: string; op: string; seq?: number; bootId?: string }
@@ -32,13 +32,13 @@ after(async () => {
 });
 
 function startCloud(harnessDir: string, port: number, intervalMs = 25, updates = UPDATES): Proc {
-  const p = startProcess(['--import', 'tsx', 'test/fixtures/cloud-harness.ts', '--port', String(port), '--host', '127.0.0.1', ...fast], { HARNESS_DIR: harnessDir, RESOURCES: String(RESOURCES), UPDATES: String(updates), INTERVAL_MS: String(intervalMs) }, 'cloud');
+  const p = startProcess(['--import', 'tsx', 'test/fixtures/cloud-harness.ts', '--port', String(port), '--bind-address', '127.0.0.1', ...fast], { HARNESS_DIR: harnessDir, RESOURCES: String(RESOURCES), UPDATES: String(updates), INTERVAL_MS: String(intervalMs) }, 'cloud');
   procs.push(p);
   return p;
 }
 
 function edgeArgs(cloudUrl: string, dataDir: string, configFile: string): string[] {
-  return ['--cloud', cloudUrl, '--node-name', 'edge-1', '--data-dir', dataDir, '--config', configFile, '--node-status-interval', '100', '--heartbeat-interval', '300', '--heartbeat-timeout', '1200', '--log-level', 'warn'];
+  return ['--cloud', cloudUrl, '--node-name', 'edge-1', '--data-dir', dataDir, '--config', configFile, '--node-status-interval-ms', '100', '--heartbeat-interval-ms', '300', '--heartbeat-timeout-ms', '1200', '--log-level', 'warn'];
 }
 
 /** An edge config file: keeps the store log uncompacted so the test can read its full history. */
@@ -221,14 +221,18 @@ describe('cloud–edge link, real processes', () => {
         // A reset, then half-dead links: ACKs lost on the way up force resends of messages the
         // edge already applied (its de-duplication must hold), ACKs lost on the way down force
         // resends of upstream messages the cloud already handled (CloudHub's must), then a dead link.
+        // The edge logs each link it loses: by its own heartbeat timeout (nothing from the cloud)
+        // or because the cloud's heartbeat timed out and closed the session.
+        const noticed = () => (edge.output().match(/no traffic from cloud|disconnected from cloud/g) ?? []).length;
         for (const fault of ['cut', 'up', 'down', 'both'] as const) {
           await progress(h, 8);
           if (fault === 'cut') {
             proxy.cut();
           } else {
+            const before = noticed();
             proxy.blackhole(fault);
-            // Longer than the heartbeat timeout: both sides must notice on their own.
-            await new Promise((r) => setTimeout(r, 2000));
+            // No cut here: only the heartbeats can find out that this link is dead.
+            await eventually(() => noticed() > before, 15_000, `the edge to notice the black-holed link (${fault}) by heartbeat`);
             proxy.blackhole('none');
             proxy.cut();
           }

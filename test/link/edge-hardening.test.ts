@@ -184,7 +184,7 @@ describe('edge link against hostile clouds', () => {
 
   test('a silent cloud (handshake completes, then nothing) is detected by the edge\'s heartbeat timeout and the edge reconnects', async () => {
     const silent = await rawCloud(true, () => {});
-    const p = edge('silent-cloud-node', silent.url, {}, ['--heartbeat-interval', '200', '--heartbeat-timeout', '600']);
+    const p = edge('silent-cloud-node', silent.url, {}, ['--heartbeat-interval-ms', '200', '--heartbeat-timeout-ms', '600']);
     await until(p, () => hasLine(p, 'LEDGE_ERR_HEARTBEAT_TIMEOUT', /^no traffic from cloud for \d+ ms/), 'heartbeat timeout logged', 20_000);
     await until(p, () => silent.connections >= 2, 'reconnected after the heartbeat timeout', 20_000);
     assert.equal(silent.closeCodes[0], 1001, 'the edge said why (1001) before dropping the link');
@@ -192,7 +192,7 @@ describe('edge link against hostile clouds', () => {
 
   test('a cloud that only sends WebSocket pings but never answers keepalives is treated as silent', async () => {
     const pinger = await rawCloud(true, (socket, timers) => every(socket, timers, 100, () => frame(0x9, Buffer.alloc(0))));
-    const p = edge('pinged-node', pinger.url, {}, ['--heartbeat-interval', '200', '--heartbeat-timeout', '600']);
+    const p = edge('pinged-node', pinger.url, {}, ['--heartbeat-interval-ms', '200', '--heartbeat-timeout-ms', '600']);
     await until(p, () => hasLine(p, 'LEDGE_ERR_HEARTBEAT_TIMEOUT', /^no traffic from cloud/), 'heartbeat timeout despite pings', 20_000);
     await until(p, () => pinger.connections >= 2, 'reconnected', 20_000);
   });
@@ -202,7 +202,7 @@ describe('edge link against hostile clouds', () => {
       socket.write(frame(0x2, Buffer.from([0x84]), false)); // first fragment of a binary message
       every(socket, timers, 100, () => Buffer.concat([frame(0x9, Buffer.alloc(0)), frame(0x0, Buffer.from([0]), false)]));
     });
-    const p = edge('endless-node', endless.url, {}, ['--heartbeat-interval', '200', '--heartbeat-timeout', '600']);
+    const p = edge('endless-node', endless.url, {}, ['--heartbeat-interval-ms', '200', '--heartbeat-timeout-ms', '600']);
     await until(p, () => hasLine(p, 'LEDGE_ERR_HEARTBEAT_TIMEOUT', /^no traffic from cloud/), 'endless message cut', 20_000);
     await until(p, () => endless.connections >= 2, 'reconnected', 20_000);
     assert.equal(endless.closeCodes[0], 1001);
@@ -213,7 +213,7 @@ describe('edge link against hostile clouds', () => {
       socket.write(Buffer.from([0x82, 126, 0x03, 0xe8])); // a binary frame of 1000 bytes…
       every(socket, timers, 100, () => Buffer.from([0])); // …arriving at 10 bytes/s
     });
-    const p = edge('trickled-frame-node', trickle.url, {}, ['--heartbeat-interval', '200', '--heartbeat-timeout', '600']);
+    const p = edge('trickled-frame-node', trickle.url, {}, ['--heartbeat-interval-ms', '200', '--heartbeat-timeout-ms', '600']);
     await until(p, () => hasLine(p, 'LEDGE_ERR_HEARTBEAT_TIMEOUT', /^no traffic from cloud/), 'trickled frame cut', 20_000);
     await until(p, () => trickle.connections >= 2, 'reconnected', 20_000);
   });
@@ -227,7 +227,7 @@ describe('edge link against hostile clouds', () => {
       socket.write(frame(0x0, Buffer.alloc(3000), true));
       every(socket, timers, 50, () => Buffer.alloc(512));
     });
-    const p = edge('oversized-node', big.url, { closeTimeoutMs: 500 }, ['--max-frame-bytes', '4096', '--heartbeat-interval', '60000', '--heartbeat-timeout', '120000']);
+    const p = edge('oversized-node', big.url, { closeTimeoutMs: 500 }, ['--max-frame-bytes', '4096', '--heartbeat-interval-ms', '60000', '--heartbeat-timeout-ms', '120000']);
     await until(p, () => big.closeCodes.includes(1009), 'the edge closed with 1009', 20_000);
     assert.ok(hasLine(p, 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', /link failed: Max payload size exceeded/), 'one clear log line');
     // Far sooner than ws' default 30 s close timeout (the bound here is what fails the test).
@@ -260,7 +260,7 @@ describe('edge link: unknown operations', () => {
       });
     });
     const url = `ws://127.0.0.1:${(wss.address() as { port: number }).port}`;
-    const p = edge('unknown-op-node', url, {}, ['--heartbeat-interval', '200', '--heartbeat-timeout', '2000']);
+    const p = edge('unknown-op-node', url, {}, ['--heartbeat-interval-ms', '200', '--heartbeat-timeout-ms', '2000']);
     const ws = await until(p, () => socket, 'edge connected', 20_000);
     const unknown = newMessage({ source: 'cloudhub', group: 'resource', operation: 'frobnicate', resource: 'default/configmap/u', content: null, sync: true });
     ws.send(codec.encode(unknown));
@@ -281,7 +281,7 @@ describe('edge store health reaches the cloud', () => {
     if (!existsSync('/dev/full')) return t.skip('/dev/full not available');
     const c: TestCloud = await startTestCloud({ ackTimeoutMs: 200, maxAckTimeoutMs: 400 });
     cleanups.push(() => c.stop());
-    const p = edge('full-store-node', c.hub.url, {}, ['--node-status-interval', '60000'], (d) => symlinkSync('/dev/full', join(d, 'meta.log')));
+    const p = edge('full-store-node', c.hub.url, {}, ['--node-status-interval-ms', '60000'], (d) => symlinkSync('/dev/full', join(d, 'meta.log')));
     await until(p, () => c.hub.nodeSummary('full-store-node')?.connected, 'connected');
     const readiness = () =>
       c.received

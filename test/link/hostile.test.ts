@@ -102,7 +102,7 @@ describe('CloudHub under hostile peers', () => {
     assert.ok(c.log.lines.filter((l) => /message rejected/.test(String(l.msg))).length <= 2, 'the rejections were not logged one by one');
     // When it reads again, it finds the session closed.
     deaf.ws.resume();
-    const closed = await deaf.closedWith();
+    const closed = await deaf.closedWith(30_000);
     assert.ok([1006, 1008].includes(closed.code), `closed with ${closed.code}`);
     await works(c, bystander, 'honest', 'after-deaf');
   });

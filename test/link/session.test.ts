@@ -88,7 +88,7 @@ describe('sessions', () => {
     const bad = tempDir();
     try {
       const ok = startEdge(['--cloud', c.hub.url, '--node-name', 'tls-good', '--data-dir', good.path, '--ca-file', tls('ca.pem'), '--log-level', 'info'], {}, 'tls-good');
-      const wrong = startEdge(['--cloud', c.hub.url, '--node-name', 'tls-bad', '--data-dir', bad.path, '--ca-file', tls('other-ca.pem'), '--reconnect-max', '300', '--log-level', 'info'], {}, 'tls-bad');
+      const wrong = startEdge(['--cloud', c.hub.url, '--node-name', 'tls-bad', '--data-dir', bad.path, '--ca-file', tls('other-ca.pem'), '--reconnect-max-ms', '300', '--log-level', 'info'], {}, 'tls-bad');
       procs.push(ok, wrong);
       await ok.waitFor(/connected to cloud/);
       await eventually(() => c.hub.nodeSummary('tls-good')?.connected, 5000, 'TLS session');
@@ -114,7 +114,7 @@ describe('sessions', () => {
     const d = tempDir();
     try {
       const dead = `ws://127.0.0.1:${await deadPort()}`;
-      const edge = startEdge(['--cloud', `${dead},${c.hub.url}`, '--node-name', 'failover-node', '--data-dir', d.path, '--reconnect-max', '200', '--log-level', 'info'], {}, 'failover');
+      const edge = startEdge(['--cloud', `${dead},${c.hub.url}`, '--node-name', 'failover-node', '--data-dir', d.path, '--reconnect-max-ms', '200', '--log-level', 'info'], {}, 'failover');
       procs.push(edge);
       await edge.waitFor(/connect to ws:\/\/127\.0\.0\.1:\d+\/v1\/edge failed: .*ECONNREFUSED/);
       await eventually(() => c.hub.nodeSummary('failover-node')?.connected, 10_000, 'connected to the second endpoint');
@@ -128,7 +128,7 @@ describe('sessions', () => {
     const d = tempDir();
     try {
       const port = await deadPort();
-      const args = ['--cloud', `ws://127.0.0.1:${port}`, '--node-name', 'offline-node', '--data-dir', d.path, '--node-status-interval', '50', '--reconnect-max', '200', '--log-level', 'warn'];
+      const args = ['--cloud', `ws://127.0.0.1:${port}`, '--node-name', 'offline-node', '--data-dir', d.path, '--node-status-interval-ms', '50', '--reconnect-max-ms', '200', '--log-level', 'warn'];
       const first = startEdge(args, {}, 'offline-1');
       procs.push(first);
       await eventually(() => readFileSync(join(d.path, 'outbox.log')).length > 2000, 10_000, 'reports queued offline');
@@ -196,9 +196,12 @@ describe('sessions', () => {
     for (let i = 0; i < 300; i++) {
       c.hub.sendToNode('slow-reader', newMessage({ source: 'test', group: 'resource', operation: 'update', resource: `default/configmap/big-${i}`, resourceVersion: '1', sync: true, content: { blob } }));
     }
-    // 18 MB were queued for the slow node; its socket holds only about the high-water mark.
-    await new Promise((r) => setTimeout(r, 500));
-    const summary = c.hub.nodeSummary('slow-reader')!;
+    // 18 MB were queued for the slow node; its socket holds only about the high-water mark:
+    // once the kernel buffers are full, the unflushed bytes reach it and CloudHub sends no more.
+    const summary = await eventually(() => {
+      const s = c.hub.nodeSummary('slow-reader')!;
+      return s.unflushedBytes >= hwm ? s : undefined;
+    }, 10_000, 'the slow node\'s unflushed bytes to reach the high-water mark');
     assert.ok(summary.unflushedBytes <= hwm + 70 * 1024, `socket buffer bounded: ${summary.unflushedBytes} bytes`);
     assert.ok(summary.queued > 100, `the rest waits in the queue as encoded frames: ${summary.queued}`);
     // Meanwhile the other node is served at once.

@@ -14,9 +14,9 @@ import { join } from 'node:path';
 import { request } from 'node:http';
 import { lockDataDir, processStartTime, type LockHolder } from '../../shared/lock/index.js';
 import { createLogger } from '../../shared/log/index.js';
-import { startApiServer } from '../../cloud/apiserver/index.js';
+import { startApiServer } from '../../apiserver/index.js';
 import { tempDir } from '../helpers/files.js';
-import { eventually, startEdge, startProcess } from '../helpers/process.js';
+import { eventually, exitCode, startEdge, startProcess } from '../helpers/process.js';
 
 function captureLog() {
   const lines: string[] = [];
@@ -224,7 +224,7 @@ describe('one process per data directory', () => {
       const m = await first.waitFor(/"url":"(http:\/\/127\.0\.0\.1:\d+)"/, 60_000);
       const url = m[1]!;
       const second = startProcess(args, {}, 'api-2');
-      const code = await second.exited;
+      const code = await exitCode(second, 60_000, 'the second apiserver to refuse the locked directory and exit');
       assert.equal(code, 1);
       const out = second.output();
       assert.match(out, /LEDGE_ERR_DATA_DIR_LOCKED/);
@@ -250,12 +250,12 @@ describe('one process per data directory', () => {
 
   test('a second EdgeCore on the same data directory refuses to start; the first keeps running', async () => {
     const d = tempDir();
-    const args = ['--cloud', 'ws://127.0.0.1:1', '--node-name', 'lock-node', '--data-dir', d.path, '--reconnect-max', '500', '--log-level', 'info'];
+    const args = ['--cloud', 'ws://127.0.0.1:1', '--node-name', 'lock-node', '--data-dir', d.path, '--reconnect-max-ms', '500', '--log-level', 'info'];
     const first = startEdge(args, {}, 'edge-1');
     try {
       await first.waitFor(/edgecore started/);
       const second = startEdge(args, {}, 'edge-2');
-      assert.equal(await second.exited, 1);
+      assert.equal(await exitCode(second, 30_000, 'the second EdgeCore to refuse the locked directory and exit'), 1);
       assert.match(second.output(), /edgecore cannot start: data directory .* is locked by pid \d+/);
       assert.match(second.output(), /LEDGE_ERR_DATA_DIR_LOCKED/);
       assert.equal(first.child.exitCode, null);

@@ -6,12 +6,13 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startApiServer, type ApiServerHandle } from '../../cloud/apiserver/index.js';
+import { startApiServer, type ApiServerHandle } from '../../apiserver/index.js';
 import { createLogger } from '../../shared/log/index.js';
 import { Beehive, type ModuleContext } from '../../shared/beehive/index.js';
 import type { Message } from '../../shared/protocol/index.js';
 import { loadKube, loadKubeConfig, type k8s } from '../../cloud/kube/index.js';
 import { SyncController, type DesiredObject, type DesiredSource } from '../../cloud/synccontroller/index.js';
+import { ackReport } from '../../cloud/cloudhub/index.js';
 import { captureLog } from '../helpers/cloud.js';
 import { eventually } from '../helpers/process.js';
 import { tempDir } from '../helpers/files.js';
@@ -40,8 +41,7 @@ async function harness() {
   const desired = new Map<string, Map<string, DesiredObject>>();
   const connected = new Set<string>();
   const source: DesiredSource = { desiredFor: (n) => new Map(desired.get(n) ?? []), nodeExists: () => true };
-  const sync = new SyncController(kc, { reconcileIntervalMs: 600_000, isLeader: () => false, isConnected: (n) => connected.has(n), connectedNodes: () => [...connected] }, log.logger);
-  sync.setDesiredSource(source);
+  const sync = new SyncController(kc, { desired: source, reconcileIntervalMs: 600_000, isLeader: () => false, isConnected: (n) => connected.has(n), connectedNodes: () => [...connected] }, log.logger);
   const queued: Message[] = [];
   const bee = new Beehive({ log: log.logger });
   bee.register(sync);
@@ -57,8 +57,8 @@ async function harness() {
   /** CloudHub's part: the node ACKed these queued messages. */
   const ack = (msgs: Message[]) => {
     for (const m of msgs) {
-      const [, node, resource] = /^node\/([^/]+)\/(.*)$/.exec(m.route.resource)!;
-      sync.recordAck({ node: node!, resource: resource!, operation: m.route.operation, messageId: m.header.id, ...(m.header.resourceVersion ? { resourceVersion: m.header.resourceVersion } : {}) }, m);
+      const [, node] = /^node\/([^/]+)\/(.*)$/.exec(m.route.resource)!;
+      sync.ackReceived(ackReport(node!, m).content);
     }
   };
   const take = async (n: number) => {

@@ -4,7 +4,7 @@
  * `reason` a real kube-apiserver would send, so clients (client-go, client-node,
  * kubectl) branch on them exactly as they would against a real cluster.
  */
-import { LedgeError } from '../../shared/errors/index.js';
+import { ErrorCode, LedgeError } from '../shared/errors/index.js';
 
 export interface StatusCause {
   reason: string;
@@ -33,12 +33,36 @@ export interface StatusObject {
   code: number;
 }
 
+/**
+ * The `reason` values a Status carries (Kubernetes' `metav1.StatusReason`), each with the
+ * HTTP code this server answers it with. Every reason the server sends is one of these
+ * (typed), and they are tabled in docs/protocol.md.
+ */
+export const StatusReason = {
+  BadRequest: 'BadRequest', // 400
+  Unauthorized: 'Unauthorized', // 401
+  Forbidden: 'Forbidden', // 403
+  NotFound: 'NotFound', // 404
+  MethodNotAllowed: 'MethodNotAllowed', // 405
+  NotAcceptable: 'NotAcceptable', // 406
+  AlreadyExists: 'AlreadyExists', // 409
+  Conflict: 'Conflict', // 409
+  Expired: 'Expired', // 410
+  RequestEntityTooLarge: 'RequestEntityTooLarge', // 413
+  UnsupportedMediaType: 'UnsupportedMediaType', // 415
+  Invalid: 'Invalid', // 422
+  InternalError: 'InternalError', // 500
+  ServiceUnavailable: 'ServiceUnavailable', // 503
+  Timeout: 'Timeout', // 504
+} as const;
+export type StatusReason = (typeof StatusReason)[keyof typeof StatusReason];
+
 /** An error that the HTTP layer renders as a Status with `httpCode` and `reason`. */
 export class ApiError extends LedgeError {
-  override readonly code: string = 'LEDGE_ERR_API';
+  override readonly code: ErrorCode = ErrorCode.Api;
   constructor(
     readonly httpCode: number,
-    readonly reason: string,
+    readonly reason: StatusReason,
     message: string,
     readonly details?: StatusDetails,
   ) {
@@ -51,7 +75,7 @@ export class ApiError extends LedgeError {
   }
 }
 
-export function failureStatus(code: number, reason: string, message: string, details?: StatusDetails): StatusObject {
+export function failureStatus(code: number, reason: StatusReason, message: string, details?: StatusDetails): StatusObject {
   return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, ...(details ? { details } : {}), code };
 }
 

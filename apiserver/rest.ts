@@ -9,7 +9,7 @@
  * so read-check-write is atomic (single-threaded); they await durability after.
  */
 import { randomUUID, randomInt } from 'node:crypto';
-import type { Logger } from '../../shared/log/index.js';
+import type { Logger } from '../shared/log/index.js';
 import { ApiError, errors, type StatusCause, type StatusObject } from './errors.js';
 import { jsonPatch, mergePatch, strategicMergePatch } from './patch.js';
 import type { Registry } from './registry.js';

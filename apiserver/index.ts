@@ -6,6 +6,7 @@
  */
 export { startApiServer } from './server.js';
 export type { ApiServerOptions, ApiServerHandle } from './server.js';
+export { defaultApiServerOptions } from './options.js';
 export { apiServerConfigSpec, runApiServerCli } from './cli.js';
 export { ApiError } from './errors.js';
 export type { StatusObject } from './errors.js';

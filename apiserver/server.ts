@@ -10,9 +10,9 @@ import { dirname, join, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { stringify as toYaml } from 'yaml';
-import { ConfigError } from '../../shared/errors/index.js';
-import { silentLogger, type Logger } from '../../shared/log/index.js';
-import { lockDataDir } from '../../shared/lock/index.js';
+import { ConfigError } from '../shared/errors/index.js';
+import { silentLogger, type Logger } from '../shared/log/index.js';
+import { lockDataDir } from '../shared/lock/index.js';
 import { Authenticator } from './authn.js';
 import { Controllers } from './controllers.js';
 import { HttpApi } from './http.js';
@@ -20,6 +20,7 @@ import { loadOrCreatePki } from './pki.js';
 import { Registry } from './registry.js';
 import { Rest } from './rest.js';
 import { Store } from './store.js';
+import { defaultApiServerOptions } from './options.js';
 import type { WatchBufferLimits } from './watch-buffer.js';
 
 export interface ApiServerOptions {
@@ -116,8 +117,8 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
 
 async function startLocked(options: ApiServerOptions): Promise<ApiServerHandle> {
   const log = (options.log ?? silentLogger).child({ module: 'apiserver' });
-  const host = options.host ?? '127.0.0.1';
-  const tls = options.tls ?? true;
+  const host = options.host ?? defaultApiServerOptions.host;
+  const tls = options.tls ?? defaultApiServerOptions.tls;
   const dataDir = resolve(options.dataDir);
   if (!tls && !isLoopback(host)) throw new ConfigError(`plain HTTP (no TLS, no authentication) is only allowed on a loopback address, not ${host}`);
   mkdirSync(dataDir, { recursive: true });
@@ -151,7 +152,7 @@ async function startLocked(options: ApiServerOptions): Promise<ApiServerHandle> 
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((res, rej) => {
     server.once('error', rej);
-    server.listen(options.port ?? 6443, host, () => {
+    server.listen(options.port ?? defaultApiServerOptions.port, host, () => {
       server.off('error', rej);
       res();
     });
@@ -160,7 +161,7 @@ async function startLocked(options: ApiServerOptions): Promise<ApiServerHandle> 
   address = `${urlHost(host)}:${port}`;
   const url = `${pki ? 'https' : 'http'}://${address}`;
   writeKubeconfig(kubeconfigPath, url, pki?.caCertPem ?? '', pki?.token ?? '');
-  const controllers = new Controllers({ rest, log, nodeLeaseTimeoutMs: options.nodeLeaseTimeoutMs ?? 40000 });
+  const controllers = new Controllers({ rest, log, nodeLeaseTimeoutMs: options.nodeLeaseTimeoutMs ?? defaultApiServerOptions.nodeLeaseTimeoutMs });
   log.debug('apiserver started', { url, dataDir, rv: store.currentRv });
 
   let closing: Promise<void> | undefined;

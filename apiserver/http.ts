@@ -6,7 +6,8 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parse as parseYaml } from 'yaml';
-import type { Logger } from '../../shared/log/index.js';
+import type { Logger } from '../shared/log/index.js';
+import { SlowPeerError } from '../shared/errors/index.js';
 import type { Authenticator } from './authn.js';
 import { ApiError, errors, failureStatus } from './errors.js';
 import * as discovery from './discovery.js';
@@ -425,7 +426,7 @@ export class HttpApi {
     // Written only as fast as the client reads; a watcher that falls too far behind is cut off
     // and its connection destroyed (freeing its backlog); the client re-watches.
     const buffer = new WatchBuffer(res, this.o.watchLimits, (info) => {
-      this.o.log.warn('watch consumer too slow; cut off', { resource: t.resource, ...info });
+      this.o.log.warn('watch consumer too slow; cut off', { code: SlowPeerError.code, resource: t.resource, ...info });
       finish();
       res.destroy();
     });

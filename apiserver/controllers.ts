@@ -10,7 +10,7 @@
  *    the node.kubernetes.io/unreachable taints, which go away when it reports Ready.
  * Renewals are timed by when the server observes them, not by the client's clock.
  */
-import type { Logger } from '../../shared/log/index.js';
+import type { Logger } from '../shared/log/index.js';
 import { ApiError } from './errors.js';
 import type { Rest } from './rest.js';
 import type { StoreEvent } from './store.js';

@@ -22,7 +22,7 @@
  * resources) yield only their type; the HTTP layer answers 415 for them.
  */
 import protobuf from 'protobufjs/light.js';
-import { ProtobufDecodeError, ProtobufUnsupportedError } from '../../../shared/errors/index.js';
+import { ProtobufDecodeError, ProtobufUnsupportedError } from '../../shared/errors/index.js';
 import schemaJson from './k8s-schema.json' with { type: 'json' };
 
 export { ProtobufDecodeError, ProtobufUnsupportedError };

@@ -19,9 +19,9 @@
  * recovery if it does), so its size stays proportional to the data.
  */
 import { join } from 'node:path';
-import { AppendLog } from '../../shared/wal/index.js';
-import type { Logger } from '../../shared/log/index.js';
-import { StorageError } from '../../shared/errors/index.js';
+import { AppendLog } from '../shared/wal/index.js';
+import type { Logger } from '../shared/log/index.js';
+import { StorageError } from '../shared/errors/index.js';
 import type { KObject } from './types.js';
 
 export interface Entry {
@@ -131,7 +131,7 @@ export class Store {
     const store = new Store(opts.log, opts);
     const { log: wal, truncatedBytes } = await AppendLog.open(join(opts.dataDir, 'wal.log'), { fsync: opts.fsync ?? true, onRecord: (raw) => store.replay(raw) });
     store.wal = wal;
-    if (truncatedBytes > 0) opts.log.warn('WAL had a torn tail (an unacknowledged write); cut it off', { bytes: truncatedBytes });
+    if (truncatedBytes > 0) opts.log.warn('WAL had a torn tail (an unacknowledged write); cut it off', { code: StorageError.code, bytes: truncatedBytes });
     store.durableRv = store.rv;
     if (store.historyLength === 0) store.compactedRv = store.rv;
     // A log written under another policy (or before this one) may be far bigger than the data.

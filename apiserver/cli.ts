@@ -1,0 +1,60 @@
+/**
+ * @module
+ * `ledge apiserver`: configuration spec and the command's entry point.
+ */
+import { moduleFields, type ConfigOf, type ConfigSpec } from '../shared/config/index.js';
+import { createLogger, logLevels } from '../shared/log/index.js';
+import { startApiServer } from './server.js';
+import { defaultApiServerOptions } from './options.js';
+import { handleStopSignals, loadCommandConfig } from '../shared/runtime/index.js';
+import { errorCode, errorMessage } from '../shared/errors/index.js';
+
+/** The command's options; the server's own defaults (./options.ts) are the fields' defaults. */
+export const apiServerConfigSpec = {
+  dataDir: { type: 'string', flag: 'data-dir', env: 'LEDGE_APISERVER_DATA_DIR', default: '.ledge/apiserver', description: 'directory for the write-ahead log, credentials and kubeconfig' },
+  ...moduleFields('', defaultApiServerOptions, {
+    port: { type: 'integer', flag: 'port', env: 'LEDGE_APISERVER_PORT', min: 0, max: 65535, description: 'TCP port (0 = pick a free one)' },
+    host: { type: 'string', flag: 'bind-address', env: 'LEDGE_APISERVER_BIND_ADDRESS', deprecatedEnv: ['LEDGE_APISERVER_HOST'], description: 'address to listen on' },
+    nodeLeaseTimeoutMs: { type: 'integer', flag: 'node-lease-timeout-ms', min: 100, description: 'a node whose Lease is not renewed for this long becomes NotReady (ms)' },
+  }),
+  insecureHttp: { type: 'boolean', flag: 'insecure-http', default: !defaultApiServerOptions.tls, description: 'plain HTTP without authentication (loopback only), for quick local use' },
+  kubeconfig: { type: 'string', flag: 'write-kubeconfig', env: 'LEDGE_APISERVER_KUBECONFIG', optional: true, description: 'where to write the kubeconfig (default <data-dir>/kubeconfig)' },
+  'log.level': { type: 'enum', flag: 'log-level', env: 'LEDGE_LOG_LEVEL', values: logLevels, default: 'info', description: 'minimum log level' },
+  'log.format': { type: 'enum', values: ['json', 'text'], flag: 'log-format', env: 'LEDGE_LOG_FORMAT', optional: true, description: 'log format (default: text on a TTY, else json)' },
+} as const satisfies ConfigSpec;
+
+/** `ledge apiserver`'s loaded configuration, derived from {@link apiServerConfigSpec}. */
+export type ApiServerCliConfig = ConfigOf<typeof apiServerConfigSpec>;
+
+const usage = 'Usage: ledge apiserver [--data-dir <dir>] [--port <n>] [--write-kubeconfig <file>] [options]';
+
+/** Runs the apiserver until SIGTERM/SIGINT. */
+export async function runApiServerCli(argv: string[]): Promise<void> {
+  const loaded = await loadCommandConfig('apiserver', apiServerConfigSpec, usage, argv);
+  if (!loaded) return;
+  const { config } = loaded;
+  const log = createLogger({ level: config.log.level, ...(config.log.format ? { format: config.log.format } : {}) });
+  for (const w of loaded.warnings) log.warn(w);
+  // Handlers first: a supervisor may signal as soon as it reads "listening".
+  const untilStopSignal = handleStopSignals(log);
+  let handle: Awaited<ReturnType<typeof startApiServer>>;
+  try {
+    handle = await startApiServer({
+      dataDir: config.dataDir,
+      port: config.port,
+      host: config.host,
+      tls: !config.insecureHttp,
+      ...(config.kubeconfig ? { kubeconfigPath: config.kubeconfig } : {}),
+      nodeLeaseTimeoutMs: config.nodeLeaseTimeoutMs,
+      log,
+    });
+  } catch (err) {
+    // E.g. LEDGE_ERR_DATA_DIR_LOCKED: another apiserver uses this data directory.
+    log.error(`apiserver cannot start: ${errorMessage(err)}`, { code: errorCode(err) });
+    process.exitCode = 1;
+    return;
+  }
+  log.info('apiserver listening', { url: handle.url, kubeconfig: handle.kubeconfigPath });
+  await untilStopSignal(() => handle.close());
+  log.info('apiserver stopped');
+}
