@@ -11,16 +11,40 @@ import { errorCode, errorMessage } from '../shared/errors/index.js';
 
 /** The command's options; the server's own defaults (./options.ts) are the fields' defaults. */
 export const apiServerConfigSpec = {
-  dataDir: { type: 'string', flag: 'data-dir', env: 'LEDGE_APISERVER_DATA_DIR', default: '.ledge/apiserver', description: 'directory for the write-ahead log, credentials and kubeconfig' },
+  dataDir: {
+    type: 'string',
+    flag: 'data-dir',
+    env: 'LEDGE_APISERVER_DATA_DIR',
+    default: '.ledge/apiserver',
+    description: 'directory for the write-ahead log, credentials and kubeconfig',
+  },
   ...moduleFields('', defaultApiServerOptions, {
     port: { type: 'integer', flag: 'port', env: 'LEDGE_APISERVER_PORT', min: 0, max: 65535, description: 'TCP port (0 = pick a free one)' },
     host: { type: 'string', flag: 'bind-address', env: 'LEDGE_APISERVER_BIND_ADDRESS', deprecatedEnv: ['LEDGE_APISERVER_HOST'], description: 'address to listen on' },
     nodeLeaseTimeoutMs: { type: 'integer', flag: 'node-lease-timeout-ms', min: 100, description: 'a node whose Lease is not renewed for this long becomes NotReady (ms)' },
   }),
-  insecureHttp: { type: 'boolean', flag: 'insecure-http', default: !defaultApiServerOptions.tls, description: 'plain HTTP without authentication (loopback only), for quick local use' },
-  kubeconfig: { type: 'string', flag: 'write-kubeconfig', env: 'LEDGE_APISERVER_KUBECONFIG', optional: true, description: 'where to write the kubeconfig (default <data-dir>/kubeconfig)' },
+  insecureHttp: {
+    type: 'boolean',
+    flag: 'insecure-http',
+    default: !defaultApiServerOptions.tls,
+    description: 'plain HTTP without authentication (loopback only), for quick local use',
+  },
+  kubeconfig: {
+    type: 'string',
+    flag: 'write-kubeconfig',
+    env: 'LEDGE_APISERVER_KUBECONFIG',
+    optional: true,
+    description: 'where to write the kubeconfig (default <data-dir>/kubeconfig)',
+  },
   'log.level': { type: 'enum', flag: 'log-level', env: 'LEDGE_LOG_LEVEL', values: logLevels, default: 'info', description: 'minimum log level' },
-  'log.format': { type: 'enum', values: ['json', 'text'], flag: 'log-format', env: 'LEDGE_LOG_FORMAT', optional: true, description: 'log format (default: text on a TTY, else json)' },
+  'log.format': {
+    type: 'enum',
+    values: ['json', 'text'],
+    flag: 'log-format',
+    env: 'LEDGE_LOG_FORMAT',
+    optional: true,
+    description: 'log format (default: text on a TTY, else json)',
+  },
 } as const satisfies ConfigSpec;
 
 /** `ledge apiserver`'s loaded configuration, derived from {@link apiServerConfigSpec}. */

@@ -234,7 +234,10 @@ export class Controllers {
     const rest = this.o.rest;
     this.lastFullRetry = Date.now();
     if (this.pending.size === 0) return;
-    const nodes = rest.store.list(this.nodes.storageKey).map((e) => e.obj).filter(nodeIsReady);
+    const nodes = rest.store
+      .list(this.nodes.storageKey)
+      .map((e) => e.obj)
+      .filter(nodeIsReady);
     const load = new Map<string, number>();
     for (const n of this.podNode.values()) load.set(n, (load.get(n) ?? 0) + 1);
     for (const key of [...this.pending]) {

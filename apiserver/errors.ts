@@ -90,19 +90,18 @@ function qualified(r: ResourceRef): string {
 }
 
 export const errors = {
-  notFound: (r: ResourceRef, name: string) =>
-    new ApiError(404, 'NotFound', `${qualified(r)} "${name}" not found`, { name, group: r.group || undefined, kind: r.resource }),
+  notFound: (r: ResourceRef, name: string) => new ApiError(404, 'NotFound', `${qualified(r)} "${name}" not found`, { name, group: r.group || undefined, kind: r.resource }),
   alreadyExists: (r: ResourceRef, name: string) =>
     new ApiError(409, 'AlreadyExists', `${qualified(r)} "${name}" already exists`, { name, group: r.group || undefined, kind: r.resource }),
   conflict: (r: ResourceRef, name: string, why = 'the object has been modified; please apply your changes to the latest version and try again') =>
     new ApiError(409, 'Conflict', `Operation cannot be fulfilled on ${qualified(r)} "${name}": ${why}`, { name, group: r.group || undefined, kind: r.resource }),
   invalid: (kind: string, group: string, name: string, causes: StatusCause[]) =>
-    new ApiError(
-      422,
-      'Invalid',
-      `${kind}${group ? `.${group}` : ''} "${name}" is invalid: ${causes.map((c) => `${c.field ? `${c.field}: ` : ''}${c.message}`).join(', ')}`,
-      { name, group: group || undefined, kind, causes },
-    ),
+    new ApiError(422, 'Invalid', `${kind}${group ? `.${group}` : ''} "${name}" is invalid: ${causes.map((c) => `${c.field ? `${c.field}: ` : ''}${c.message}`).join(', ')}`, {
+      name,
+      group: group || undefined,
+      kind,
+      causes,
+    }),
   badRequest: (message: string) => new ApiError(400, 'BadRequest', message),
   gone: (message: string) => new ApiError(410, 'Expired', message),
   methodNotAllowed: (message = 'the server does not allow this method on the requested resource') => new ApiError(405, 'MethodNotAllowed', message),

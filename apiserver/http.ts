@@ -172,7 +172,7 @@ export class HttpApi {
     }
     if (rest[0] === 'namespaces' && rest.length >= 3) {
       const t = reg.lookup(group, version, rest[2]!);
-      if (t && t.namespaced) {
+      if (t?.namespaced) {
         if (rest.length > 5) return undefined;
         return { group, version, type: t, namespace: rest[1]!, ...(rest[3] !== undefined ? { name: rest[3] } : {}), sub: rest[4] ?? '', watchPrefix };
       }
@@ -253,7 +253,11 @@ export class HttpApi {
         };
         const pt = types[ct];
         if (!pt || ct === 'application/apply-patch+cbor') {
-          throw errors.unsupportedMediaType(`the body of the request was in an unknown format - accepted media types include: ${Object.keys(types).filter((k) => !k.endsWith('cbor')).join(', ')}`);
+          throw errors.unsupportedMediaType(
+            `the body of the request was in an unknown format - accepted media types include: ${Object.keys(types)
+              .filter((k) => !k.endsWith('cbor'))
+              .join(', ')}`,
+          );
         }
         const patch = pt === 'apply' ? parseYamlBody(body) : parseJsonBody(body);
         const result = await rest.patch(t, ns, r.name, pt, patch, r.sub, { ...writeOpts, force: boolParam(q.get('force')) });
@@ -267,7 +271,12 @@ export class HttpApi {
           const label = parseLabelSelector(q.get('labelSelector') ?? undefined);
           const field = parseFieldSelector(q.get('fieldSelector') ?? undefined, t);
           const items = await rest.deleteCollection(t, ns || undefined, (o) => (!label || label(o.metadata.labels)) && (!field || field(o)), opts);
-          return send(res, 200, { kind: t.listKind, apiVersion: apiVersionOf(t), metadata: { resourceVersion: String(rest.store.currentRv) }, items: items.map((o) => rest.viewObj(t, o)) });
+          return send(res, 200, {
+            kind: t.listKind,
+            apiVersion: apiVersionOf(t),
+            metadata: { resourceVersion: String(rest.store.currentRv) },
+            items: items.map((o) => rest.viewObj(t, o)),
+          });
         }
         if (ns === undefined) throw errors.methodNotAllowed();
         const result = await rest.delete(t, ns, r.name, opts);
@@ -279,7 +288,15 @@ export class HttpApi {
     }
   }
 
-  private async list(_req: IncomingMessage, res: ServerResponse, t: ResourceType, ns: string | undefined, q: URLSearchParams, table: boolean, include: IncludeObject): Promise<void> {
+  private async list(
+    _req: IncomingMessage,
+    res: ServerResponse,
+    t: ResourceType,
+    ns: string | undefined,
+    q: URLSearchParams,
+    table: boolean,
+    include: IncludeObject,
+  ): Promise<void> {
     const rest = this.o.rest;
     const store = rest.store;
     // A list at a resourceVersion this store has not reached waits for it, then 504s
@@ -303,9 +320,12 @@ export class HttpApi {
       } catch {
         throw errors.badRequest('continue key is not valid: illegal base64 data');
       }
-      if (typeof tok.rv !== 'number' || typeof tok.start !== 'string') throw errors.badRequest('continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)');
+      if (typeof tok.rv !== 'number' || typeof tok.start !== 'string')
+        throw errors.badRequest('continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)');
       if (tok.rv < store.oldestWatchableRv) {
-        throw errors.gone('The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results.');
+        throw errors.gone(
+          'The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results.',
+        );
       }
       listRv = tok.rv;
       startAfter = tok.start;
@@ -347,7 +367,17 @@ export class HttpApi {
       meta.continue = Buffer.from(JSON.stringify({ rv: listRv, start: `${last.namespace ?? ''}/${last.name}` })).toString('base64url');
       if (!label && !field) meta.remainingItemCount = entries.length - i;
     }
-    if (table) return send(res, 200, toTable(t, picked.map((e) => rest.viewObj(t, e.obj)), include, meta));
+    if (table)
+      return send(
+        res,
+        200,
+        toTable(
+          t,
+          picked.map((e) => rest.viewObj(t, e.obj)),
+          include,
+          meta,
+        ),
+      );
     const body = `{"kind":${JSON.stringify(t.listKind)},"apiVersion":${JSON.stringify(apiVersionOf(t))},"metadata":${JSON.stringify(meta)},"items":[${picked.map((e) => rest.view(t, e)).join(',')}]}`;
     send(res, 200, body);
   }
@@ -377,7 +407,16 @@ export class HttpApi {
     });
   }
 
-  private async watch(req: IncomingMessage, res: ServerResponse, t: ResourceType, ns: string | undefined, name: string | undefined, q: URLSearchParams, table: boolean, include: IncludeObject): Promise<void> {
+  private async watch(
+    req: IncomingMessage,
+    res: ServerResponse,
+    t: ResourceType,
+    ns: string | undefined,
+    name: string | undefined,
+    q: URLSearchParams,
+    table: boolean,
+    include: IncludeObject,
+  ): Promise<void> {
     const rest = this.o.rest;
     const store = rest.store;
     const label = parseLabelSelector(q.get('labelSelector') ?? undefined);
@@ -475,9 +514,11 @@ export class HttpApi {
       const startRv = store.currentRv;
       const entries = store.list(t.storageKey, ns);
       // Serialised one by one as the client reads, not all at once.
-      buffer.pushLazy((function* () {
-        for (const e of entries) if (match(e.obj)) yield line('ADDED', e.obj, e.json);
-      })());
+      buffer.pushLazy(
+        (function* () {
+          for (const e of entries) if (match(e.obj)) yield line('ADDED', e.obj, e.json);
+        })(),
+      );
       lastRv = startRv;
       unsubscribe = store.watch(t.storageKey, startRv, onEvent);
       if (sendInitial && bookmarks) write(bookmark({ 'k8s.io/initial-events-end': 'true' }));
@@ -606,7 +647,9 @@ function decodeProtobufBody(body: Buffer, expect?: ResourceType): unknown {
   }
   if (d.object) return boundedDepth(d.object);
   if (!expect || (d.kind === expect.kind && d.apiVersion === apiVersionOf(expect))) {
-    throw errors.unsupportedMediaType(`${PROTOBUF_MEDIA_TYPE} bodies of kind ${d.kind} (${d.apiVersion}) are not supported by this server; send application/json or application/yaml`);
+    throw errors.unsupportedMediaType(
+      `${PROTOBUF_MEDIA_TYPE} bodies of kind ${d.kind} (${d.apiVersion}) are not supported by this server; send application/json or application/yaml`,
+    );
   }
   return { apiVersion: d.apiVersion, kind: d.kind };
 }

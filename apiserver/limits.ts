@@ -84,7 +84,7 @@ export function jsonDepth(value: unknown, stopAbove = Infinity): number {
     } else {
       for (const k in v) {
         const x = (v as Record<string, unknown>)[k];
-        if (x !== null && typeof x === 'object' && Object.prototype.hasOwnProperty.call(v, k)) {
+        if (x !== null && typeof x === 'object' && Object.hasOwn(v, k)) {
           values.push(x);
           depths.push(d + 1);
         }

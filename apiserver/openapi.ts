@@ -29,7 +29,8 @@ function gvkExt(t: ResourceType): Record<string, unknown> {
 
 const objectMeta = {
   type: 'object',
-  description: 'Standard object metadata: name, namespace, labels, annotations, uid, resourceVersion, generation, creationTimestamp, deletionTimestamp, finalizers, ownerReferences.',
+  description:
+    'Standard object metadata: name, namespace, labels, annotations, uid, resourceVersion, generation, creationTimestamp, deletionTimestamp, finalizers, ownerReferences.',
   properties: {
     name: { type: 'string', description: 'Name must be unique within a namespace.' },
     generateName: { type: 'string', description: 'Prefix for a server-generated name.' },
@@ -60,12 +61,16 @@ function builtinSchema(t: ResourceType): JSONSchemaProps & Record<string, unknow
   if (t.kind === 'ConfigMap' || t.kind === 'Secret') {
     props.data = { type: 'object', additionalProperties: { type: 'string' }, description: t.kind === 'Secret' ? 'Base64-encoded secret data.' : 'Configuration data.' };
   }
-  return { type: 'object', description: `${t.kind} (${t.group || 'core'}/${t.version}). Ledge serves a shallow schema for built-in kinds.`, properties: props as Record<string, JSONSchemaProps> };
+  return {
+    type: 'object',
+    description: `${t.kind} (${t.group || 'core'}/${t.version}). Ledge serves a shallow schema for built-in kinds.`,
+    properties: props as Record<string, JSONSchemaProps>,
+  };
 }
 
 function crSchema(t: ResourceType): Record<string, unknown> {
   const s = structuredClone(t.schema ?? { type: 'object', 'x-kubernetes-preserve-unknown-fields': true }) as Record<string, unknown>;
-  const props = ((s.properties as Record<string, unknown> | undefined) ?? {});
+  const props = (s.properties as Record<string, unknown> | undefined) ?? {};
   props.metadata = objectMeta;
   props.apiVersion ??= { type: 'string', description: 'APIVersion defines the versioned schema of this representation of an object.' };
   props.kind ??= { type: 'string', description: 'Kind is a string value representing the REST resource this object represents.' };
@@ -93,7 +98,13 @@ export function openApiGroupVersion(reg: Registry, group: string, version: strin
     paths[`${base}/{name}`] = {
       get: { operationId: `read${t.kind}`, 'x-kubernetes-action': 'get', 'x-kubernetes-group-version-kind': ext, responses: ok },
       put: { operationId: `replace${t.kind}`, 'x-kubernetes-action': 'put', 'x-kubernetes-group-version-kind': ext, parameters: params, responses: ok },
-      patch: { operationId: `patch${t.kind}`, 'x-kubernetes-action': 'patch', 'x-kubernetes-group-version-kind': ext, parameters: [...params, { name: 'force', in: 'query', schema: { type: 'boolean' } }], responses: ok },
+      patch: {
+        operationId: `patch${t.kind}`,
+        'x-kubernetes-action': 'patch',
+        'x-kubernetes-group-version-kind': ext,
+        parameters: [...params, { name: 'force', in: 'query', schema: { type: 'boolean' } }],
+        responses: ok,
+      },
       delete: { operationId: `delete${t.kind}`, 'x-kubernetes-action': 'delete', 'x-kubernetes-group-version-kind': ext, responses: ok },
     };
     const schema = t.builtin ? builtinSchema(t) : crSchema(t);

@@ -14,7 +14,7 @@ import type { Json, JsonObject } from './types.js';
 
 const isObj = (v: unknown): v is JsonObject => v !== null && typeof v === 'object' && !Array.isArray(v);
 
-const hasOwn = (o: object, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k);
+const hasOwn = (o: object, k: string): boolean => Object.hasOwn(o, k);
 
 /** Sets `o[k]` as an own data property, even for `__proto__` (as JSON.parse does). */
 function setKey(o: JsonObject, k: string, v: Json): void {
@@ -51,7 +51,8 @@ function pointerTokens(p: string, what: string): string[] {
     if (/~[^01]|~$/.test(t)) throw jsonPatchFailure(`${what} ${JSON.stringify(p)} is not a JSON pointer: "~" must be followed by "0" or "1"`);
     const u = t.replace(/~1/g, '/').replace(/~0/g, '~');
     // The library refuses these (prototype pollution); say so clearly instead of a TypeError.
-    if (u === '__proto__' || (u === 'prototype' && i > 0 && tokens[i - 1] === 'constructor')) throw jsonPatchFailure(`${what} ${JSON.stringify(p)}: the key ${JSON.stringify(u)} cannot be patched`);
+    if (u === '__proto__' || (u === 'prototype' && i > 0 && tokens[i - 1] === 'constructor'))
+      throw jsonPatchFailure(`${what} ${JSON.stringify(p)}: the key ${JSON.stringify(u)} cannot be patched`);
     tokens[i] = u;
   }
   return tokens;
@@ -93,7 +94,8 @@ function locate(doc: Json, tokens: string[], pointer: string, adds: boolean): Lo
       if (!adds) throw jsonPatchFailure(`"-" in ${JSON.stringify(pointer)} names no element: it may only be added to`);
       return { parent: cur, key, exists: false, shift: 0 };
     }
-    if (!ARRAY_INDEX.test(key)) throw jsonPatchFailure(`invalid array index ${JSON.stringify(key)} in ${JSON.stringify(pointer)}: an index is "0" or digits without a leading zero`);
+    if (!ARRAY_INDEX.test(key))
+      throw jsonPatchFailure(`invalid array index ${JSON.stringify(key)} in ${JSON.stringify(pointer)}: an index is "0" or digits without a leading zero`);
     const i = Number(key);
     if (i > cur.length || (i === cur.length && !adds)) throw jsonPatchFailure(`index out of range: ${key} in ${JSON.stringify(pointer)}`);
     return { parent: cur, key, exists: i < cur.length, shift: cur.length - i };
@@ -141,7 +143,9 @@ export function jsonPatch(doc: Json, ops: unknown): Json {
     }
   };
   try {
-    ops.forEach((raw: unknown, i: number) => applyOne(raw, i));
+    ops.forEach((raw: unknown, i: number) => {
+      applyOne(raw, i);
+    });
   } catch (err) {
     // Moves can nest the document far deeper than any body (each one can double the
     // depth); V8's recursion (JSON.stringify, deep copies) then overflows the stack.

@@ -27,7 +27,10 @@ const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 const TEN_YEARS = 3650 * 86400 * 1000;
 
 function pem(label: string, der: ArrayBuffer): string {
-  const b64 = Buffer.from(der).toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
+  const b64 = Buffer.from(der)
+    .toString('base64')
+    .replace(/(.{64})/g, '$1\n')
+    .replace(/\n$/, '');
   return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
 }
 
@@ -54,8 +57,7 @@ export async function loadOrCreatePki(dataDir: string, hosts: string[]): Promise
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const f = (n: string) => join(dir, n);
 
-  const importKey = async (p: string) =>
-    crypto.subtle.importKey('pkcs8', Buffer.from(readFileSync(p, 'utf8').replace(/-----[^-]+-----|\s/g, ''), 'base64'), ALG, true, ['sign']);
+  const importKey = async (p: string) => crypto.subtle.importKey('pkcs8', Buffer.from(readFileSync(p, 'utf8').replace(/-----[^-]+-----|\s/g, ''), 'base64'), ALG, true, ['sign']);
   const exportKey = async (k: CryptoKey) => pem('PRIVATE KEY', await crypto.subtle.exportKey('pkcs8', k));
 
   let caCertPem: string;
@@ -78,7 +80,7 @@ export async function loadOrCreatePki(dataDir: string, hosts: string[]): Promise
         await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
       ],
     });
-    caCertPem = ca.toString('pem') + '\n';
+    caCertPem = `${ca.toString('pem')}\n`;
     caKey = keys.privateKey;
     write(f('ca.key'), await exportKey(caKey), true);
     write(f('ca.crt'), caCertPem, false);
@@ -92,7 +94,12 @@ export async function loadOrCreatePki(dataDir: string, hosts: string[]): Promise
     const keyPath = f(`${file}.key`);
     const sansFile = f(`${file}.sans`);
     const wanted = JSON.stringify([...sans].sort());
-    if (existsSync(certPath) && existsSync(keyPath) && readFileSync(certPath, 'utf8').includes('BEGIN CERTIFICATE') && (!sans.length || (existsSync(sansFile) && readFileSync(sansFile, 'utf8') === wanted))) {
+    if (
+      existsSync(certPath) &&
+      existsSync(keyPath) &&
+      readFileSync(certPath, 'utf8').includes('BEGIN CERTIFICATE') &&
+      (!sans.length || (existsSync(sansFile) && readFileSync(sansFile, 'utf8') === wanted))
+    ) {
       return { cert: readFileSync(certPath, 'utf8'), key: readFileSync(keyPath, 'utf8') };
     }
     const keys = (await crypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
@@ -103,7 +110,12 @@ export async function loadOrCreatePki(dataDir: string, hosts: string[]): Promise
       await x509.AuthorityKeyIdentifierExtension.create(caCert, false),
     ];
     if (sans.length) {
-      exts.push(new x509.SubjectAlternativeNameExtension(sans.map((h) => (isIP(h) ? { type: 'ip' as const, value: h } : { type: 'dns' as const, value: h })), false));
+      exts.push(
+        new x509.SubjectAlternativeNameExtension(
+          sans.map((h) => (isIP(h) ? { type: 'ip' as const, value: h } : { type: 'dns' as const, value: h })),
+          false,
+        ),
+      );
     }
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: serial(),
@@ -116,7 +128,7 @@ export async function loadOrCreatePki(dataDir: string, hosts: string[]): Promise
       signingAlgorithm: ALG,
       extensions: exts,
     });
-    const out = { cert: cert.toString('pem') + '\n', key: await exportKey(keys.privateKey) };
+    const out = { cert: `${cert.toString('pem')}\n`, key: await exportKey(keys.privateKey) };
     write(keyPath, out.key, true);
     write(certPath, out.cert, false);
     if (sans.length) write(sansFile, wanted, false);
@@ -131,7 +143,7 @@ export async function loadOrCreatePki(dataDir: string, hosts: string[]): Promise
   if (existsSync(f('token'))) token = readFileSync(f('token'), 'utf8').trim();
   else {
     token = randomBytes(32).toString('base64url');
-    write(f('token'), token + '\n', true);
+    write(f('token'), `${token}\n`, true);
   }
   return { caCertPem, serverCertPem: server.cert, serverKeyPem: server.key, clientCertPem: client.cert, clientKeyPem: client.key, token };
 }

@@ -19,7 +19,10 @@ function path(o: KObject, ...keys: string[]): unknown {
   }
   return cur;
 }
-const at = (...keys: string[]) => (o: KObject) => str(path(o, ...keys));
+const at =
+  (...keys: string[]) =>
+  (o: KObject) =>
+    str(path(o, ...keys));
 
 interface BuiltinSpec {
   group: string;
@@ -78,9 +81,37 @@ const eventFields: FieldLabels = {
 
 export function builtinTypes(): ResourceType[] {
   return [
-    builtin({ group: '', version: 'v1', resource: 'namespaces', kind: 'Namespace', namespaced: false, shortNames: ['ns'], subresources: ['status', 'finalize'], fieldLabels: { 'status.phase': at('status', 'phase') } }),
-    builtin({ group: '', version: 'v1', resource: 'nodes', kind: 'Node', namespaced: false, shortNames: ['no'], subresources: ['status'], fieldLabels: { 'spec.unschedulable': (o) => String(path(o, 'spec', 'unschedulable') === true) } }),
-    builtin({ group: '', version: 'v1', resource: 'pods', kind: 'Pod', namespaced: true, shortNames: ['po'], subresources: ['status', 'binding'], fieldLabels: podFields, categories: ['all'] }),
+    builtin({
+      group: '',
+      version: 'v1',
+      resource: 'namespaces',
+      kind: 'Namespace',
+      namespaced: false,
+      shortNames: ['ns'],
+      subresources: ['status', 'finalize'],
+      fieldLabels: { 'status.phase': at('status', 'phase') },
+    }),
+    builtin({
+      group: '',
+      version: 'v1',
+      resource: 'nodes',
+      kind: 'Node',
+      namespaced: false,
+      shortNames: ['no'],
+      subresources: ['status'],
+      fieldLabels: { 'spec.unschedulable': (o) => String(path(o, 'spec', 'unschedulable') === true) },
+    }),
+    builtin({
+      group: '',
+      version: 'v1',
+      resource: 'pods',
+      kind: 'Pod',
+      namespaced: true,
+      shortNames: ['po'],
+      subresources: ['status', 'binding'],
+      fieldLabels: podFields,
+      categories: ['all'],
+    }),
     builtin({ group: '', version: 'v1', resource: 'configmaps', kind: 'ConfigMap', namespaced: true, shortNames: ['cm'] }),
     builtin({ group: '', version: 'v1', resource: 'secrets', kind: 'Secret', namespaced: true, fieldLabels: { type: at('type') } }),
     builtin({ group: '', version: 'v1', resource: 'services', kind: 'Service', namespaced: true, shortNames: ['svc'], subresources: ['status'], categories: ['all'] }),
@@ -90,7 +121,16 @@ export function builtinTypes(): ResourceType[] {
     builtin({ group: '', version: 'v1', resource: 'bindings', kind: 'Binding', namespaced: true }),
     builtin({ group: '', version: 'v1', resource: 'serviceaccounts', kind: 'ServiceAccount', namespaced: true, shortNames: ['sa'] }),
     builtin({ group: 'coordination.k8s.io', version: 'v1', resource: 'leases', kind: 'Lease', namespaced: true }),
-    builtin({ group: 'apiextensions.k8s.io', version: 'v1', resource: 'customresourcedefinitions', kind: 'CustomResourceDefinition', namespaced: false, shortNames: ['crd', 'crds'], subresources: ['status'], categories: ['api-extensions'] }),
+    builtin({
+      group: 'apiextensions.k8s.io',
+      version: 'v1',
+      resource: 'customresourcedefinitions',
+      kind: 'CustomResourceDefinition',
+      namespaced: false,
+      shortNames: ['crd', 'crds'],
+      subresources: ['status'],
+      categories: ['api-extensions'],
+    }),
   ];
 }
 

@@ -178,7 +178,12 @@ export class Rest {
         const v = o[f];
         if (v === null) delete o[f];
         else if (v !== undefined && (typeof v !== 'object' || Array.isArray(v))) {
-          throw this.decodeFailure(t, obj, `json: cannot unmarshal ${Array.isArray(v) ? 'array' : typeof v === 'boolean' ? 'bool' : typeof v} into Go struct field ${t.kind}.${f} of type ${t.version}.${t.kind}${f === 'spec' ? 'Spec' : 'Status'}`, fromPatch);
+          throw this.decodeFailure(
+            t,
+            obj,
+            `json: cannot unmarshal ${Array.isArray(v) ? 'array' : typeof v === 'boolean' ? 'bool' : typeof v} into Go struct field ${t.kind}.${f} of type ${t.version}.${t.kind}${f === 'spec' ? 'Spec' : 'Status'}`,
+            fromPatch,
+          );
         }
       }
     }
@@ -204,7 +209,9 @@ export class Rest {
     const nse = this.store.get(NAMESPACES, '', ns);
     if (!nse) throw errors.notFound({ group: '', resource: 'namespaces' }, ns);
     if (nse.obj.metadata.deletionTimestamp) {
-      throw errors.forbidden(`${t.resource}${t.group ? `.${t.group}` : ''} "${'{name}'}" is forbidden: unable to create new content in namespace ${ns} because it is being terminated`);
+      throw errors.forbidden(
+        `${t.resource}${t.group ? `.${t.group}` : ''} "${'{name}'}" is forbidden: unable to create new content in namespace ${ns} because it is being terminated`,
+      );
     }
   }
 
@@ -252,7 +259,12 @@ export class Rest {
         const spec = (o.spec ??= {});
         spec.type ??= 'ClusterIP';
         spec.sessionAffinity ??= 'None';
-        if (Array.isArray(spec.ports)) for (const p of spec.ports) if (isObj(p)) { p.protocol ??= 'TCP'; p.targetPort ??= p.port ?? null; }
+        if (Array.isArray(spec.ports))
+          for (const p of spec.ports)
+            if (isObj(p)) {
+              p.protocol ??= 'TCP';
+              p.targetPort ??= p.port ?? null;
+            }
         o.status ??= { loadBalancer: {} };
         break;
       }
@@ -328,7 +340,10 @@ export class Rest {
       if (t.storageKey === PODS) checkPodUpdate(t, old, next);
       if (old.metadata.deletionTimestamp) {
         const added = (m.finalizers ?? []).filter((f) => !(old.metadata.finalizers ?? []).includes(f));
-        if (added.length) throw errors.invalid(t.kind, t.group, old.metadata.name!, [{ reason: 'FieldValueForbidden', message: 'Forbidden: no new finalizers can be added if the object is being deleted', field: 'metadata.finalizers' }]);
+        if (added.length)
+          throw errors.invalid(t.kind, t.group, old.metadata.name!, [
+            { reason: 'FieldValueForbidden', message: 'Forbidden: no new finalizers can be added if the object is being deleted', field: 'metadata.finalizers' },
+          ]);
       }
     }
     // System-owned metadata is immutable.
@@ -378,7 +393,12 @@ export class Rest {
       if (meta.name !== undefined && meta.name !== name) throw errors.badRequest(`the name of the object (${String(meta.name)}) does not match the name on the URL (${name})`);
       if (!cur) {
         if (sub !== '') throw errors.notFound(t, name);
-        const created = await this.create(t, ns, { ...applied, metadata: { ...meta, name, managedFields: [managedEntry(opts.fieldManager, 'Apply', applied as unknown as KObject)] } }, opts);
+        const created = await this.create(
+          t,
+          ns,
+          { ...applied, metadata: { ...meta, name, managedFields: [managedEntry(opts.fieldManager, 'Apply', applied as unknown as KObject)] } },
+          opts,
+        );
         return created;
       }
       const base = JSON.parse(cur.json) as JsonObject;
@@ -403,7 +423,10 @@ export class Rest {
         patched = mergePatch(base, body);
         break;
       case 'strategic':
-        if (!t.builtin) throw errors.unsupportedMediaType('the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml');
+        if (!t.builtin)
+          throw errors.unsupportedMediaType(
+            'the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml',
+          );
         if (!isObj(body)) throw errors.badRequest('strategic merge patch must be a JSON object');
         patched = strategicMergePatch(t.kind, base, body);
         break;
@@ -429,7 +452,11 @@ export class Rest {
       throw errors.conflict(t, name, `Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${String(o.metadata.uid)}`);
     }
     if (pre?.resourceVersion && pre.resourceVersion !== o.metadata.resourceVersion) {
-      throw errors.conflict(t, name, `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${String(o.metadata.resourceVersion)}`);
+      throw errors.conflict(
+        t,
+        name,
+        `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${String(o.metadata.resourceVersion)}`,
+      );
     }
     if (opts.gracePeriodSeconds !== undefined && (!Number.isInteger(opts.gracePeriodSeconds) || opts.gracePeriodSeconds < 0)) {
       throw errors.invalid('DeleteOptions', '', '', [{ reason: 'FieldValueInvalid', message: 'Invalid value: must be >= 0', field: 'gracePeriodSeconds' }]);
@@ -508,7 +535,9 @@ export class Rest {
       const ns = e.obj.metadata.namespace ?? '';
       const name = e.obj.metadata.name!;
       try {
-        this.store.delete(ct.storageKey, ns, name)?.durable.catch((err: unknown) => this.log.error('custom resource cleanup failed', { err, crd: obj.metadata.name, namespace: ns, name }));
+        this.store
+          .delete(ct.storageKey, ns, name)
+          ?.durable.catch((err: unknown) => this.log.error('custom resource cleanup failed', { err, crd: obj.metadata.name, namespace: ns, name }));
       } catch (err) {
         this.log.error('custom resource cleanup failed', { err, crd: obj.metadata.name, namespace: ns, name });
         return;
@@ -666,7 +695,12 @@ function checkPodUpdate(t: ResourceType, old: KObject, next: KObject): void {
   }
   if (JSON.stringify(os) !== JSON.stringify(ns)) {
     throw errors.invalid(t.kind, t.group, old.metadata.name!, [
-      { reason: 'FieldValueForbidden', message: 'Forbidden: pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)', field: 'spec' },
+      {
+        reason: 'FieldValueForbidden',
+        message:
+          'Forbidden: pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)',
+        field: 'spec',
+      },
     ]);
   }
 }

@@ -6,11 +6,7 @@
 import { errors } from './errors.js';
 import type { KObject, ResourceType } from './types.js';
 
-type LabelReq =
-  | { op: 'in'; key: string; values: string[] }
-  | { op: 'notin'; key: string; values: string[] }
-  | { op: 'exists'; key: string }
-  | { op: '!'; key: string };
+type LabelReq = { op: 'in'; key: string; values: string[] } | { op: 'notin'; key: string; values: string[] } | { op: 'exists'; key: string } | { op: '!'; key: string };
 
 export type LabelSelector = (labels: Record<string, string> | undefined) => boolean;
 
@@ -71,7 +67,7 @@ export function parseLabelSelector(sel: string | undefined): LabelSelector | und
   return (labels) => {
     const l = labels ?? {};
     for (const r of reqs) {
-      const has = Object.prototype.hasOwnProperty.call(l, r.key);
+      const has = Object.hasOwn(l, r.key);
       switch (r.op) {
         case 'in':
           if (!has || !r.values.includes(l[r.key]!)) return false;
@@ -109,7 +105,7 @@ export function parseFieldSelector(sel: string | undefined, type: ResourceType):
     let get: ((o: KObject) => string | undefined) | undefined;
     if (field === 'metadata.name') get = (o) => o.metadata.name;
     else if (field === 'metadata.namespace' && type.namespaced) get = (o) => o.metadata.namespace;
-    else if (Object.prototype.hasOwnProperty.call(type.fieldLabels, field)) get = type.fieldLabels[field];
+    else if (Object.hasOwn(type.fieldLabels, field)) get = type.fieldLabels[field];
     if (!get) throw errors.badRequest(`field label not supported: ${field}`);
     reqs.push({ field, neg, value: unescapeValue(value), get });
   }

@@ -290,9 +290,7 @@ export class Store {
     this.pending.push(ev);
     this.recordsSinceCompaction++;
     const bytes = Buffer.from(rec);
-    const appended = this.compacting
-      ? new Promise<void>((resolve, reject) => this.deferred.push({ bytes, resolve, reject }))
-      : this.wal.append(bytes);
+    const appended = this.compacting ? new Promise<void>((resolve, reject) => this.deferred.push({ bytes, resolve, reject })) : this.wal.append(bytes);
     const done = appended.then(
       () => {
         this.removePending(ev);

@@ -62,34 +62,80 @@ function podRow(o: KObject): Cell[] {
     if (typeof w === 'string' && w) reason = w;
   }
   if (o.metadata.deletionTimestamp) reason = 'Terminating';
-  return [o.metadata.name ?? '', `${ready}/${containers.length}`, reason, restarts, age(o), String(get(o, 'status', 'podIP') ?? '<none>'), String(get(o, 'spec', 'nodeName') ?? '<none>'), '<none>', '<none>'];
+  return [
+    o.metadata.name ?? '',
+    `${ready}/${containers.length}`,
+    reason,
+    restarts,
+    age(o),
+    String(get(o, 'status', 'podIP') ?? '<none>'),
+    String(get(o, 'spec', 'nodeName') ?? '<none>'),
+    '<none>',
+    '<none>',
+  ];
 }
 
 function nodeRow(o: KObject): Cell[] {
   const ready = arr(get(o, 'status', 'conditions')).find((c) => c.type === 'Ready');
   let status = ready?.status === 'True' ? 'Ready' : ready ? 'NotReady' : 'Unknown';
   if (get(o, 'spec', 'unschedulable') === true) status += ',SchedulingDisabled';
-  const roles = Object.keys(o.metadata.labels ?? {}).filter((k) => k.startsWith('node-role.kubernetes.io/')).map((k) => k.slice('node-role.kubernetes.io/'.length)).join(',') || '<none>';
+  const roles =
+    Object.keys(o.metadata.labels ?? {})
+      .filter((k) => k.startsWith('node-role.kubernetes.io/'))
+      .map((k) => k.slice('node-role.kubernetes.io/'.length))
+      .join(',') || '<none>';
   const addr = (type: string) => String(arr(get(o, 'status', 'addresses')).find((a) => a.type === type)?.address ?? '<none>');
   const info = (k: string) => String(get(o, 'status', 'nodeInfo', k) ?? '');
-  return [o.metadata.name ?? '', status, roles, age(o), info('kubeletVersion'), addr('InternalIP'), addr('ExternalIP'), info('osImage'), info('kernelVersion'), info('containerRuntimeVersion')];
+  return [
+    o.metadata.name ?? '',
+    status,
+    roles,
+    age(o),
+    info('kubeletVersion'),
+    addr('InternalIP'),
+    addr('ExternalIP'),
+    info('osImage'),
+    info('kernelVersion'),
+    info('containerRuntimeVersion'),
+  ];
 }
 
 function serviceRow(o: KObject): Cell[] {
-  const ports = arr(get(o, 'spec', 'ports')).map((p) => `${String(p.port)}${p.nodePort ? `:${String(p.nodePort)}` : ''}/${String(p.protocol ?? 'TCP')}`).join(',') || '<none>';
+  const ports =
+    arr(get(o, 'spec', 'ports'))
+      .map((p) => `${String(p.port)}${p.nodePort ? `:${String(p.nodePort)}` : ''}/${String(p.protocol ?? 'TCP')}`)
+      .join(',') || '<none>';
   const sel = get(o, 'spec', 'selector') as R | undefined;
-  return [o.metadata.name ?? '', String(get(o, 'spec', 'type') ?? 'ClusterIP'), String(get(o, 'spec', 'clusterIP') ?? '<none>'), '<none>', ports, age(o), sel ? Object.entries(sel).map(([k, v]) => `${k}=${String(v)}`).join(',') : '<none>'];
+  return [
+    o.metadata.name ?? '',
+    String(get(o, 'spec', 'type') ?? 'ClusterIP'),
+    String(get(o, 'spec', 'clusterIP') ?? '<none>'),
+    '<none>',
+    ports,
+    age(o),
+    sel
+      ? Object.entries(sel)
+          .map(([k, v]) => `${k}=${String(v)}`)
+          .join(',')
+      : '<none>',
+  ];
 }
 
 function eventRow(o: KObject): Cell[] {
   const last = String(get(o, 'lastTimestamp') ?? get(o, 'eventTime') ?? o.metadata.creationTimestamp ?? '');
   const io = (get(o, 'involvedObject') ?? {}) as R;
-  return [last ? humanDuration(Date.now() - Date.parse(last)) : '<unknown>', String(get(o, 'type') ?? ''), String(get(o, 'reason') ?? ''), `${String(io.kind ?? '').toLowerCase()}/${String(io.name ?? '')}`, String(get(o, 'message') ?? '')];
+  return [
+    last ? humanDuration(Date.now() - Date.parse(last)) : '<unknown>',
+    String(get(o, 'type') ?? ''),
+    String(get(o, 'reason') ?? ''),
+    `${String(io.kind ?? '').toLowerCase()}/${String(io.name ?? '')}`,
+    String(get(o, 'message') ?? ''),
+  ];
 }
 
 function jsonPathValue(o: KObject, path: string): unknown {
   // Simple `.a.b.c` paths (what nearly all printer columns use); others print blank.
-  const m = /^\{?\.?([A-Za-z0-9_.\-]+)\}?$/.exec(path.trim());
+  const m = /^\{?\.?([A-Za-z0-9_.-]+)\}?$/.exec(path.trim());
   if (!m) return undefined;
   return get(o, ...m[1]!.split('.').filter(Boolean));
 }
@@ -104,15 +150,48 @@ function layout(t: ResourceType): Layout {
   const ageCol = col('Age');
   switch (t.storageKey) {
     case '/pods':
-      return { columns: [nameCol, col('Ready'), col('Status'), col('Restarts', 'string'), ageCol, col('IP', 'string', 1), col('Node', 'string', 1), col('Nominated Node', 'string', 1), col('Readiness Gates', 'string', 1)], row: podRow };
+      return {
+        columns: [
+          nameCol,
+          col('Ready'),
+          col('Status'),
+          col('Restarts', 'string'),
+          ageCol,
+          col('IP', 'string', 1),
+          col('Node', 'string', 1),
+          col('Nominated Node', 'string', 1),
+          col('Readiness Gates', 'string', 1),
+        ],
+        row: podRow,
+      };
     case '/nodes':
-      return { columns: [nameCol, col('Status'), col('Roles'), ageCol, col('Version'), col('Internal-IP', 'string', 1), col('External-IP', 'string', 1), col('OS-Image', 'string', 1), col('Kernel-Version', 'string', 1), col('Container-Runtime', 'string', 1)], row: nodeRow };
+      return {
+        columns: [
+          nameCol,
+          col('Status'),
+          col('Roles'),
+          ageCol,
+          col('Version'),
+          col('Internal-IP', 'string', 1),
+          col('External-IP', 'string', 1),
+          col('OS-Image', 'string', 1),
+          col('Kernel-Version', 'string', 1),
+          col('Container-Runtime', 'string', 1),
+        ],
+        row: nodeRow,
+      };
     case '/namespaces':
       return { columns: [nameCol, col('Status'), ageCol], row: (o) => [o.metadata.name ?? '', String(get(o, 'status', 'phase') ?? ''), age(o)] };
     case '/configmaps':
-      return { columns: [nameCol, col('Data', 'integer'), ageCol], row: (o) => [o.metadata.name ?? '', Object.keys((get(o, 'data') ?? {}) as R).length + Object.keys((get(o, 'binaryData') ?? {}) as R).length, age(o)] };
+      return {
+        columns: [nameCol, col('Data', 'integer'), ageCol],
+        row: (o) => [o.metadata.name ?? '', Object.keys((get(o, 'data') ?? {}) as R).length + Object.keys((get(o, 'binaryData') ?? {}) as R).length, age(o)],
+      };
     case '/secrets':
-      return { columns: [nameCol, col('Type'), col('Data', 'integer'), ageCol], row: (o) => [o.metadata.name ?? '', String(get(o, 'type') ?? ''), Object.keys((get(o, 'data') ?? {}) as R).length, age(o)] };
+      return {
+        columns: [nameCol, col('Type'), col('Data', 'integer'), ageCol],
+        row: (o) => [o.metadata.name ?? '', String(get(o, 'type') ?? ''), Object.keys((get(o, 'data') ?? {}) as R).length, age(o)],
+      };
     case '/services':
       return { columns: [nameCol, col('Type'), col('Cluster-IP'), col('External-IP'), col('Port(s)'), ageCol, col('Selector', 'string', 1)], row: serviceRow };
     case '/events':

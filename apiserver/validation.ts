@@ -46,7 +46,7 @@ export function validateMeta(type: ResourceType, obj: KObject): StatusCause[] {
     let msg: string | undefined;
     if (type.storageKey === '/namespaces') msg = validateDns1123Label(name);
     else if (type.storageKey === '/services') msg = validateDns1035Label(name);
-    else if (type.storageKey === '/events') msg = name.includes('/') || name === '.' || name === '..' ? 'may not contain \'/\'' : undefined;
+    else if (type.storageKey === '/events') msg = name.includes('/') || name === '.' || name === '..' ? "may not contain '/'" : undefined;
     else msg = validateDns1123Subdomain(name);
     if (msg) causes.push({ reason: 'FieldValueInvalid', message: `Invalid value: "${name}": ${msg}`, field: 'metadata.name' });
   }
@@ -57,13 +57,25 @@ export function validateMeta(type: ResourceType, obj: KObject): StatusCause[] {
     for (const [k, v] of Object.entries(labels)) {
       // Lengths first: the regular expressions then only see short strings.
       if (typeof v !== 'string' || v.length > 63 || !/^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/.test(v)) {
-        causes.push({ reason: 'FieldValueInvalid', message: `Invalid value: ${JSON.stringify(typeof v === 'string' ? v.slice(0, 100) : v)}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.'`, field: `metadata.labels` });
+        causes.push({
+          reason: 'FieldValueInvalid',
+          message: `Invalid value: ${JSON.stringify(typeof v === 'string' ? v.slice(0, 100) : v)}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.'`,
+          field: `metadata.labels`,
+        });
       }
       const slash = k.lastIndexOf('/');
       if (k.length - slash - 1 > 63 || slash > 253) {
-        causes.push({ reason: 'FieldValueInvalid', message: `Invalid value: "${k.slice(0, 100)}": name part must be no more than 63 characters and prefix part no more than 253`, field: 'metadata.labels' });
+        causes.push({
+          reason: 'FieldValueInvalid',
+          message: `Invalid value: "${k.slice(0, 100)}": name part must be no more than 63 characters and prefix part no more than 253`,
+          field: 'metadata.labels',
+        });
       } else if (!/^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/.test(k)) {
-        causes.push({ reason: 'FieldValueInvalid', message: `Invalid value: "${k}": name part must consist of alphanumeric characters, '-', '_' or '.'`, field: 'metadata.labels' });
+        causes.push({
+          reason: 'FieldValueInvalid',
+          message: `Invalid value: "${k}": name part must consist of alphanumeric characters, '-', '_' or '.'`,
+          field: 'metadata.labels',
+        });
       }
     }
   }
@@ -153,7 +165,16 @@ function setOwn(o: Record<string, Json>, k: string, v: Json): void {
  * are applied inside defaults too (as k8s does); `budget` bounds what that and `pattern`
  * matching may cost, and nesting deeper than MAX_JSON_DEPTH is refused.
  */
-export function validateSchema(value: Json, schema: JSONSchemaProps, path: string, causes: StatusCause[], root = false, pruned: string[] = [], budget: SchemaBudget = newSchemaBudget(), depth = 0): void {
+export function validateSchema(
+  value: Json,
+  schema: JSONSchemaProps,
+  path: string,
+  causes: StatusCause[],
+  root = false,
+  pruned: string[] = [],
+  budget: SchemaBudget = newSchemaBudget(),
+  depth = 0,
+): void {
   if (budget.exhausted) return;
   const field = path;
   if (depth > MAX_JSON_DEPTH) {
@@ -162,12 +183,14 @@ export function validateSchema(value: Json, schema: JSONSchemaProps, path: strin
     return;
   }
   if (value === null) {
-    if (!schema.nullable && schema.type) causes.push({ reason: 'FieldValueTypeInvalid', message: `Invalid value: "null": ${field} in body must be of type ${schema.type}: "null"`, field });
+    if (!schema.nullable && schema.type)
+      causes.push({ reason: 'FieldValueTypeInvalid', message: `Invalid value: "null": ${field} in body must be of type ${schema.type}: "null"`, field });
     return;
   }
   const actual = typeOfJson(value);
   if (schema['x-kubernetes-int-or-string']) {
-    if (actual !== 'integer' && actual !== 'string') causes.push({ reason: 'FieldValueTypeInvalid', message: `Invalid value: "${actual}": ${field} in body must be of type int-or-string: "${actual}"`, field });
+    if (actual !== 'integer' && actual !== 'string')
+      causes.push({ reason: 'FieldValueTypeInvalid', message: `Invalid value: "${actual}": ${field} in body must be of type int-or-string: "${actual}"`, field });
   } else if (schema.type) {
     const ok = schema.type === actual || (schema.type === 'number' && actual === 'integer');
     if (!ok) {
@@ -176,15 +199,23 @@ export function validateSchema(value: Json, schema: JSONSchemaProps, path: strin
     }
   }
   if (schema.enum && !schema.enum.some((e) => JSON.stringify(e) === JSON.stringify(value))) {
-    causes.push({ reason: 'FieldValueNotSupported', message: `Unsupported value: ${JSON.stringify(value)}: supported values: ${schema.enum.map((e) => JSON.stringify(e)).join(', ')}`, field });
+    causes.push({
+      reason: 'FieldValueNotSupported',
+      message: `Unsupported value: ${JSON.stringify(value)}: supported values: ${schema.enum.map((e) => JSON.stringify(e)).join(', ')}`,
+      field,
+    });
   }
   if (typeof value === 'number') {
-    if (schema.minimum !== undefined && value < schema.minimum) causes.push({ reason: 'FieldValueInvalid', message: `Invalid value: ${value}: ${field} in body should be greater than or equal to ${schema.minimum}`, field });
-    if (schema.maximum !== undefined && value > schema.maximum) causes.push({ reason: 'FieldValueInvalid', message: `Invalid value: ${value}: ${field} in body should be less than or equal to ${schema.maximum}`, field });
+    if (schema.minimum !== undefined && value < schema.minimum)
+      causes.push({ reason: 'FieldValueInvalid', message: `Invalid value: ${value}: ${field} in body should be greater than or equal to ${schema.minimum}`, field });
+    if (schema.maximum !== undefined && value > schema.maximum)
+      causes.push({ reason: 'FieldValueInvalid', message: `Invalid value: ${value}: ${field} in body should be less than or equal to ${schema.maximum}`, field });
   }
   if (typeof value === 'string') {
-    if (schema.minLength !== undefined && value.length < schema.minLength) causes.push({ reason: 'FieldValueInvalid', message: `Invalid value: "${value}": ${field} in body should be at least ${schema.minLength} chars long`, field });
-    if (schema.maxLength !== undefined && value.length > schema.maxLength) causes.push({ reason: 'FieldValueTooLong', message: `Too long: ${field} in body may not be more than ${schema.maxLength} bytes`, field });
+    if (schema.minLength !== undefined && value.length < schema.minLength)
+      causes.push({ reason: 'FieldValueInvalid', message: `Invalid value: "${value}": ${field} in body should be at least ${schema.minLength} chars long`, field });
+    if (schema.maxLength !== undefined && value.length > schema.maxLength)
+      causes.push({ reason: 'FieldValueTooLong', message: `Too long: ${field} in body may not be more than ${schema.maxLength} bytes`, field });
     if (typeof schema.pattern === 'string') {
       // A pattern RE2 cannot compile is refused when the CRD is written (validateCrd); one
       // stored before that check existed is not evaluated.
@@ -192,7 +223,11 @@ export function validateSchema(value: Json, schema: JSONSchemaProps, path: strin
       if (c.re) {
         budget.patternWork += (value.length + 1) * c.insts;
         if (budget.patternWork > MAX_PATTERN_WORK) {
-          causes.push({ reason: 'FieldValueInvalid', message: `Invalid value: matching the schema patterns against this object takes more than ${MAX_PATTERN_WORK} steps (string length × pattern size)`, field });
+          causes.push({
+            reason: 'FieldValueInvalid',
+            message: `Invalid value: matching the schema patterns against this object takes more than ${MAX_PATTERN_WORK} steps (string length × pattern size)`,
+            field,
+          });
           budget.exhausted = true;
           return;
         }
@@ -201,8 +236,10 @@ export function validateSchema(value: Json, schema: JSONSchemaProps, path: strin
     }
   }
   if (Array.isArray(value)) {
-    if (schema.minItems !== undefined && value.length < schema.minItems) causes.push({ reason: 'FieldValueInvalid', message: `Invalid value: ${value.length}: ${field} in body should have at least ${schema.minItems} items`, field });
-    if (schema.maxItems !== undefined && value.length > schema.maxItems) causes.push({ reason: 'FieldValueTooMany', message: `Too many: ${value.length}: must have at most ${schema.maxItems} items`, field });
+    if (schema.minItems !== undefined && value.length < schema.minItems)
+      causes.push({ reason: 'FieldValueInvalid', message: `Invalid value: ${value.length}: ${field} in body should have at least ${schema.minItems} items`, field });
+    if (schema.maxItems !== undefined && value.length > schema.maxItems)
+      causes.push({ reason: 'FieldValueTooMany', message: `Too many: ${value.length}: must have at most ${schema.maxItems} items`, field });
     if (isObj(schema.items)) {
       for (let i = 0; i < value.length && !budget.exhausted; i++) validateSchema(value[i]!, schema.items, `${path}[${i}]`, causes, false, pruned, budget, depth + 1);
     }
@@ -212,11 +249,15 @@ export function validateSchema(value: Json, schema: JSONSchemaProps, path: strin
     const preserve = schema['x-kubernetes-preserve-unknown-fields'] === true || schema['x-kubernetes-embedded-resource'] === true;
     if (props) {
       for (const [k, sub] of Object.entries(props)) {
-        if (!isObj(sub) || sub.default === undefined || Object.prototype.hasOwnProperty.call(value, k)) continue;
+        if (!isObj(sub) || sub.default === undefined || Object.hasOwn(value, k)) continue;
         const text = defaultText(sub);
         budget.defaultedBytes += text.length;
         if (budget.defaultedBytes > MAX_DEFAULTED_BYTES) {
-          causes.push({ reason: 'FieldValueTooLong', message: `Too long: the schema's defaults would add more than ${MAX_DEFAULTED_BYTES} bytes to this object`, field: path ? `${path}.${k}` : k });
+          causes.push({
+            reason: 'FieldValueTooLong',
+            message: `Too long: the schema's defaults would add more than ${MAX_DEFAULTED_BYTES} bytes to this object`,
+            field: path ? `${path}.${k}` : k,
+          });
           budget.exhausted = true;
           return;
         }
@@ -224,13 +265,13 @@ export function validateSchema(value: Json, schema: JSONSchemaProps, path: strin
       }
     }
     for (const req of Array.isArray(schema.required) ? schema.required : []) {
-      if (!Object.prototype.hasOwnProperty.call(value, req)) causes.push({ reason: 'FieldValueRequired', message: 'Required value', field: path ? `${path}.${req}` : req });
+      if (!Object.hasOwn(value, req)) causes.push({ reason: 'FieldValueRequired', message: 'Required value', field: path ? `${path}.${req}` : req });
     }
     for (const k of Object.keys(value)) {
       if (budget.exhausted) return;
       if (root && (k === 'apiVersion' || k === 'kind' || k === 'metadata')) continue;
       const child = path ? `${path}.${k}` : k;
-      const sub = props && Object.prototype.hasOwnProperty.call(props, k) ? props[k] : undefined;
+      const sub = props && Object.hasOwn(props, k) ? props[k] : undefined;
       if (isObj(sub)) validateSchema(value[k]!, sub, child, causes, false, pruned, budget, depth + 1);
       else if (isObj(schema.additionalProperties)) validateSchema(value[k]!, schema.additionalProperties, child, causes, false, pruned, budget, depth + 1);
       else if (schema.additionalProperties === true || preserve) continue;
@@ -259,7 +300,12 @@ function validateCrdSchema(schema: unknown, field: string, causes: StatusCause[]
       if (typeof s.pattern !== 'string') causes.push({ reason: 'FieldValueInvalid', message: 'Invalid value: must be a string', field: `${at}.pattern` });
       else {
         const c = compiledPattern(s);
-        if (c.error !== undefined) causes.push({ reason: 'FieldValueInvalid', message: `Invalid value: ${JSON.stringify(s.pattern)}: must be a valid regular expression, but isn't: ${c.error}`, field: `${at}.pattern` });
+        if (c.error !== undefined)
+          causes.push({
+            reason: 'FieldValueInvalid',
+            message: `Invalid value: ${JSON.stringify(s.pattern)}: must be a valid regular expression, but isn't: ${c.error}`,
+            field: `${at}.pattern`,
+          });
       }
     }
     if (s.default !== undefined && !budget.exhausted) {
@@ -287,9 +333,11 @@ export function validateCrd(crd: KObject): StatusCause[] {
     causes.push({ reason: 'FieldValueInvalid', message: `Invalid value: ${JSON.stringify(group)}: should be a domain with at least one dot`, field: 'spec.group' });
   }
   if (!isObj(names) || typeof names.plural !== 'string' || !names.plural) causes.push({ reason: 'FieldValueRequired', message: 'Required value', field: 'spec.names.plural' });
-  else if (validateDns1123Label(names.plural)) causes.push({ reason: 'FieldValueInvalid', message: `Invalid value: "${names.plural}": ${validateDns1123Label(names.plural)}`, field: 'spec.names.plural' });
+  else if (validateDns1123Label(names.plural))
+    causes.push({ reason: 'FieldValueInvalid', message: `Invalid value: "${names.plural}": ${validateDns1123Label(names.plural)}`, field: 'spec.names.plural' });
   if (!isObj(names) || typeof names.kind !== 'string' || !names.kind) causes.push({ reason: 'FieldValueRequired', message: 'Required value', field: 'spec.names.kind' });
-  if (spec.scope !== 'Namespaced' && spec.scope !== 'Cluster') causes.push({ reason: 'FieldValueNotSupported', message: `Unsupported value: ${JSON.stringify(spec.scope)}: supported values: "Cluster", "Namespaced"`, field: 'spec.scope' });
+  if (spec.scope !== 'Namespaced' && spec.scope !== 'Cluster')
+    causes.push({ reason: 'FieldValueNotSupported', message: `Unsupported value: ${JSON.stringify(spec.scope)}: supported values: "Cluster", "Namespaced"`, field: 'spec.scope' });
   const versions = spec.versions;
   if (!Array.isArray(versions) || versions.length === 0) {
     causes.push({ reason: 'FieldValueRequired', message: 'Required value: must have exactly one version marked as storage version', field: 'spec.versions' });
@@ -298,7 +346,8 @@ export function validateCrd(crd: KObject): StatusCause[] {
     if (storage !== 1) causes.push({ reason: 'FieldValueInvalid', message: `Invalid value: must have exactly one version marked as storage version`, field: 'spec.versions' });
     const budget = newSchemaBudget();
     versions.forEach((v, i) => {
-      if (!isObj(v) || typeof v.name !== 'string' || validateDns1035Label(v.name)) causes.push({ reason: 'FieldValueInvalid', message: 'Invalid value: must be a DNS-1035 label', field: `spec.versions[${i}].name` });
+      if (!isObj(v) || typeof v.name !== 'string' || validateDns1035Label(v.name))
+        causes.push({ reason: 'FieldValueInvalid', message: 'Invalid value: must be a DNS-1035 label', field: `spec.versions[${i}].name` });
       const schema = isObj(v) && isObj(v.schema) ? v.schema.openAPIV3Schema : undefined;
       if (schema !== undefined) validateCrdSchema(schema, `spec.versions[${i}].schema.openAPIV3Schema`, causes, budget);
     });
@@ -318,7 +367,9 @@ function configKeyErrors(key: string): string[] {
   const errs: string[] = [];
   if (Buffer.byteLength(key) > 253) errs.push('must be no more than 253 characters');
   if (!CONFIG_KEY.test(key)) {
-    errs.push(`a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')`);
+    errs.push(
+      `a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')`,
+    );
   }
   if (key === '.') errs.push(`must not be '.'`);
   else if (key === '..') errs.push(`must not be '..'`);
@@ -361,9 +412,18 @@ function base64DecodedBytes(s: string): number {
  * null value becomes empty, as Go's decoder makes them.
  */
 export function configDataDecodeError(kind: 'ConfigMap' | 'Secret', obj: Record<string, unknown>): string | undefined {
-  const fields: [string, 'string' | 'bytes'][] = kind === 'ConfigMap' ? [['data', 'string'], ['binaryData', 'bytes']] : [['data', 'bytes'], ['stringData', 'string']];
+  const fields: [string, 'string' | 'bytes'][] =
+    kind === 'ConfigMap'
+      ? [
+          ['data', 'string'],
+          ['binaryData', 'bytes'],
+        ]
+      : [
+          ['data', 'bytes'],
+          ['stringData', 'string'],
+        ];
   for (const [name, type] of fields) {
-    if (!Object.prototype.hasOwnProperty.call(obj, name)) continue;
+    if (!Object.hasOwn(obj, name)) continue;
     const m = obj[name];
     if (m === null) {
       delete obj[name];
@@ -394,12 +454,14 @@ export function validateConfigMap(obj: Record<string, unknown>): StatusCause[] {
   let total = 0;
   for (const [k, v] of Object.entries(data)) {
     for (const msg of configKeyErrors(k)) causes.push({ reason: 'FieldValueInvalid', message: `Invalid value: ${JSON.stringify(k)}: ${msg}`, field: `data[${k}]` });
-    if (Object.prototype.hasOwnProperty.call(binary, k)) causes.push({ reason: 'FieldValueInvalid', message: `Invalid value: ${JSON.stringify(k)}: duplicate of key present in binaryData`, field: `data[${k}]` });
+    if (Object.hasOwn(binary, k))
+      causes.push({ reason: 'FieldValueInvalid', message: `Invalid value: ${JSON.stringify(k)}: duplicate of key present in binaryData`, field: `data[${k}]` });
     if (typeof v === 'string') total += Buffer.byteLength(v);
   }
   for (const [k, v] of Object.entries(binary)) {
     for (const msg of configKeyErrors(k)) causes.push({ reason: 'FieldValueInvalid', message: `Invalid value: ${JSON.stringify(k)}: ${msg}`, field: `binaryData[${k}]` });
-    if (Object.prototype.hasOwnProperty.call(data, k)) causes.push({ reason: 'FieldValueInvalid', message: `Invalid value: ${JSON.stringify(k)}: duplicate of key present in data`, field: `binaryData[${k}]` });
+    if (Object.hasOwn(data, k))
+      causes.push({ reason: 'FieldValueInvalid', message: `Invalid value: ${JSON.stringify(k)}: duplicate of key present in data`, field: `binaryData[${k}]` });
     if (typeof v === 'string') total += base64DecodedBytes(v);
   }
   // The whole object, as k8s reports it (a cause without a field).

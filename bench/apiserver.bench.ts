@@ -21,12 +21,16 @@ const auth = { authorization: `Bearer ${srv.token}` };
 
 function call(method: string, path: string, body?: string, contentType = 'application/json'): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
-    const req = request(new URL(path, srv.url), { method, agent, headers: { ...auth, ...(body ? { 'content-type': contentType, 'content-length': Buffer.byteLength(body) } : {}) } }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
-    });
+    const req = request(
+      new URL(path, srv.url),
+      { method, agent, headers: { ...auth, ...(body ? { 'content-type': contentType, 'content-length': Buffer.byteLength(body) } : {}) } },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -37,7 +41,10 @@ function podBody(i: number): string {
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: { name: `pod-${i}`, labels: { app: `app-${i % 50}`, bench: 'yes' } },
-    spec: { nodeName: `edge-${i % 100}`, containers: [{ name: 'main', image: 'registry.example.com/app:1.0', env: [{ name: 'INDEX', value: String(i) }], ports: [{ containerPort: 8080 }] }] },
+    spec: {
+      nodeName: `edge-${i % 100}`,
+      containers: [{ name: 'main', image: 'registry.example.com/app:1.0', env: [{ name: 'INDEX', value: String(i) }], ports: [{ containerPort: 8080 }] }],
+    },
   });
 }
 
@@ -80,27 +87,33 @@ try {
   let delivered = 0;
   const watchAgent = new Agent({ keepAlive: false, ca: srv.caCertPem, maxSockets: Infinity });
   const watches = await Promise.all(
-    Array.from({ length: WATCHERS }, () =>
-      new Promise<{ close: () => void }>((resolve, reject) => {
-        const req = request(new URL(`/api/v1/namespaces/default/pods?watch=1&resourceVersion=${list.metadata.resourceVersion}`, srv.url), { agent: watchAgent, headers: auth }, (res) => {
-          const rl = createInterface({ input: res });
-          rl.on('error', () => {});
-          rl.on('line', (line) => {
-            const now = performance.now();
-            // Cheap extraction: the marker annotation carries the write id.
-            const m = /"bench\/marker":"([^"]+)"/.exec(line);
-            if (!m) return;
-            const at = sentAt.get(m[1]!);
-            if (at !== undefined) {
-              latencies.push(now - at);
-              delivered++;
-            }
-          });
-          resolve({ close: () => req.destroy() });
-        });
-        req.on('error', (e) => ((e as NodeJS.ErrnoException).code === 'ECONNRESET' ? undefined : reject(e)));
-        req.end();
-      }),
+    Array.from(
+      { length: WATCHERS },
+      () =>
+        new Promise<{ close: () => void }>((resolve, reject) => {
+          const req = request(
+            new URL(`/api/v1/namespaces/default/pods?watch=1&resourceVersion=${list.metadata.resourceVersion}`, srv.url),
+            { agent: watchAgent, headers: auth },
+            (res) => {
+              const rl = createInterface({ input: res });
+              rl.on('error', () => {});
+              rl.on('line', (line) => {
+                const now = performance.now();
+                // Cheap extraction: the marker annotation carries the write id.
+                const m = /"bench\/marker":"([^"]+)"/.exec(line);
+                if (!m) return;
+                const at = sentAt.get(m[1]!);
+                if (at !== undefined) {
+                  latencies.push(now - at);
+                  delivered++;
+                }
+              });
+              resolve({ close: () => req.destroy() });
+            },
+          );
+          req.on('error', (e) => ((e as NodeJS.ErrnoException).code === 'ECONNRESET' ? undefined : reject(e)));
+          req.end();
+        }),
     ),
   );
   await new Promise((r) => setTimeout(r, 300));
@@ -112,7 +125,12 @@ try {
         const i = w++;
         const marker = `m${i}`;
         sentAt.set(marker, performance.now());
-        const r = await call('PATCH', `/api/v1/namespaces/default/pods/pod-${i % PODS}`, JSON.stringify({ metadata: { annotations: { 'bench/marker': marker } } }), 'application/merge-patch+json');
+        const r = await call(
+          'PATCH',
+          `/api/v1/namespaces/default/pods/pod-${i % PODS}`,
+          JSON.stringify({ metadata: { annotations: { 'bench/marker': marker } } }),
+          'application/merge-patch+json',
+        );
         if (r.status !== 200) throw new Error(`patch failed ${r.status}: ${r.text}`);
       }
     }),
@@ -163,7 +181,7 @@ try {
   for (const [k, v] of rows) console.log(`  ${k.padEnd(width)}  ${v}`);
   const out = join(repoRoot, 'bench/results');
   mkdirSync(out, { recursive: true });
-  writeFileSync(join(out, 'apiserver.json'), JSON.stringify(results, null, 2) + '\n');
+  writeFileSync(join(out, 'apiserver.json'), `${JSON.stringify(results, null, 2)}\n`);
   console.log(`\nwrote bench/results/apiserver.json`);
 } finally {
   srv.child.kill('SIGTERM');

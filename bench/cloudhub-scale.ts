@@ -34,7 +34,10 @@ import { bundleHelpers, forkTracked, killAll, openFileLimit, root, sleep, stopCh
 import { fmtMiB, percentile, readCpuMs, sampleRss, type RssSample } from './lib/rss.js';
 
 const env = process.env;
-const STEPS = (env.BENCH_STEPS ?? '1000,5000,10000').split(',').map((s) => Number(s.trim())).filter((n) => n > 0);
+const STEPS = (env.BENCH_STEPS ?? '1000,5000,10000')
+  .split(',')
+  .map((s) => Number(s.trim()))
+  .filter((n) => n > 0);
 const ROUNDS = Number(env.BENCH_ROUNDS ?? 3);
 const PER_GENERATOR = Number(env.BENCH_SESSIONS_PER_GENERATOR ?? 5000);
 /**
@@ -163,7 +166,13 @@ async function runStep(n: number, helpers: Record<string, string>): Promise<Step
     );
     const connectMs = Date.now() - started;
     const connectFailed = replies.reduce((a, r) => a + r.failed, 0);
-    if (connectFailed) process.stderr.write(`  ${connectFailed} sessions failed to connect (last error: ${replies.map((r) => r.lastError).filter(Boolean).pop()})\n`);
+    if (connectFailed)
+      process.stderr.write(
+        `  ${connectFailed} sessions failed to connect (last error: ${replies
+          .map((r) => r.lastError)
+          .filter(Boolean)
+          .pop()})\n`,
+      );
 
     // Let the upgrade garbage and the connection burst settle before measuring idle.
     await sleep(3000);
@@ -201,7 +210,11 @@ async function runStep(n: number, helpers: Record<string, string>): Promise<Step
       idle,
       afterBroadcast,
       perSession: { rssKiB: per(idle.rss, base.rss), rssAnonKiB: per(idle.rssAnon, base.rssAnon), heapKiB: per(idle.heapUsed, base.heapUsed) },
-      perSessionWithQueue: { rssKiB: per(afterBroadcast.rss, base.rss), rssAnonKiB: per(afterBroadcast.rssAnon, base.rssAnon), heapKiB: per(afterBroadcast.heapUsed, base.heapUsed) },
+      perSessionWithQueue: {
+        rssKiB: per(afterBroadcast.rss, base.rss),
+        rssAnonKiB: per(afterBroadcast.rssAnon, base.rssAnon),
+        heapKiB: per(afterBroadcast.heapUsed, base.heapUsed),
+      },
       rounds,
       generatorStats,
       cloudStderrLines: cloud.stderrLines(),
@@ -233,17 +246,25 @@ async function main(): Promise<void> {
 
   const ok = steps.filter((s) => !s.error);
   console.log(`\nCloudHub scale, ${TLS ? 'wss:// (TLS)' : 'ws:// (no TLS)'} (one CloudCore process; RSS after GC; per session = (idle − before) / N)\n`);
-  console.log('| nodes | connected | connect s | RSS before MiB | RSS idle MiB | RSS/session KiB | RssAnon/session KiB | heap/session KiB | after broadcasts: RSS/session KiB | after broadcasts: heap/session KiB |');
+  console.log(
+    '| nodes | connected | connect s | RSS before MiB | RSS idle MiB | RSS/session KiB | RssAnon/session KiB | heap/session KiB | after broadcasts: RSS/session KiB | after broadcasts: heap/session KiB |',
+  );
   console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const s of ok) {
-    console.log(`| ${s.nodes} | ${s.connected} | ${(s.connectMs / 1000).toFixed(1)} | ${fmtMiB(s.base.rss)} | ${fmtMiB(s.idle.rss)} | ${s.perSession.rssKiB.toFixed(1)} | ${s.perSession.rssAnonKiB.toFixed(1)} | ${s.perSession.heapKiB.toFixed(1)} | ${s.perSessionWithQueue.rssKiB.toFixed(1)} | ${s.perSessionWithQueue.heapKiB.toFixed(1)} |`);
+    console.log(
+      `| ${s.nodes} | ${s.connected} | ${(s.connectMs / 1000).toFixed(1)} | ${fmtMiB(s.base.rss)} | ${fmtMiB(s.idle.rss)} | ${s.perSession.rssKiB.toFixed(1)} | ${s.perSession.rssAnonKiB.toFixed(1)} | ${s.perSession.heapKiB.toFixed(1)} | ${s.perSessionWithQueue.rssKiB.toFixed(1)} | ${s.perSessionWithQueue.heapKiB.toFixed(1)} |`,
+    );
   }
-  console.log(`\nBroadcast of one ${ok[0]?.rounds[0]?.frameBytes ?? '?'}-byte frame to every node, ms from send to ACK at CloudHub (round 1 is cold: creates every node's queue)\n`);
+  console.log(
+    `\nBroadcast of one ${ok[0]?.rounds[0]?.frameBytes ?? '?'}-byte frame to every node, ms from send to ACK at CloudHub (round 1 is cold: creates every node's queue)\n`,
+  );
   console.log('| nodes | round | acked | send call ms | p50 ms | p90 ms | p99 ms | max ms | all ACKed ms | cloud CPU ms | generators CPU ms | load avg |');
   console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const s of ok) {
     s.rounds.forEach((r, i) => {
-      console.log(`| ${s.nodes} | ${i + 1} | ${r.acked}/${r.nodes} | ${r.sendCallMs} | ${r.p50} | ${r.p90} | ${r.p99} | ${r.max} | ${r.allAckedMs ?? 'timeout'} | ${r.cloudCpuMs} | ${r.generatorsCpuMs} | ${r.loadAvg1} |`);
+      console.log(
+        `| ${s.nodes} | ${i + 1} | ${r.acked}/${r.nodes} | ${r.sendCallMs} | ${r.p50} | ${r.p90} | ${r.p99} | ${r.max} | ${r.allAckedMs ?? 'timeout'} | ${r.cloudCpuMs} | ${r.generatorsCpuMs} | ${r.loadAvg1} |`,
+      );
     });
   }
   for (const s of steps.filter((x) => x.error)) console.log(`\nstep ${s.nodes}: FAILED: ${s.error}`);
@@ -252,29 +273,43 @@ async function main(): Promise<void> {
   const worstP99 = top ? Math.max(...top.rounds.map((r) => r.p99)) : Number.NaN;
   const verdict = {
     sessions: top ? `${top.connected} sessions on one CloudCore process (target ${TARGET_NODES}): ${top.connected >= TARGET_NODES ? 'MET' : 'MISSED'}` : 'no data',
-    memory: top ? `${top.perSession.rssKiB.toFixed(1)} KiB (${Math.round(top.perSession.rssKiB * 1024)} bytes) RSS per idle session at ${top.nodes}${TLS ? ' with TLS' : ''} (target ≤ ${TARGET_KB_PER_SESSION} KB, taken as ${TARGET_KB_PER_SESSION} KiB): ${top.perSession.rssKiB <= TARGET_KB_PER_SESSION ? 'MET' : 'MISSED'}` : 'no data',
-    broadcast: top ? `worst p99 over ${top.rounds.length} rounds at ${top.nodes} nodes: ${worstP99} ms (target < ${TARGET_P99_MS} ms): ${worstP99 < TARGET_P99_MS && top.rounds.every((r) => !r.timedOut) ? 'MET' : 'MISSED'}` : 'no data',
+    memory: top
+      ? `${top.perSession.rssKiB.toFixed(1)} KiB (${Math.round(top.perSession.rssKiB * 1024)} bytes) RSS per idle session at ${top.nodes}${TLS ? ' with TLS' : ''} (target ≤ ${TARGET_KB_PER_SESSION} KB, taken as ${TARGET_KB_PER_SESSION} KiB): ${top.perSession.rssKiB <= TARGET_KB_PER_SESSION ? 'MET' : 'MISSED'}`
+      : 'no data',
+    broadcast: top
+      ? `worst p99 over ${top.rounds.length} rounds at ${top.nodes} nodes: ${worstP99} ms (target < ${TARGET_P99_MS} ms): ${worstP99 < TARGET_P99_MS && top.rounds.every((r) => !r.timedOut) ? 'MET' : 'MISSED'}`
+      : 'no data',
   };
   console.log(`\nVerdict:\n- ${verdict.sessions}\n- ${verdict.memory}\n- ${verdict.broadcast}`);
-  console.log(`\n${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), Node ${process.version}, open-file limit ${limit}; generators share the cores with CloudCore. Took ${((Date.now() - started) / 1000).toFixed(0)} s.`);
+  console.log(
+    `\n${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), Node ${process.version}, open-file limit ${limit}; generators share the cores with CloudCore. Took ${((Date.now() - started) / 1000).toFixed(0)} s.`,
+  );
 
   const out = join(root, 'bench', 'results');
   mkdirSync(out, { recursive: true });
   writeFileSync(
     join(out, TLS ? 'cloudhub-scale-tls.json' : 'cloudhub-scale.json'),
-    JSON.stringify(
+    `${JSON.stringify(
       {
         bench: 'cloudhub-scale',
         date: new Date().toISOString(),
         machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, openFileLimit: limit },
-        settings: { tls: TLS, steps: STEPS, rounds: ROUNDS, sessionsPerGenerator: PER_GENERATOR, generatorNice: GENERATOR_NICE, connectConcurrencyPerGenerator: CONCURRENCY, contentBytes: CONTENT_BYTES },
+        settings: {
+          tls: TLS,
+          steps: STEPS,
+          rounds: ROUNDS,
+          sessionsPerGenerator: PER_GENERATOR,
+          generatorNice: GENERATOR_NICE,
+          connectConcurrencyPerGenerator: CONCURRENCY,
+          contentBytes: CONTENT_BYTES,
+        },
         targets: { nodes: TARGET_NODES, rssKiBPerIdleSession: TARGET_KB_PER_SESSION, broadcastP99Ms: TARGET_P99_MS },
         verdict,
         steps,
       },
       null,
       2,
-    ) + '\n',
+    )}\n`,
   );
   console.log(`wrote bench/results/${TLS ? 'cloudhub-scale-tls.json' : 'cloudhub-scale.json'}`);
 }

@@ -457,9 +457,7 @@ async function bundleSize(contents: string): Promise<{ minBytes: number; gzipByt
 }
 
 const bundles = {
-  'cbor-x (cbor-x/encode + cbor-x/decode)': await bundleSize(
-    "import { Encoder } from 'cbor-x/encode'; import { Decoder } from 'cbor-x/decode'; export { Encoder, Decoder };",
-  ),
+  'cbor-x (cbor-x/encode + cbor-x/decode)': await bundleSize("import { Encoder } from 'cbor-x/encode'; import { Decoder } from 'cbor-x/decode'; export { Encoder, Decoder };"),
   'cbor (node-cbor)': await bundleSize("import cbor from 'cbor'; export const { encode, decodeFirstSync } = cbor;"),
   'shared/protocol (Ledge codec incl. cbor-x)': await bundleSize("export * from './shared/protocol/index.ts';"),
 };

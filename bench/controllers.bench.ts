@@ -64,7 +64,7 @@ function service(cmdArgs: string[], name: string): Service {
   let buf = '';
   const onData = (d: Buffer) => {
     buf += d.toString();
-    let i;
+    let i: number;
     while ((i = buf.indexOf('\n')) >= 0) {
       lines.push(buf.slice(0, i));
       buf = buf.slice(i + 1);
@@ -102,7 +102,10 @@ function service(cmdArgs: string[], name: string): Service {
 
 // --- processes -------------------------------------------------------------
 const kubeconfig = join(dir, 'kubeconfig');
-const api = service([join(root, 'dist/ledge.js'), 'apiserver', '--data-dir', join(dir, 'api'), '--port', '0', '--write-kubeconfig', kubeconfig, '--log-level', 'warn'], 'apiserver');
+const api = service(
+  [join(root, 'dist/ledge.js'), 'apiserver', '--data-dir', join(dir, 'api'), '--port', '0', '--write-kubeconfig', kubeconfig, '--log-level', 'warn'],
+  'apiserver',
+);
 for (let i = 0; !existsSync(kubeconfig); i++) {
   if (i > 300) throw new Error(`apiserver did not start: ${api.lines.slice(-5).join('\n')}`);
   await new Promise((r) => setTimeout(r, 100));
@@ -114,7 +117,25 @@ const core = kc.makeApiClient(k8s.CoreV1Api);
 const objects = kc.makeApiClient(k8s.CustomObjectsApi);
 
 async function startCloud(identity: string): Promise<{ svc: Service; url: string }> {
-  const svc = service([join(root, 'dist/ledge.js'), 'cloud', '--kubeconfig', kubeconfig, '--bind-address', '127.0.0.1', '--port', '0', '--identity', identity, '--log-level', 'info', '--reconcile-interval-ms', '10000'], identity);
+  const svc = service(
+    [
+      join(root, 'dist/ledge.js'),
+      'cloud',
+      '--kubeconfig',
+      kubeconfig,
+      '--bind-address',
+      '127.0.0.1',
+      '--port',
+      '0',
+      '--identity',
+      identity,
+      '--log-level',
+      'info',
+      '--reconcile-interval-ms',
+      '10000',
+    ],
+    identity,
+  );
   const m = await svc.waitLine(/"msg":"cloudcore started","url":"([^"]+)"/, 60_000);
   return { svc, url: m[1]! };
 }
@@ -142,9 +163,11 @@ function startFleet(): ChildProcess & { request<T>(cmd: object, type: string, ti
 
 async function limit<T>(items: T[], concurrency: number, fn: (item: T) => Promise<unknown>): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < items.length) await fn(items[next++]!);
-  }));
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < items.length) await fn(items[next++]!);
+    }),
+  );
 }
 
 const cmName = (node: number, j: number) => `n${node}-cfg-${j}`;
@@ -188,7 +211,12 @@ async function updateCm(name: string, v: string): Promise<{ t0: number; rv: stri
   return { t0, rv: res.metadata!.resourceVersion! };
 }
 
-const results: Record<string, unknown> = { bench: 'controllers', date: new Date().toISOString(), machine: { cores: cpus().length, cpu: cpus()[0]?.model, node: process.version }, settings: { nodes: NODES, objectsPerNode: OBJECTS } };
+const results: Record<string, unknown> = {
+  bench: 'controllers',
+  date: new Date().toISOString(),
+  machine: { cores: cpus().length, cpu: cpus()[0]?.model, node: process.version },
+  settings: { nodes: NODES, objectsPerNode: OBJECTS },
+};
 
 // --- 1 + 2: latency --------------------------------------------------------
 const a = await startCloud('replica-a');
@@ -203,7 +231,11 @@ let t = Date.now();
 const cmList: string[] = [];
 for (let i = 0; i < NODES; i++) for (let j = 0; j < CMS; j++) cmList.push(cmName(i, j));
 await limit(cmList, 32, (name) => core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name, namespace: ns }, data: { v: '0' } } }));
-await limit(names.map((_, i) => i), 32, (i) => core.createNamespacedPod({ namespace: ns, body: podFor(i, CMS) }));
+await limit(
+  names.map((_, i) => i),
+  32,
+  (i) => core.createNamespacedPod({ namespace: ns, body: podFor(i, CMS) }),
+);
 console.log(`created ${NODES} pods and ${cmList.length} configmaps in ${Date.now() - t} ms`);
 t = Date.now();
 // Initial sync complete when the fleet holds everything and every ACK is recorded.
@@ -216,7 +248,9 @@ for (;;) {
 }
 const initialSyncMs = Date.now() - t;
 for (;;) {
-  const list = (await objects.listNamespacedCustomObject({ group: 'reliablesyncs.ledge.io', version: 'v1alpha1', plural: 'objectsyncs', namespace: ns })) as { items: { status?: { objectResourceVersion?: string } }[] };
+  const list = (await objects.listNamespacedCustomObject({ group: 'reliablesyncs.ledge.io', version: 'v1alpha1', plural: 'objectsyncs', namespace: ns })) as {
+    items: { status?: { objectResourceVersion?: string } }[];
+  };
   const recorded = list.items.filter((i) => i.status?.objectResourceVersion).length;
   if (recorded >= NODES * OBJECTS) break;
   if (Date.now() - t > 240_000) throw new Error(`records incomplete: ${recorded}/${NODES * OBJECTS}`);
@@ -238,11 +272,15 @@ const singleP = percentiles(single);
 // 1,000 nodes each receiving one change, written at once (50 in flight).
 const fanout: number[] = [];
 const tFan = Date.now();
-await limit(names.map((_, i) => i), 50, async (i) => {
-  const { t0, rv } = await updateCm(cmName(i, 1 % CMS), `f`);
-  const t1 = await waitRecv(`default/configmap/${cmName(i, 1 % CMS)}`, rv);
-  fanout.push(t1 - t0);
-});
+await limit(
+  names.map((_, i) => i),
+  50,
+  async (i) => {
+    const { t0, rv } = await updateCm(cmName(i, 1 % CMS), `f`);
+    const t1 = await waitRecv(`default/configmap/${cmName(i, 1 % CMS)}`, rv);
+    fanout.push(t1 - t0);
+  },
+);
 const fanoutP = { ...percentiles(fanout), totalMs: Date.now() - tFan };
 fleet.send({ cmd: 'watch', prefix: '\u0000' });
 
@@ -274,7 +312,11 @@ for (;;) {
   let ok = true;
   for (let i = 0; i < NODES && ok; i++) {
     const held = d.versions[`n${i}`] ?? {};
-    for (let j = 0; j < CMS; j++) if (held[`default/configmap/${cmName(i, j)}`] !== expected.get(cmName(i, j))) { ok = false; break; }
+    for (let j = 0; j < CMS; j++)
+      if (held[`default/configmap/${cmName(i, j)}`] !== expected.get(cmName(i, j))) {
+        ok = false;
+        break;
+      }
   }
   if (ok) {
     convergedMs = Date.now() - tKill;
@@ -295,7 +337,16 @@ for (const line of b.svc.lines) {
     upToDate += Number(m[3]);
   }
 }
-const failover = { objects: NODES * OBJECTS, takeovers, convergedMs, resentOnTakeover: resent, resentPct: +((100 * resent) / (NODES * OBJECTS)).toFixed(2), upToDateOnTakeover: upToDate, updatesDuringFailover: streamed, sessionsAfter: after.perEndpoint };
+const failover = {
+  objects: NODES * OBJECTS,
+  takeovers,
+  convergedMs,
+  resentOnTakeover: resent,
+  resentPct: +((100 * resent) / (NODES * OBJECTS)).toFixed(2),
+  upToDateOnTakeover: upToDate,
+  updatesDuringFailover: streamed,
+  sessionsAfter: after.perEndpoint,
+};
 
 Object.assign(results, {
   initialSync: { objects: NODES * OBJECTS, deliveredMs: initialSyncMs, recordedMs: recordsMs },
@@ -314,7 +365,7 @@ console.table({
 console.table({ failover });
 console.log(results.verdict);
 mkdirSync(join(root, 'bench/results'), { recursive: true });
-writeFileSync(join(root, 'bench/results/controllers.json'), JSON.stringify(results, null, 2) + '\n');
+writeFileSync(join(root, 'bench/results/controllers.json'), `${JSON.stringify(results, null, 2)}\n`);
 fleet.send({ cmd: 'close' });
 cleanup();
 rmSync(dir, { recursive: true, force: true });

@@ -180,10 +180,14 @@ async function main(): Promise<void> {
     };
   });
   console.log(`\nEdgeCore memory at steady state: medians from minute ${STEADY_FROM_MIN} to ${MINUTES}, slopes from minute ${SLOPE_FROM_MIN}\n`);
-  console.log('| process | RSS MiB | RssAnon MiB | max RSS MiB | Δ RSS MiB | Δ RSS vs bare low MiB | Δ RssAnon MiB | Δ max RSS MiB | RSS slope MiB/10 min | RssAnon slope MiB/10 min |');
+  console.log(
+    '| process | RSS MiB | RssAnon MiB | max RSS MiB | Δ RSS MiB | Δ RSS vs bare low MiB | Δ RssAnon MiB | Δ max RSS MiB | RSS slope MiB/10 min | RssAnon slope MiB/10 min |',
+  );
   console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of rows) {
-    console.log(`| ${r.name}${r.exited ? ' (exited)' : ''} | ${r.rssMiB} | ${r.rssAnonMiB} | ${r.maxRssMiB} | ${r.deltaRssMiB} | ${r.deltaRssVsBareLowMiB} | ${r.deltaRssAnonMiB} | ${r.deltaMaxRssMiB} | ${r.slopeRssMiBPer10Min} | ${r.slopeRssAnonMiBPer10Min} |`);
+    console.log(
+      `| ${r.name}${r.exited ? ' (exited)' : ''} | ${r.rssMiB} | ${r.rssAnonMiB} | ${r.maxRssMiB} | ${r.deltaRssMiB} | ${r.deltaRssVsBareLowMiB} | ${r.deltaRssAnonMiB} | ${r.deltaMaxRssMiB} | ${r.slopeRssMiBPer10Min} | ${r.slopeRssAnonMiBPer10Min} |`,
+    );
   }
   const def = rows[1]!;
   const worst = Math.max(def.deltaRssMiB, def.deltaRssVsBareLowMiB);
@@ -196,7 +200,7 @@ async function main(): Promise<void> {
   const file = MINUTES >= 30 ? 'edge-memory-soak.json' : 'edge-memory-steady.json';
   writeFileSync(
     join(out, file),
-    JSON.stringify(
+    `${JSON.stringify(
       {
         bench: 'edge-memory-steady',
         date: new Date().toISOString(),
@@ -204,11 +208,16 @@ async function main(): Promise<void> {
         settings: { minutes: MINUTES, intervalS: INTERVAL_S, steadyFromMin: STEADY_FROM_MIN, slopeFromMin: SLOPE_FROM_MIN },
         verdict,
         rows,
-        series: procs.map((p) => ({ name: p.name, t: p.samples.map(([t]) => Math.round(t)), rssKiB: p.samples.map(([, s]) => Math.round(s.rss / 1024)), rssAnonKiB: p.samples.map(([, s]) => Math.round(s.rssAnon / 1024)) })),
+        series: procs.map((p) => ({
+          name: p.name,
+          t: p.samples.map(([t]) => Math.round(t)),
+          rssKiB: p.samples.map(([, s]) => Math.round(s.rss / 1024)),
+          rssAnonKiB: p.samples.map(([, s]) => Math.round(s.rssAnon / 1024)),
+        })),
       },
       null,
       2,
-    ) + '\n',
+    )}\n`,
   );
   console.log(`wrote bench/results/${file}`);
 }

@@ -152,7 +152,8 @@ async function main(): Promise<void> {
     procs.push({ name: 'bare node, combined flags', runtime: 'node', kind: 'bare', flags: COMBINED.flags, env: COMBINED.env, samples: [] });
     for (const p of PROBES) procs.push({ name: p.name, runtime: 'node', kind: 'probe', flags: ['-e', p.code], samples: [] });
     procs.push({ name: 'edgecore, default', runtime: 'node', kind: 'edge', flags: [], samples: [] });
-    for (const f of [...FLAG_SETS, COMBINED]) procs.push({ name: `edgecore, ${f.name}`, runtime: 'node', kind: 'edge', flags: f.flags, ...(f.env ? { env: f.env } : {}), samples: [] });
+    for (const f of [...FLAG_SETS, COMBINED])
+      procs.push({ name: `edgecore, ${f.name}`, runtime: 'node', kind: 'edge', flags: f.flags, ...(f.env ? { env: f.env } : {}), samples: [] });
     if (bun.path) {
       procs.push({ name: 'bare bun', runtime: 'bun', kind: 'bare', flags: [], samples: [] });
       procs.push({ name: 'edgecore on bun', runtime: 'bun', kind: 'edge', flags: [], samples: [] });
@@ -233,7 +234,9 @@ async function main(): Promise<void> {
   console.log('| process | flags / env | connected | RSS MiB | RssAnon MiB | RssFile MiB | Δ RSS MiB | Δ RssAnon MiB |');
   console.log('|---|---|---|---:|---:|---:|---:|---:|');
   for (const r of rows) {
-    console.log(`| ${r.name} | ${r.flags || '—'} | ${r.connected === undefined ? '—' : r.connected ? 'yes' : r.exited ? 'exited' : 'no'} | ${r.rssMiB} | ${r.rssAnonMiB} | ${r.rssFileMiB} | ${r.deltaRssMiB} | ${r.deltaRssAnonMiB} |`);
+    console.log(
+      `| ${r.name} | ${r.flags || '—'} | ${r.connected === undefined ? '—' : r.connected ? 'yes' : r.exited ? 'exited' : 'no'} | ${r.rssMiB} | ${r.rssAnonMiB} | ${r.rssFileMiB} | ${r.deltaRssMiB} | ${r.deltaRssAnonMiB} |`,
+    );
   }
   console.log(`\ndist/edgecore.js: ${(edgeBytes / 1024).toFixed(1)} KiB minified, ${(edgeGzip / 1024).toFixed(1)} KiB gzip -9`);
   if ('packages' in composition) {
@@ -256,7 +259,7 @@ async function main(): Promise<void> {
   mkdirSync(out, { recursive: true });
   writeFileSync(
     join(out, 'edge-memory.json'),
-    JSON.stringify(
+    `${JSON.stringify(
       {
         bench: 'edge-memory',
         date: new Date().toISOString(),
@@ -270,7 +273,7 @@ async function main(): Promise<void> {
       },
       null,
       2,
-    ) + '\n',
+    )}\n`,
   );
   console.log('wrote bench/results/edge-memory.json');
 }

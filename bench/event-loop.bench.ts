@@ -71,12 +71,20 @@ async function controlPlane(): Promise<void> {
     const agent = new Agent({ keepAlive: true, maxSockets: 16, ca: ready.caCertPem });
     const call = (method: string, path: string, body?: string | Buffer, contentType = 'application/json'): Promise<{ status: number; text: string }> =>
       new Promise((resolve) => {
-        const req = request(new URL(path, ready.url), { method, agent, headers: { authorization: `Bearer ${ready.token}`, ...(body !== undefined ? { 'content-type': contentType, 'content-length': Buffer.byteLength(body) } : {}) } }, (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-          res.on('error', () => resolve({ status: -1, text: '' }));
-        });
+        const req = request(
+          new URL(path, ready.url),
+          {
+            method,
+            agent,
+            headers: { authorization: `Bearer ${ready.token}`, ...(body !== undefined ? { 'content-type': contentType, 'content-length': Buffer.byteLength(body) } : {}) },
+          },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+            res.on('error', () => resolve({ status: -1, text: '' }));
+          },
+        );
         req.setTimeout(120_000, () => req.destroy(new Error('timeout')));
         req.on('error', (err) => resolve({ status: -1, text: err.message }));
         req.end(body);
@@ -119,7 +127,16 @@ async function controlPlane(): Promise<void> {
                     type: 'object',
                     properties: {
                       name: { type: 'string', pattern: '^(a+)+$' },
-                      items: { type: 'array', items: { type: 'object', properties: { mode: { type: 'string', default: 'auto' }, tags: { type: 'object', default: { a: 'x'.repeat(200) }, additionalProperties: { type: 'string' } } } } },
+                      items: {
+                        type: 'array',
+                        items: {
+                          type: 'object',
+                          properties: {
+                            mode: { type: 'string', default: 'auto' },
+                            tags: { type: 'object', default: { a: 'x'.repeat(200) }, additionalProperties: { type: 'string' } },
+                          },
+                        },
+                      },
                     },
                   },
                 },
@@ -135,18 +152,29 @@ async function controlPlane(): Promise<void> {
     const WIDGETS = '/apis/bench.ledge.io/v1/namespaces/default/widgets';
     await phase(host, 'control plane', 'CRD pattern ^(a+)+$ against 182 bytes, ×20', async () => {
       const codes: number[] = [];
-      for (let i = 0; i < 20; i++) codes.push((await call('POST', WIDGETS, JSON.stringify({ apiVersion: 'bench.ledge.io/v1', kind: 'Widget', metadata: { name: `redos-${i}` }, spec: { name: `${'a'.repeat(181)}!` } }))).status);
+      for (let i = 0; i < 20; i++)
+        codes.push(
+          (
+            await call(
+              'POST',
+              WIDGETS,
+              JSON.stringify({ apiVersion: 'bench.ledge.io/v1', kind: 'Widget', metadata: { name: `redos-${i}` }, spec: { name: `${'a'.repeat(181)}!` } }),
+            )
+          ).status,
+        );
       return tally(codes);
     });
     await phase(host, 'control plane', 'custom resource with schema defaults (6 KB, 1,000 items), ×10', async () => {
       const codes: number[] = [];
       const items = Array.from({ length: 1000 }, () => ({}));
-      for (let i = 0; i < 10; i++) codes.push((await call('POST', WIDGETS, JSON.stringify({ apiVersion: 'bench.ledge.io/v1', kind: 'Widget', metadata: { name: `defaults-${i}` }, spec: { items } }))).status);
+      for (let i = 0; i < 10; i++)
+        codes.push((await call('POST', WIDGETS, JSON.stringify({ apiVersion: 'bench.ledge.io/v1', kind: 'Widget', metadata: { name: `defaults-${i}` }, spec: { items } }))).status);
       return tally(codes);
     });
 
     await phase(host, 'control plane', 'strategic merge patch, 2.8 MB (24,000 Service ports merged by key), ×3', async () => {
-      const ports = (v: string, n: number) => Array.from({ length: n }, (_, i) => ({ name: `p${i}-${v}`, port: i + 1, targetPort: i + 1, protocol: 'TCP', appProtocol: `x-${v}-${'y'.repeat(30)}` }));
+      const ports = (v: string, n: number) =>
+        Array.from({ length: n }, (_, i) => ({ name: `p${i}-${v}`, port: i + 1, targetPort: i + 1, protocol: 'TCP', appProtocol: `x-${v}-${'y'.repeat(30)}` }));
       await call('POST', '/api/v1/namespaces/default/services', JSON.stringify({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'smp' }, spec: { ports: ports('a', 100) } }));
       const codes: number[] = [];
       let bytes = 0;
@@ -178,10 +206,14 @@ async function controlPlane(): Promise<void> {
       const watches: { destroy(): void }[] = [];
       for (let i = 0; i < 20; i++) {
         const reader = i % 2 === 0;
-        const req = request(new URL(`${CMS}?watch=true&fieldSelector=metadata.name%3Dbig`, ready.url), { ca: ready.caCertPem, headers: { authorization: `Bearer ${ready.token}` } }, (res) => {
-          if (reader) res.resume();
-          else res.socket.pause();
-        });
+        const req = request(
+          new URL(`${CMS}?watch=true&fieldSelector=metadata.name%3Dbig`, ready.url),
+          { ca: ready.caCertPem, headers: { authorization: `Bearer ${ready.token}` } },
+          (res) => {
+            if (reader) res.resume();
+            else res.socket.pause();
+          },
+        );
         req.on('error', () => {});
         req.end();
         watches.push(req);
@@ -256,9 +288,15 @@ async function cloudHub(): Promise<void> {
         ws.on('close', (code) => finish(`closed by CloudHub with ${code}`));
         ws.on('error', () => {});
       });
-    const keepalive = Buffer.from(codec.encode(newMessage({ source: ModuleName.EdgeHub, group: Group.Hub, operation: Operation.Keepalive, resource: '', content: { t: Date.now() } })));
+    const keepalive = Buffer.from(
+      codec.encode(newMessage({ source: ModuleName.EdgeHub, group: Group.Hub, operation: Operation.Keepalive, resource: '', content: { t: Date.now() } })),
+    );
     await phase(host, 'CloudHub', 'keepalive flood from a peer that never reads, up to 45 s', () => flood('flooder-1', keepalive, 45_000));
-    const unknown = Buffer.from(codec.encode(newMessage({ source: ModuleName.EdgeHub, group: Group.User, operation: 'no-such-op' as Operation, resource: buildResource('default', 'widget', 'w'), content: { x: 1 } })));
+    const unknown = Buffer.from(
+      codec.encode(
+        newMessage({ source: ModuleName.EdgeHub, group: Group.User, operation: 'no-such-op' as Operation, resource: buildResource('default', 'widget', 'w'), content: { x: 1 } }),
+      ),
+    );
     await phase(host, 'CloudHub', 'unknown-operation flood from a peer that never reads, up to 45 s', () => flood('flooder-2', unknown, 45_000));
 
     await phase(host, 'CloudHub', '5,000 sessions under random names, each closed at once', async () => {
@@ -266,17 +304,19 @@ async function cloudHub(): Promise<void> {
       let refused = 0;
       for (let i = 0; i < 5000; i += 50) {
         await Promise.all(
-          Array.from({ length: 50 }, (_, j) =>
-            new Promise<void>((resolve) => {
-              const ws = new WebSocket(url, SUBPROTOCOL, { headers: { [NODE_NAME_HEADER]: `random-${i + j}-${Math.random().toString(36).slice(2)}` }, perMessageDeflate: false });
-              ws.on('open', () => {
-                ok++;
-                ws.close();
-              });
-              ws.on('unexpected-response', () => void refused++);
-              ws.on('error', () => {});
-              ws.on('close', () => resolve());
-            }),
+          Array.from(
+            { length: 50 },
+            (_, j) =>
+              new Promise<void>((resolve) => {
+                const ws = new WebSocket(url, SUBPROTOCOL, { headers: { [NODE_NAME_HEADER]: `random-${i + j}-${Math.random().toString(36).slice(2)}` }, perMessageDeflate: false });
+                ws.on('open', () => {
+                  ok++;
+                  ws.close();
+                });
+                ws.on('unexpected-response', () => void refused++);
+                ws.on('error', () => {});
+                ws.on('close', () => resolve());
+              }),
           ),
         );
       }
@@ -297,16 +337,18 @@ async function cloudHub(): Promise<void> {
       const codes: number[] = [];
       for (let i = 0; i < 500; i += 50) {
         await Promise.all(
-          Array.from({ length: 50 }, (_, j) =>
-            new Promise<void>((resolve) => {
-              const ws = new WebSocket(url, SUBPROTOCOL, { headers: { [NODE_NAME_HEADER]: `garbage-${i + j}` }, perMessageDeflate: false });
-              ws.on('open', () => ws.send(Buffer.from([0xff, 0x00, 0x13, 0x37, 0x42])));
-              ws.on('close', (code) => {
-                codes.push(code);
-                resolve();
-              });
-              ws.on('error', () => {});
-            }),
+          Array.from(
+            { length: 50 },
+            (_, j) =>
+              new Promise<void>((resolve) => {
+                const ws = new WebSocket(url, SUBPROTOCOL, { headers: { [NODE_NAME_HEADER]: `garbage-${i + j}` }, perMessageDeflate: false });
+                ws.on('open', () => ws.send(Buffer.from([0xff, 0x00, 0x13, 0x37, 0x42])));
+                ws.on('close', (code) => {
+                  codes.push(code);
+                  resolve();
+                });
+                ws.on('error', () => {});
+              }),
           ),
         );
       }
@@ -315,7 +357,16 @@ async function cloudHub(): Promise<void> {
 
     fleet.child.send({ cmd: 'stats' });
     const st = await waitMessage<{ open: number }>(fleet, (m) => m.type === 'stats', 10_000, 'fleet stats');
-    rows.push({ server: 'CloudHub', phase: 'honest sessions still open at the end', outcome: `${st.open} of 100`, p50Ms: Number.NaN, p99Ms: Number.NaN, maxMs: Number.NaN, rssMiB: Number.NaN, phaseMs: 0 });
+    rows.push({
+      server: 'CloudHub',
+      phase: 'honest sessions still open at the end',
+      outcome: `${st.open} of 100`,
+      p50Ms: Number.NaN,
+      p99Ms: Number.NaN,
+      maxMs: Number.NaN,
+      rssMiB: Number.NaN,
+      phaseMs: 0,
+    });
   } finally {
     await stopChild(fleet, { cmd: 'close' }, 5000);
     await stopChild(host, { cmd: 'stop' }, 10_000);
@@ -336,7 +387,16 @@ async function main(): Promise<void> {
   mkdirSync(out, { recursive: true });
   writeFileSync(
     join(out, 'event-loop.json'),
-    JSON.stringify({ bench: 'event-loop', date: new Date().toISOString(), machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version, loadAvg1: os.loadavg()[0] }, rows }, null, 2) + '\n',
+    `${JSON.stringify(
+      {
+        bench: 'event-loop',
+        date: new Date().toISOString(),
+        machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version, loadAvg1: os.loadavg()[0] },
+        rows,
+      },
+      null,
+      2,
+    )}\n`,
   );
   console.log('wrote bench/results/event-loop.json');
 }

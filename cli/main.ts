@@ -43,7 +43,8 @@ function edgecorePath(): string | undefined {
 
 /** `ledge up` is the all-in-one local setup: everything it starts listens here only. */
 const LOOPBACK = '127.0.0.1';
-const upUsage = 'Usage: ledge up [cloud options]\n\nStarts the local control plane, CloudCore and one EdgeCore (node "edge-1") on this machine; data in ./.ledge.\nCloudHub and the control plane stay on 127.0.0.1.';
+const upUsage =
+  'Usage: ledge up [cloud options]\n\nStarts the local control plane, CloudCore and one EdgeCore (node "edge-1") on this machine; data in ./.ledge.\nCloudHub and the control plane stay on 127.0.0.1.';
 
 /** `ledge up`: CloudCore in this process and one EdgeCore child, data under ./.ledge. */
 async function runUp(argv: string[]): Promise<void> {
@@ -63,8 +64,12 @@ async function runUp(argv: string[]): Promise<void> {
     process.exitCode = 1;
     return;
   }
-  const child = spawn(process.execPath, [edgecore, '--cloud', core.hub.url, '--node-name', 'edge-1', '--data-dir', './.ledge/edge-1', '--log-level', config.log.level], { stdio: 'inherit' });
-  log.info(`ledge is up: CloudHub at ${core.hub.url}, EdgeCore "edge-1" pid ${child.pid}${core.apiserver ? `, kubectl --kubeconfig ${core.apiserver.kubeconfigPath}` : ''}. Ctrl-C stops both.`);
+  const child = spawn(process.execPath, [edgecore, '--cloud', core.hub.url, '--node-name', 'edge-1', '--data-dir', './.ledge/edge-1', '--log-level', config.log.level], {
+    stdio: 'inherit',
+  });
+  log.info(
+    `ledge is up: CloudHub at ${core.hub.url}, EdgeCore "edge-1" pid ${child.pid}${core.apiserver ? `, kubectl --kubeconfig ${core.apiserver.kubeconfigPath}` : ''}. Ctrl-C stops both.`,
+  );
   child.once('exit', (code) => {
     if (code !== 0 && code !== null) log.error(`edgecore exited with code ${code}`);
   });

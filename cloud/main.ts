@@ -58,16 +58,19 @@ export async function startCloudCore(config: CloudConfig, log: Logger, extras: C
   // Local mode: the control plane runs in this process, and CloudCore uses it over HTTP like any cluster.
   const { startControlPlane } = extras;
   if (config.local && !startControlPlane) {
-    throw new ConfigError('--local: this CloudCore build has no embedded control plane (dist/cloudcore.js is the in-cluster build); run "ledge cloud --local" or "ledge up", or point it at a cluster with --kubeconfig');
+    throw new ConfigError(
+      '--local: this CloudCore build has no embedded control plane (dist/cloudcore.js is the in-cluster build); run "ledge cloud --local" or "ledge up", or point it at a cluster with --kubeconfig',
+    );
   }
-  const apiserver = startControlPlane && config.local
-    ? await startControlPlane({
-        dataDir: join(config.dataDir, 'apiserver'),
-        port: config.apiserver.port,
-        kubeconfigPath: config.apiserver.kubeconfig ?? join(config.dataDir, 'kubeconfig'),
-        log: log.child({ module: 'apiserver' }),
-      })
-    : undefined;
+  const apiserver =
+    startControlPlane && config.local
+      ? await startControlPlane({
+          dataDir: join(config.dataDir, 'apiserver'),
+          port: config.apiserver.port,
+          kubeconfigPath: config.apiserver.kubeconfig ?? join(config.dataDir, 'kubeconfig'),
+          log: log.child({ module: 'apiserver' }),
+        })
+      : undefined;
   if (apiserver) log.info('local control plane started', { url: apiserver.url, kubeconfig: apiserver.kubeconfigPath });
   const kubeconfigPath = apiserver?.kubeconfigPath ?? config.kubeconfig;
   const wantsApi = Boolean(kubeconfigPath || process.env.KUBERNETES_SERVICE_HOST);

@@ -95,7 +95,7 @@ interface K8sFieldOptions {
 }
 const opts = (f: protobuf.Field): K8sFieldOptions => (f.options ?? {}) as K8sFieldOptions;
 
-const has = (m: object, k: string): boolean => Object.prototype.hasOwnProperty.call(m, k);
+const has = (m: object, k: string): boolean => Object.hasOwn(m, k);
 
 /** Sets a key on a JSON object even when it is `__proto__` (a label key can be). */
 function put(o: JsonObj, k: string, v: JsonValue): void {
@@ -210,7 +210,7 @@ const CUSTOM: Record<string, (t: protobuf.Type, m: Msg, at: string) => JsonValue
   [`${EXT}JSONSchemaPropsOrArray`]: (t, m, at) => {
     checkUnknowns(t, m, at);
     const list = m.jSONSchemas as Msg[] | undefined;
-    if (list && list.length) return list.map((s, i) => message(type(`${EXT}JSONSchemaProps`), s, `${at}[${i}]`));
+    if (list?.length) return list.map((s, i) => message(type(`${EXT}JSONSchemaProps`), s, `${at}[${i}]`));
     return has(m, 'schema') ? message(type(`${EXT}JSONSchemaProps`), m.schema as Msg, at) : null;
   },
   [`${EXT}JSONSchemaPropsOrBool`]: (t, m, at) => {
@@ -221,7 +221,7 @@ const CUSTOM: Record<string, (t: protobuf.Type, m: Msg, at: string) => JsonValue
   [`${EXT}JSONSchemaPropsOrStringArray`]: (t, m, at) => {
     checkUnknowns(t, m, at);
     const list = m.property as string[] | undefined;
-    if (list && list.length) return [...list];
+    if (list?.length) return [...list];
     return has(m, 'schema') ? message(type(`${EXT}JSONSchemaProps`), m.schema as Msg, at) : null;
   },
 };

@@ -99,7 +99,14 @@ export function configMap(bytes: number, rv: string): Record<string, unknown> {
 async function main(): Promise<void> {
   const { config } = await loadConfig(cloudConfigSpec, {
     argv: [
-      '--bind-address', '127.0.0.1', '--port', '0', '--log-level', process.env.BENCH_CLOUD_LOG_LEVEL ?? 'warn', '--log-format', 'json',
+      '--bind-address',
+      '127.0.0.1',
+      '--port',
+      '0',
+      '--log-level',
+      process.env.BENCH_CLOUD_LOG_LEVEL ?? 'warn',
+      '--log-format',
+      'json',
       // wss:// when the parent passes a certificate (BENCH_TLS=1 in bench/cloudhub-scale.ts).
       ...(process.env.BENCH_TLS_CERT && process.env.BENCH_TLS_KEY ? ['--tls-cert-file', process.env.BENCH_TLS_CERT, '--tls-key-file', process.env.BENCH_TLS_KEY] : []),
     ],
@@ -131,7 +138,16 @@ async function main(): Promise<void> {
       void settle().then(() => {
         const m = process.memoryUsage();
         const r = readRss('self');
-        const reply: MemReply = { type: 'mem', connected, rss: r.rss, rssAnon: r.rssAnon, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers };
+        const reply: MemReply = {
+          type: 'mem',
+          connected,
+          rss: r.rss,
+          rssAnon: r.rssAnon,
+          heapUsed: m.heapUsed,
+          heapTotal: m.heapTotal,
+          external: m.external,
+          arrayBuffers: m.arrayBuffers,
+        };
         send(reply);
       });
       return;

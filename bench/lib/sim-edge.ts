@@ -16,10 +16,7 @@
 import WebSocket from 'ws';
 import { createCborCodec, newAck, NODE_NAME_HEADER, SUBPROTOCOL } from '../../shared/protocol/index.js';
 
-type Command =
-  | { cmd: 'connect'; url: string; names: string[]; concurrency: number; handshakeTimeoutMs: number; ca?: string }
-  | { cmd: 'stats' }
-  | { cmd: 'close' };
+type Command = { cmd: 'connect'; url: string; names: string[]; concurrency: number; handshakeTimeoutMs: number; ca?: string } | { cmd: 'stats' } | { cmd: 'close' };
 
 const codec = createCborCodec();
 const sockets: WebSocket[] = [];

@@ -31,7 +31,14 @@ function connect(endpoints: string[], name: string, index: number, first: (ok: b
     stats.open++;
     stats.perEndpoint[url] = (stats.perEndpoint[url] ?? 0) + 1;
     // Register like a real edge: a node status report (the Node object is created from it).
-    const status = { seq: 1, bootId: name, nodeInfo: { operatingSystem: 'linux', architecture: 'arm64', kernelVersion: 'sim', hostname: name, runtime: 'sim' }, capacity: { cpu: '4', memory: '4Gi' }, addresses: [], conditions: [{ type: 'Ready', status: 'True', reason: 'Sim', lastHeartbeatTime: new Date().toISOString() }] };
+    const status = {
+      seq: 1,
+      bootId: name,
+      nodeInfo: { operatingSystem: 'linux', architecture: 'arm64', kernelVersion: 'sim', hostname: name, runtime: 'sim' },
+      capacity: { cpu: '4', memory: '4Gi' },
+      addresses: [],
+      conditions: [{ type: 'Ready', status: 'True', reason: 'Sim', lastHeartbeatTime: new Date().toISOString() }],
+    };
     ws.send(codec.encode(newMessage({ source: 'edged', group: 'resource', operation: 'update', resource: `default/nodestatus/${name}`, sync: true, content: status })));
     first(true);
   });

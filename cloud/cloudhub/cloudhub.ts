@@ -68,7 +68,10 @@ const NODE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])
 
 /** True for addresses only this machine can reach: 127.0.0.0/8, ::1, localhost. */
 export function isLoopbackHost(host: string): boolean {
-  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  const h = host
+    .trim()
+    .toLowerCase()
+    .replace(/^\[(.*)\]$/, '$1');
   if (h === 'localhost') return true;
   if (isIP(h) === 4) return h.startsWith('127.');
   if (isIP(h) === 6) {
@@ -177,7 +180,9 @@ export class CloudHub implements Module {
       handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
     });
     server.on('upgrade', (req, socket, head) => this.onUpgrade(wss, req, socket, head));
-    server.on('tlsClientError', (err) => this.warnLimited('tls', `TLS handshake failed: ${err.message}`, { code: ErrorCode.Tls }, (n, ms) => `${n} more TLS handshakes failed in the last ${seconds(ms)}`));
+    server.on('tlsClientError', (err) =>
+      this.warnLimited('tls', `TLS handshake failed: ${err.message}`, { code: ErrorCode.Tls }, (n, ms) => `${n} more TLS handshakes failed in the last ${seconds(ms)}`),
+    );
     server.on('clientError', (err, socket) => {
       this.log.debug(`bad HTTP request: ${err.message}`);
       socket.destroy();
@@ -192,7 +197,10 @@ export class CloudHub implements Module {
         const address = typeof bound === 'object' && bound ? bound.address : o.host;
         this.log.info('cloudhub listening', { url: this.url, address, tls: !!o.tls });
         if (!isLoopbackHost(address)) {
-          this.log.warn(`CloudHub listens on ${address}, reachable from other machines, while nodes still name themselves (${NODE_NAME_HEADER}, no client certificates): anyone who can reach this port can act as any node. Restrict access to the network, or listen on 127.0.0.1 (the default)`, { address });
+          this.log.warn(
+            `CloudHub listens on ${address}, reachable from other machines, while nodes still name themselves (${NODE_NAME_HEADER}, no client certificates): anyone who can reach this port can act as any node. Restrict access to the network, or listen on 127.0.0.1 (the default)`,
+            { address },
+          );
         }
         this.resolveListening();
         resolve();
@@ -203,7 +211,12 @@ export class CloudHub implements Module {
   /** Refuses an upgrade before it happens: HTTP 400, the body `LEDGE_ERR_HANDSHAKE: <reason>`. */
   private reject(socket: Duplex, reason: string, remote: string, kind: string): void {
     const err = new HandshakeError(reason);
-    this.warnLimited(`refused:${kind}`, `edge connection refused: ${reason}`, { code: err.code, remote }, (n, ms) => `${n} more edge connections refused (${kind}) in the last ${seconds(ms)}`);
+    this.warnLimited(
+      `refused:${kind}`,
+      `edge connection refused: ${reason}`,
+      { code: err.code, remote },
+      (n, ms) => `${n} more edge connections refused (${kind}) in the last ${seconds(ms)}`,
+    );
     const status = err.httpStatus ?? 400;
     const body = `${err.code}: ${reason}\n`;
     socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
@@ -214,7 +227,8 @@ export class CloudHub implements Module {
     const url = req.url ?? '';
     if (url.split('?')[0] !== this.options.path) return this.reject(socket, `unknown path ${url.slice(0, 100)}`, remote, 'path');
     const protocols = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim());
-    if (!protocols.includes(SUBPROTOCOL)) return this.reject(socket, `subprotocol ${SUBPROTOCOL} required (offered: ${protocols.join(',').slice(0, 200) || 'none'})`, remote, 'subprotocol');
+    if (!protocols.includes(SUBPROTOCOL))
+      return this.reject(socket, `subprotocol ${SUBPROTOCOL} required (offered: ${protocols.join(',').slice(0, 200) || 'none'})`, remote, 'subprotocol');
     const node = String(req.headers[NODE_NAME_HEADER] ?? '');
     if (!node || node.length > 253 || !NODE_NAME.test(node)) return this.reject(socket, `missing or invalid node name header ${NODE_NAME_HEADER}`, remote, 'name');
     if (this.wouldExceedNodeLimit(node)) return this.reject(socket, `node limit ${this.options.maxNodes} reached`, remote, 'limit');
@@ -288,7 +302,11 @@ export class CloudHub implements Module {
   /** Logs a warning at most once per window and `key`, then a summary line of what it left out. */
   private warnLimited(key: string, msg: string, fields: Record<string, unknown>, summary: (n: number, ms: number) => string, s?: NodeState): void {
     const limiter = s ? (s.logLimiter ??= new LogLimiter(this.options.logWindowMs)) : this.hubLog;
-    limiter.event(key, () => this.log.warn(msg, fields), (n, ms) => this.log.warn(summary(n, ms), { ...fields, suppressed: n }));
+    limiter.event(
+      key,
+      () => this.log.warn(msg, fields),
+      (n, ms) => this.log.warn(summary(n, ms), { ...fields, suppressed: n }),
+    );
   }
 
   private queueOf(s: NodeState): DeliveryQueue<Outgoing> {
@@ -529,7 +547,10 @@ export class CloudHub implements Module {
       if (id !== undefined) {
         // Well-formed frame with an unknown operation: reject this message only.
         this.rejected(s, `message rejected: ${errorMessage(err)}`, { code: errorCode(err), id });
-        this.sendDirect(s, newAck({ header: { id, timestamp: 0, sync: true }, route: { source: '', group: '', operation: '', resource: '' }, content: null }, this.name, errorContent(err)));
+        this.sendDirect(
+          s,
+          newAck({ header: { id, timestamp: 0, sync: true }, route: { source: '', group: '', operation: '', resource: '' }, content: null }, this.name, errorContent(err)),
+        );
         return false;
       }
       this.closeForError(s, err, 'undecodable frame from node');
@@ -571,10 +592,22 @@ export class CloudHub implements Module {
     const original = d.item.message;
     const error = ack.content as ErrorContent | null;
     if (error && typeof error === 'object') {
-      this.warnLimited('node-rejected', `node rejected ${original.route.operation} ${original.route.resource}: ${error.message}`, { node: s.name, code: error.code, id: original.header.id }, (n, ms) => `${n} more messages rejected by node ${s.name} in the last ${seconds(ms)}`, s);
+      this.warnLimited(
+        'node-rejected',
+        `node rejected ${original.route.operation} ${original.route.resource}: ${error.message}`,
+        { node: s.name, code: error.code, id: original.header.id },
+        (n, ms) => `${n} more messages rejected by node ${s.name} in the last ${seconds(ms)}`,
+        s,
+      );
     }
     if (ackChannel.hasSubscribers) {
-      const acked: AckedObject = { node: s.name, resource: original.route.resource, operation: original.route.operation, messageId: original.header.id, ...(original.header.resourceVersion !== undefined ? { resourceVersion: original.header.resourceVersion } : {}) };
+      const acked: AckedObject = {
+        node: s.name,
+        resource: original.route.resource,
+        operation: original.route.operation,
+        messageId: original.header.id,
+        ...(original.header.resourceVersion !== undefined ? { resourceVersion: original.header.resourceVersion } : {}),
+      };
       ackChannel.publish(acked);
     }
     // The one ACK channel: a report through Beehive to the module that sent the message (the SyncController records it).
@@ -614,7 +647,13 @@ export class CloudHub implements Module {
       .catch((err) => {
         // Not handled: forget the id so the edge's retry is processed, and withhold the ACK.
         s.forget(id);
-        this.warnLimited('unhandled', `upstream ${msg.route.operation} ${msg.route.resource} not handled: ${errorMessage(err)}; the edge will retry`, { node: s.name, code: errorCode(err) }, (n, ms) => `${n} more upstream messages of node ${s.name} not handled in the last ${seconds(ms)}`, s);
+        this.warnLimited(
+          'unhandled',
+          `upstream ${msg.route.operation} ${msg.route.resource} not handled: ${errorMessage(err)}; the edge will retry`,
+          { node: s.name, code: errorCode(err) },
+          (n, ms) => `${n} more upstream messages of node ${s.name} not handled in the last ${seconds(ms)}`,
+          s,
+        );
       })
       .finally(() => {
         s.inProgress--;
@@ -650,7 +689,13 @@ export class CloudHub implements Module {
   /** Reading from a node that exceeds its rate pauses until a token refills (TCP pushes back on it). */
   private throttle(s: NodeState, waitMs: number): void {
     if (s.throttled) return;
-    this.warnLimited('rate', `node exceeds ${this.options.upstreamQps} frames/s; throttling it`, { node: s.name, code: ErrorCode.RateLimit }, (n, ms) => `node ${s.name} was throttled ${n} more times in the last ${seconds(ms)}`, s);
+    this.warnLimited(
+      'rate',
+      `node exceeds ${this.options.upstreamQps} frames/s; throttling it`,
+      { node: s.name, code: ErrorCode.RateLimit },
+      (n, ms) => `node ${s.name} was throttled ${n} more times in the last ${seconds(ms)}`,
+      s,
+    );
     s.throttled = true;
     this.updateReading(s);
     const gen = s.generation;
@@ -690,7 +735,12 @@ export class CloudHub implements Module {
       return;
     }
     if (this.wouldExceedNodeLimit(node)) {
-      this.warnLimited('downstream-limit', `node limit reached; message for unknown node ${node} dropped`, { code: QueueFullError.code }, (n, ms) => `${n} more messages for unknown nodes dropped (node limit) in the last ${seconds(ms)}`);
+      this.warnLimited(
+        'downstream-limit',
+        `node limit reached; message for unknown node ${node} dropped`,
+        { code: QueueFullError.code },
+        (n, ms) => `${n} more messages for unknown nodes dropped (node limit) in the last ${seconds(ms)}`,
+      );
       return;
     }
     const s = known ?? this.state(node);
@@ -715,7 +765,8 @@ export class CloudHub implements Module {
     try {
       this.queueOf(s).enqueue(msg.header.id, msg.route.resource, { message: msg, frame });
     } catch (err) {
-      if (err instanceof QueueFullError) this.log.warn(`queue of node ${s.name} is full; message dropped (the sync controller will resend)`, { code: err.code, resource: msg.route.resource });
+      if (err instanceof QueueFullError)
+        this.log.warn(`queue of node ${s.name} is full; message dropped (the sync controller will resend)`, { code: err.code, resource: msg.route.resource });
       else throw err;
     }
   }
@@ -757,7 +808,16 @@ export class CloudHub implements Module {
   nodeSummary(node: string): NodeSummary | undefined {
     const s = this.nodes.get(node);
     if (!s) return undefined;
-    return { name: s.name, connected: s.connected, queued: s.queue?.size ?? 0, inFlight: s.queue?.inFlightCount ?? 0, unflushedBytes: s.unflushed, paused: s.paused, backlog: s.backlog?.length ?? 0, stats: { ...s.stats } };
+    return {
+      name: s.name,
+      connected: s.connected,
+      queued: s.queue?.size ?? 0,
+      inFlight: s.queue?.inFlightCount ?? 0,
+      unflushedBytes: s.unflushed,
+      paused: s.paused,
+      backlog: s.backlog?.length ?? 0,
+      stats: { ...s.stats },
+    };
   }
 
   isConnected(node: string): boolean {

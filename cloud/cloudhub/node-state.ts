@@ -7,7 +7,7 @@
  * grace period (see `idleNodeGraceMs` and docs/design.md "Idle node state is evicted").
  */
 import type { WebSocket, RawData } from 'ws';
-import { DeliveryQueue, type Delivery } from '../../shared/delivery/index.js';
+import type { DeliveryQueue, Delivery } from '../../shared/delivery/index.js';
 import type { Message } from '../../shared/protocol/index.js';
 import type { LogLimiter } from './log-limiter.js';
 
@@ -20,7 +20,10 @@ export interface Outgoing {
 export class TokenBucket {
   private tokens: number;
   private last = Date.now();
-  constructor(private readonly rate: number, private readonly burst: number) {
+  constructor(
+    private readonly rate: number,
+    private readonly burst: number,
+  ) {
     this.tokens = burst;
   }
 

@@ -263,7 +263,8 @@ export class EdgeController implements Module, DesiredSource {
       await this.core!.deleteNamespacedPod({ name: name!, namespace: namespace!, gracePeriodSeconds: 0, body: { preconditions: { uid: uid! } } });
       this.log.info(`pod ${namespace}/${name} stopped on its node; deletion completed`);
     } catch (err) {
-      if (httpStatus(err) !== 404 && httpStatus(err) !== 409) this.log.warn(`cannot complete deletion of pod ${namespace}/${name}: ${errorMessage(err)}`, { code: ErrorCode.Api, status: httpStatus(err) });
+      if (httpStatus(err) !== 404 && httpStatus(err) !== 409)
+        this.log.warn(`cannot complete deletion of pod ${namespace}/${name}: ${errorMessage(err)}`, { code: ErrorCode.Api, status: httpStatus(err) });
     }
   }
 
@@ -353,7 +354,15 @@ export class EdgeController implements Module, DesiredSource {
       await co.replaceNamespacedLease({ name: node, namespace, body: lease });
     } catch (err) {
       if (httpStatus(err) !== 404) throw err;
-      await co.createNamespacedLease({ namespace, body: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: node, namespace }, spec: { holderIdentity: node, renewTime, leaseDurationSeconds: this.options.leaseDurationSeconds } } });
+      await co.createNamespacedLease({
+        namespace,
+        body: {
+          apiVersion: 'coordination.k8s.io/v1',
+          kind: 'Lease',
+          metadata: { name: node, namespace },
+          spec: { holderIdentity: node, renewTime, leaseDurationSeconds: this.options.leaseDurationSeconds },
+        },
+      });
     }
   }
 

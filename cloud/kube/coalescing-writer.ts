@@ -27,7 +27,10 @@ export class CoalescingWriter<V> {
   writes = 0;
   coalesced = 0;
 
-  constructor(private readonly writeFn: (key: string, value: V) => Promise<void>, private readonly options: CoalescingWriterOptions<V> = {}) {
+  constructor(
+    private readonly writeFn: (key: string, value: V) => Promise<void>,
+    private readonly options: CoalescingWriterOptions<V> = {},
+  ) {
     this.slots = options.concurrency ?? Infinity;
   }
 

@@ -114,13 +114,20 @@ export class LeaderElector implements Module {
 
   private readonly options: LeaderElectionOptions;
 
-  constructor(kc: k8s.KubeConfig | undefined, init: LeaderElectionInit, private readonly log: Logger, deps: { store?: LeaseStore; clock?: Clock } = {}) {
+  constructor(
+    kc: k8s.KubeConfig | undefined,
+    init: LeaderElectionInit,
+    private readonly log: Logger,
+    deps: { store?: LeaseStore; clock?: Clock } = {},
+  ) {
     const options: LeaderElectionOptions = { ...defaultLeaderElectionOptions, ...init };
     this.options = options;
     const { leaseDurationMs, renewIntervalMs } = options;
     this.renewDeadlineMs = options.renewDeadlineMs ?? Math.floor((leaseDurationMs * 2) / 3);
     if (!(renewIntervalMs < this.renewDeadlineMs && this.renewDeadlineMs < leaseDurationMs)) {
-      throw new ConfigError(`leader election needs renew interval (${renewIntervalMs} ms) < renew deadline (${this.renewDeadlineMs} ms) < lease duration (${leaseDurationMs} ms); the deadline defaults to 2/3 of the lease duration`);
+      throw new ConfigError(
+        `leader election needs renew interval (${renewIntervalMs} ms) < renew deadline (${this.renewDeadlineMs} ms) < lease duration (${leaseDurationMs} ms); the deadline defaults to 2/3 of the lease duration`,
+      );
     }
     this.clock = deps.clock ?? systemClock;
     if (deps.store) this.store = deps.store;
@@ -144,7 +151,10 @@ export class LeaderElector implements Module {
       const held = this.leading;
       // Stop leading first; only then give the lease up, so another replica can take over at once.
       this.stepDown('stopping');
-      if (held) await this.release().catch((err: unknown) => this.log.warn(`leader election: cannot release the lease: ${errorMessage(err)}`, { code: errorCode(err), status: httpStatus(err) }));
+      if (held)
+        await this.release().catch((err: unknown) =>
+          this.log.warn(`leader election: cannot release the lease: ${errorMessage(err)}`, { code: errorCode(err), status: httpStatus(err) }),
+        );
     }
   }
 
@@ -262,7 +272,10 @@ export class LeaderElector implements Module {
     const expired = new Promise<never>((_, reject) => {
       ac.signal.addEventListener('abort', () => reject(ac.signal.reason), { once: true });
     });
-    const timer = this.clock.setTimeout(() => ac.abort(new TimeoutError(`lease ${this.options.namespace}/${this.options.name}: no answer within ${Math.round(ms)} ms`)), Math.max(0, ms));
+    const timer = this.clock.setTimeout(
+      () => ac.abort(new TimeoutError(`lease ${this.options.namespace}/${this.options.name}: no answer within ${Math.round(ms)} ms`)),
+      Math.max(0, ms),
+    );
     try {
       return await Promise.race([fn(ac.signal), expired]);
     } finally {
@@ -318,7 +331,13 @@ export function kubeLeaseStore(kc: k8s.KubeConfig, namespace: string, name: stri
     const renewTime = time(s.renewTime);
     return {
       version: lease.metadata?.resourceVersion ?? '',
-      record: { holderIdentity: s.holderIdentity ?? '', leaseDurationSeconds: s.leaseDurationSeconds ?? 15, leaseTransitions: s.leaseTransitions ?? 0, ...(acquireTime !== undefined ? { acquireTime } : {}), ...(renewTime !== undefined ? { renewTime } : {}) },
+      record: {
+        holderIdentity: s.holderIdentity ?? '',
+        leaseDurationSeconds: s.leaseDurationSeconds ?? 15,
+        leaseTransitions: s.leaseTransitions ?? 0,
+        ...(acquireTime !== undefined ? { acquireTime } : {}),
+        ...(renewTime !== undefined ? { renewTime } : {}),
+      },
     };
   };
   return {

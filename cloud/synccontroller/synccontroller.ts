@@ -374,7 +374,13 @@ export class SyncController implements Module {
     // Records (or unACKed sends) of objects the node should no longer hold.
     const stale = new Map<string, ObjectRef>();
     for (const [uid, rec] of recs ?? []) {
-      if (!desired.has(uid)) stale.set(uid, { kind: rec.spec.objectKind, apiVersion: rec.spec.objectAPIVersion, name: rec.spec.objectName, ...(rec.metadata.namespace ? { namespace: rec.metadata.namespace } : {}) });
+      if (!desired.has(uid))
+        stale.set(uid, {
+          kind: rec.spec.objectKind,
+          apiVersion: rec.spec.objectAPIVersion,
+          name: rec.spec.objectName,
+          ...(rec.metadata.namespace ? { namespace: rec.metadata.namespace } : {}),
+        });
     }
     // An object sent but not ACKed has no record yet: its delete is built from what was sent.
     for (const [uid, e] of sent) {
@@ -588,7 +594,15 @@ export class SyncController implements Module {
       missing.add(node);
       if (!this.missingNodes.has(node)) continue;
       for (const [uid, rec] of recs) {
-        this.queueWrite({ node, uid, kind: rec.spec.objectKind, apiVersion: rec.spec.objectAPIVersion, name: rec.spec.objectName, rv: null, ...(rec.metadata.namespace ? { namespace: rec.metadata.namespace } : {}) });
+        this.queueWrite({
+          node,
+          uid,
+          kind: rec.spec.objectKind,
+          apiVersion: rec.spec.objectAPIVersion,
+          name: rec.spec.objectName,
+          rv: null,
+          ...(rec.metadata.namespace ? { namespace: rec.metadata.namespace } : {}),
+        });
         this.stats.gc++;
       }
     }

@@ -116,10 +116,7 @@ export class EdgeHub implements Module {
     for (const e of replay) this.queue.enqueue(e.message.header.id, e.message.route.resource, e);
     if (replay.length) this.log.info(`outbox holds ${replay.length} undelivered messages; they go first after connecting`);
     if (o.insecureSkipTlsVerify) this.log.warn('TLS certificate verification is OFF (insecureSkipTlsVerify); use only for development', { code: ErrorCode.Insecure });
-    const timers = [
-      setInterval(() => this.queue.tick(), Math.max(50, Math.min(1000, o.ackTimeoutMs / 4))),
-      setInterval(() => this.keepalive(), o.heartbeatIntervalMs),
-    ];
+    const timers = [setInterval(() => this.queue.tick(), Math.max(50, Math.min(1000, o.ackTimeoutMs / 4))), setInterval(() => this.keepalive(), o.heartbeatIntervalMs)];
     const connector = this.connectLoop(signal);
     try {
       for await (const msg of ctx.messages(signal)) {
@@ -399,15 +396,17 @@ export class EdgeHub implements Module {
     }
     const key = msg.route.resource;
     const prev = this.chains.get(key) ?? Promise.resolve();
-    const next = prev.then(() => this.handleDownstream(msg, target)).finally(() => {
-      this.handling.delete(id);
-      this.inProgress--;
-      if (this.chains.get(key) === next) this.chains.delete(key);
-      if (this.paused && this.inProgress < this.options.maxDownstreamInProgress / 2) {
-        this.paused = false;
-        this.ws?.resume();
-      }
-    });
+    const next = prev
+      .then(() => this.handleDownstream(msg, target))
+      .finally(() => {
+        this.handling.delete(id);
+        this.inProgress--;
+        if (this.chains.get(key) === next) this.chains.delete(key);
+        if (this.paused && this.inProgress < this.options.maxDownstreamInProgress / 2) {
+          this.paused = false;
+          this.ws?.resume();
+        }
+      });
     this.chains.set(key, next);
   }
 

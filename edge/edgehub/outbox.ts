@@ -30,7 +30,11 @@ export class Outbox {
   private adding = 0;
   private compacting: Promise<void> | undefined;
 
-  private constructor(private readonly log: AppendLog, private readonly logger: Logger, private readonly maxMessages: number) {}
+  private constructor(
+    private readonly log: AppendLog,
+    private readonly logger: Logger,
+    private readonly maxMessages: number,
+  ) {}
 
   /**
    * Opens the outbox in `dataDir` and returns it with the messages still undelivered, oldest

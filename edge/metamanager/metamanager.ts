@@ -21,7 +21,6 @@ import { MetaStore, type MetaStoreOptions } from './store.js';
 /** What MetaManager needs from its store (tests substitute a fake). */
 export type EdgeStore = Pick<MetaStore, 'put' | 'delete' | 'get' | 'list' | 'size' | 'close' | 'health'>;
 
-
 export interface MetaManagerOptions extends MetaStoreOptions {
   dataDir: string;
   /** Opens the store. Default: {@link MetaStore.open} in `dataDir`. */
@@ -38,7 +37,10 @@ export class MetaManager implements Module {
   private readonly chains = new Map<string, Promise<void>>();
   stats = { applied: 0, duplicate: 0, stale: 0 };
 
-  constructor(private readonly options: MetaManagerOptions, private readonly log: Logger) {}
+  constructor(
+    private readonly options: MetaManagerOptions,
+    private readonly log: Logger,
+  ) {}
 
   async start(ctx: ModuleContext, signal: AbortSignal): Promise<void> {
     const open = this.options.openStore ?? ((dir, log, opts) => MetaStore.open(dir, log, opts));
@@ -77,7 +79,10 @@ export class MetaManager implements Module {
     if (this.openError !== undefined) return { reason: 'EdgeStoreUnavailable', message: `edge metadata store cannot be opened: ${this.openError}` };
     const h = this.store?.health();
     if (h && !h.writable) {
-      return { reason: 'EdgeStoreUnwritable', message: `edge metadata store cannot write since ${new Date(h.since).toISOString()} (${h.code}): ${h.error}; changes from the cloud are not stored nor acknowledged` };
+      return {
+        reason: 'EdgeStoreUnwritable',
+        message: `edge metadata store cannot write since ${new Date(h.since).toISOString()} (${h.code}): ${h.error}; changes from the cloud are not stored nor acknowledged`,
+      };
     }
     return undefined;
   }

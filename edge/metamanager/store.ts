@@ -29,10 +29,7 @@ export interface StoredObject {
   value: unknown;
 }
 
-type StoreRecord =
-  | { t: 'put'; k: string; rv?: string; v: unknown; id?: string }
-  | { t: 'del'; k: string; id?: string }
-  | { t: 'ids'; ids: string[] };
+type StoreRecord = { t: 'put'; k: string; rv?: string; v: unknown; id?: string } | { t: 'del'; k: string; id?: string } | { t: 'ids'; ids: string[] };
 
 export type ApplyResult = 'applied' | 'duplicate' | 'stale';
 
@@ -76,7 +73,10 @@ export class MetaStore {
   /** Set by open() once the log has been read (records are replayed while it streams). */
   private log!: AppendLog;
 
-  private constructor(private readonly logger: Logger, options: MetaStoreOptions) {
+  private constructor(
+    private readonly logger: Logger,
+    options: MetaStoreOptions,
+  ) {
     const d = defaultMetaStoreOptions;
     this.compactAfter = options.compactAfter ?? d.compactAfter;
     this.compactPolicy = { minBytes: options.compactMinBytes ?? d.compactMinBytes, ratio: options.compactRatio ?? d.compactRatio };
@@ -185,7 +185,9 @@ export class MetaStore {
       await this.log.append(bytes);
     } catch (err) {
       if (!this.unwritable) {
-        this.logger.error(`metadata store cannot write: ${errorMessage(err)}; nothing is acknowledged and the node reports NotReady until a write succeeds`, { code: errorCode(err) });
+        this.logger.error(`metadata store cannot write: ${errorMessage(err)}; nothing is acknowledged and the node reports NotReady until a write succeeds`, {
+          code: errorCode(err),
+        });
         this.unwritable = { since: Date.now(), error: errorMessage(err), code: errorCode(err) };
       }
       throw err;

@@ -60,8 +60,14 @@ export class Mailbox<T> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise<T>((resolve, reject) => {
       const waiter: Waiter<T> = {
-        resolve: (v) => { signal?.removeEventListener('abort', onAbort); resolve(v); },
-        reject: (e) => { signal?.removeEventListener('abort', onAbort); reject(e); },
+        resolve: (v) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(v);
+        },
+        reject: (e) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(e);
+        },
       };
       const onAbort = () => {
         const i = this.takers.indexOf(waiter);

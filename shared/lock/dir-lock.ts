@@ -256,7 +256,8 @@ export function lockDataDir(dirPath: string, options: DirLockOptions = {}): DirL
   const staleMs = options.staleMs ?? 60_000;
   const refreshMs = options.refreshMs ?? Math.max(1000, Math.floor(staleMs / 3));
   const held = heldHere.get(dir);
-  if (held) throw new DataDirLockedError(`data directory ${dir} is locked by this process (pid ${process.pid}, ${held.holder.owner || 'another component'}); it cannot be opened twice`);
+  if (held)
+    throw new DataDirLockedError(`data directory ${dir} is locked by this process (pid ${process.pid}, ${held.holder.owner || 'another component'}); it cannot be opened twice`);
   const me = self(options.owner ?? '');
   try {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {

@@ -66,20 +66,28 @@ class LineLogger implements Logger {
     if (levelRank[level] < this.rank) return;
     const all = fields ? normalizeFields({ ...this.base, ...fields }) : this.base;
     if (this.format === 'json') {
-      this.write(JSON.stringify({ time: new Date().toISOString(), level, msg, ...all }) + '\n');
+      this.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...all })}\n`);
       return;
     }
     let line = `${new Date().toISOString().slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${msg}`;
     for (const [k, v] of Object.entries(all)) {
       line += ` ${k}=${typeof v === 'string' ? (/\s/.test(v) ? JSON.stringify(v) : v) : JSON.stringify(v)}`;
     }
-    this.write(line + '\n');
+    this.write(`${line}\n`);
   }
 
-  debug(msg: string, fields?: LogFields): void { this.emit('debug', msg, fields); }
-  info(msg: string, fields?: LogFields): void { this.emit('info', msg, fields); }
-  warn(msg: string, fields?: LogFields): void { this.emit('warn', msg, fields); }
-  error(msg: string, fields?: LogFields): void { this.emit('error', msg, fields); }
+  debug(msg: string, fields?: LogFields): void {
+    this.emit('debug', msg, fields);
+  }
+  info(msg: string, fields?: LogFields): void {
+    this.emit('info', msg, fields);
+  }
+  warn(msg: string, fields?: LogFields): void {
+    this.emit('warn', msg, fields);
+  }
+  error(msg: string, fields?: LogFields): void {
+    this.emit('error', msg, fields);
+  }
 }
 
 function envLevel(): LogLevel | undefined {

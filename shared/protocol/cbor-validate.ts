@@ -16,7 +16,11 @@ const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
 class Walker {
   pos = 0;
-  constructor(private readonly buf: Uint8Array, private readonly view: DataView, private readonly maxDepth: number) {}
+  constructor(
+    private readonly buf: Uint8Array,
+    private readonly view: DataView,
+    private readonly maxDepth: number,
+  ) {}
 
   fail(reason: string): never {
     throw new InvalidFrameError(`malformed CBOR at byte ${this.pos}: ${reason}`);
@@ -30,9 +34,21 @@ class Walker {
   arg(info: number, major: number): number {
     if (info < 24) return info;
     switch (info) {
-      case 24: this.need(1); return this.buf[this.pos++]!;
-      case 25: { this.need(2); const v = this.view.getUint16(this.pos); this.pos += 2; return v; }
-      case 26: { this.need(4); const v = this.view.getUint32(this.pos); this.pos += 4; return v; }
+      case 24:
+        this.need(1);
+        return this.buf[this.pos++]!;
+      case 25: {
+        this.need(2);
+        const v = this.view.getUint16(this.pos);
+        this.pos += 2;
+        return v;
+      }
+      case 26: {
+        this.need(4);
+        const v = this.view.getUint32(this.pos);
+        this.pos += 4;
+        return v;
+      }
       case 27: {
         this.need(8);
         const v = this.view.getBigUint64(this.pos);
@@ -41,8 +57,10 @@ class Walker {
         if (v > MAX_SAFE || (major === 1 && v === MAX_SAFE)) this.fail(major <= 1 ? 'integer outside ±(2^53-1)' : 'length too large');
         return Number(v);
       }
-      case 31: return this.fail('indefinite-length items are not allowed');
-      default: return this.fail(`reserved additional information ${info}`);
+      case 31:
+        return this.fail('indefinite-length items are not allowed');
+      default:
+        return this.fail(`reserved additional information ${info}`);
     }
   }
 
@@ -86,9 +104,21 @@ class Walker {
         return this.fail('tags are not allowed');
       default: // 7: simple values and floats
         if (info >= 20 && info <= 23) return; // false, true, null, undefined
-        if (info === 25) { this.need(2); this.pos += 2; return; }
-        if (info === 26) { this.need(4); this.pos += 4; return; }
-        if (info === 27) { this.need(8); this.pos += 8; return; }
+        if (info === 25) {
+          this.need(2);
+          this.pos += 2;
+          return;
+        }
+        if (info === 26) {
+          this.need(4);
+          this.pos += 4;
+          return;
+        }
+        if (info === 27) {
+          this.need(8);
+          this.pos += 8;
+          return;
+        }
         if (info === 31) return this.fail('unexpected break');
         return this.fail(`simple value ${info} is not allowed`);
     }

@@ -8,13 +8,7 @@
  */
 import { Encoder } from 'cbor-x/encode';
 import { Decoder } from 'cbor-x/decode';
-import {
-  FrameTooLargeError,
-  InvalidFrameError,
-  InvalidMessageError,
-  UnknownOperationError,
-  UnsupportedVersionError,
-} from '../errors/index.js';
+import { FrameTooLargeError, InvalidFrameError, InvalidMessageError, UnknownOperationError, UnsupportedVersionError } from '../errors/index.js';
 import { Limits, operations, PROTOCOL_VERSION } from './constants.js';
 import type { Message, MessageHeader } from './message.js';
 import { validateCbor } from './cbor-validate.js';
@@ -110,7 +104,10 @@ export function createCborCodec(options: CodecOptions = {}): Codec {
       try {
         validateCbor(frame, maxDepth);
       } catch (err) {
-        throw new InvalidMessageError(`message ${message.header.id} (${message.route.resource}) has content outside the wire profile: ${(err as Error).message}; convert Dates to ISO strings and use only JSON values and byte strings`, { cause: err });
+        throw new InvalidMessageError(
+          `message ${message.header.id} (${message.route.resource}) has content outside the wire profile: ${(err as Error).message}; convert Dates to ISO strings and use only JSON values and byte strings`,
+          { cause: err },
+        );
       }
       return frame;
     },

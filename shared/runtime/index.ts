@@ -18,7 +18,7 @@ export async function loadCommandConfig<const S extends ConfigSpec>(command: str
   try {
     const loaded = await loadConfigOrHelp(spec, { argv });
     if (loaded.help) {
-      process.stdout.write(formatHelp(usage, spec) + '\n');
+      process.stdout.write(`${formatHelp(usage, spec)}\n`);
       return undefined;
     }
     return loaded;

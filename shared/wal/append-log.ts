@@ -150,7 +150,12 @@ async function writeAll(fh: FileHandle, buf: Uint8Array, position: number): Prom
  * so memory is at most chunk + the largest record, whatever the file size. Returns the
  * intact prefix length, the record count and the size of the read buffer.
  */
-async function scan(fh: FileHandle, fileSize: number, chunk: number, onRecord: ((p: Uint8Array) => void) | undefined): Promise<{ validBytes: number; recordCount: number; bufferBytes: number }> {
+async function scan(
+  fh: FileHandle,
+  fileSize: number,
+  chunk: number,
+  onRecord: ((p: Uint8Array) => void) | undefined,
+): Promise<{ validBytes: number; recordCount: number; bufferBytes: number }> {
   const buf = Buffer.allocUnsafe(Math.min(chunk, Math.max(fileSize, HEADER)));
   let bufPos = 0; // file offset of buf[0]
   let start = 0; // next unparsed byte in buf

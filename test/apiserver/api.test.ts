@@ -29,7 +29,8 @@ describe('discovery', () => {
     assert.deepEqual(api.versions, ['v1']);
     const v1 = (await raw(s.handle, 'GET', '/api/v1')).json();
     const names = v1.resources.map((r: { name: string }) => r.name);
-    for (const n of ['pods', 'pods/status', 'pods/binding', 'nodes', 'nodes/status', 'namespaces', 'configmaps', 'secrets', 'services', 'endpoints', 'events']) assert.ok(names.includes(n), n);
+    for (const n of ['pods', 'pods/status', 'pods/binding', 'nodes', 'nodes/status', 'namespaces', 'configmaps', 'secrets', 'services', 'endpoints', 'events'])
+      assert.ok(names.includes(n), n);
     const apis = (await raw(s.handle, 'GET', '/apis')).json();
     const groups = apis.groups.map((g: { name: string }) => g.name);
     assert.ok(groups.includes('coordination.k8s.io') && groups.includes('apiextensions.k8s.io'));
@@ -157,7 +158,10 @@ describe('CRUD', () => {
     assert.equal(ev.reason, 'Started');
     const evs = await s.core.listNamespacedEvent({ namespace: 'default', fieldSelector: 'involvedObject.name=web,involvedObject.kind=Pod' });
     assert.equal(evs.items.length, 1);
-    const lease = await s.coord.createNamespacedLease({ namespace: 'kube-node-lease', body: { metadata: { name: 'n1' }, spec: { holderIdentity: 'n1', leaseDurationSeconds: 40 } } });
+    const lease = await s.coord.createNamespacedLease({
+      namespace: 'kube-node-lease',
+      body: { metadata: { name: 'n1' }, spec: { holderIdentity: 'n1', leaseDurationSeconds: 40 } },
+    });
     assert.equal(lease.spec!.holderIdentity, 'n1');
   });
 });
@@ -189,13 +193,16 @@ describe('selectors and pagination', () => {
     assert.deepEqual(await names('tier'), ['a', 'b']);
     assert.deepEqual(await names('!tier'), ['c']);
     assert.deepEqual(await names('app=web,tier=be'), ['b']);
-    const bad = await raw(s.handle, 'GET', '/api/v1/namespaces/sel/configmaps?labelSelector=' + encodeURIComponent('a b c'));
+    const bad = await raw(s.handle, 'GET', `/api/v1/namespaces/sel/configmaps?labelSelector=${encodeURIComponent('a b c')}`);
     assert.equal(bad.status, 400);
   });
 
   test('field selectors: metadata.name, metadata.namespace, unsupported → 400', async () => {
     const byName = await s.core.listConfigMapForAllNamespaces({ fieldSelector: 'metadata.name=a,metadata.namespace=sel' });
-    assert.deepEqual(byName.items.map((i) => `${i.metadata!.namespace}/${i.metadata!.name}`), ['sel/a']);
+    assert.deepEqual(
+      byName.items.map((i) => `${i.metadata!.namespace}/${i.metadata!.name}`),
+      ['sel/a'],
+    );
     const st = await expectStatus(s.core.listNamespacedConfigMap({ namespace: 'sel', fieldSelector: 'data.x=1' }));
     assert.equal(st.code, 400);
   });
@@ -228,34 +235,93 @@ describe('patch', () => {
   test('merge patch, JSON patch, strategic merge patch of containers by name', async () => {
     await s.core.createNamespacedPod({
       namespace: 'default',
-      body: { metadata: { name: 'pp', labels: { a: '1' } }, spec: { nodeName: 'elsewhere', containers: [{ name: 'a', image: 'img:1', env: [{ name: 'X', value: '1' }] }, { name: 'b', image: 'img:1' }] } },
+      body: {
+        metadata: { name: 'pp', labels: { a: '1' } },
+        spec: {
+          nodeName: 'elsewhere',
+          containers: [
+            { name: 'a', image: 'img:1', env: [{ name: 'X', value: '1' }] },
+            { name: 'b', image: 'img:1' },
+          ],
+        },
+      },
     });
-    const merge = await raw(s.handle, 'PATCH', '/api/v1/namespaces/default/pods/pp', JSON.stringify({ metadata: { labels: { b: '2', a: null } } }), { 'content-type': 'application/merge-patch+json' });
+    const merge = await raw(s.handle, 'PATCH', '/api/v1/namespaces/default/pods/pp', JSON.stringify({ metadata: { labels: { b: '2', a: null } } }), {
+      'content-type': 'application/merge-patch+json',
+    });
     assert.equal(merge.status, 200);
     assert.deepEqual(merge.json().metadata.labels, { b: '2' });
-    const jp = await raw(s.handle, 'PATCH', '/api/v1/namespaces/default/pods/pp', JSON.stringify([{ op: 'add', path: '/metadata/annotations', value: { x: 'y' } }, { op: 'test', path: '/metadata/labels/b', value: '2' }]), { 'content-type': 'application/json-patch+json' });
+    const jp = await raw(
+      s.handle,
+      'PATCH',
+      '/api/v1/namespaces/default/pods/pp',
+      JSON.stringify([
+        { op: 'add', path: '/metadata/annotations', value: { x: 'y' } },
+        { op: 'test', path: '/metadata/labels/b', value: '2' },
+      ]),
+      { 'content-type': 'application/json-patch+json' },
+    );
     assert.equal(jp.status, 200);
     assert.deepEqual(jp.json().metadata.annotations, { x: 'y' });
-    const failedTest = await raw(s.handle, 'PATCH', '/api/v1/namespaces/default/pods/pp', JSON.stringify([{ op: 'test', path: '/metadata/labels/b', value: 'nope' }]), { 'content-type': 'application/json-patch+json' });
+    const failedTest = await raw(s.handle, 'PATCH', '/api/v1/namespaces/default/pods/pp', JSON.stringify([{ op: 'test', path: '/metadata/labels/b', value: 'nope' }]), {
+      'content-type': 'application/json-patch+json',
+    });
     assert.equal(failedTest.status, 422);
-    const smp = await raw(s.handle, 'PATCH', '/api/v1/namespaces/default/pods/pp', JSON.stringify({ spec: { containers: [{ name: 'b', image: 'img:2' }] } }), { 'content-type': 'application/strategic-merge-patch+json' });
+    const smp = await raw(s.handle, 'PATCH', '/api/v1/namespaces/default/pods/pp', JSON.stringify({ spec: { containers: [{ name: 'b', image: 'img:2' }] } }), {
+      'content-type': 'application/strategic-merge-patch+json',
+    });
     assert.equal(smp.status, 200, smp.text);
     const cs = smp.json().spec.containers;
-    assert.deepEqual(cs.map((c: { name: string; image: string }) => [c.name, c.image]), [['a', 'img:1'], ['b', 'img:2']]);
+    assert.deepEqual(
+      cs.map((c: { name: string; image: string }) => [c.name, c.image]),
+      [
+        ['a', 'img:1'],
+        ['b', 'img:2'],
+      ],
+    );
     assert.deepEqual(cs[0].env, [{ name: 'X', value: '1' }]);
-    const conds = await raw(s.handle, 'PATCH', '/api/v1/namespaces/default/pods/pp/status', JSON.stringify({ status: { conditions: [{ type: 'Ready', status: 'True' }, { type: 'Initialized', status: 'True' }] } }), { 'content-type': 'application/strategic-merge-patch+json' });
+    const conds = await raw(
+      s.handle,
+      'PATCH',
+      '/api/v1/namespaces/default/pods/pp/status',
+      JSON.stringify({
+        status: {
+          conditions: [
+            { type: 'Ready', status: 'True' },
+            { type: 'Initialized', status: 'True' },
+          ],
+        },
+      }),
+      { 'content-type': 'application/strategic-merge-patch+json' },
+    );
     assert.equal(conds.status, 200);
-    const conds2 = await raw(s.handle, 'PATCH', '/api/v1/namespaces/default/pods/pp/status', JSON.stringify({ status: { conditions: [{ type: 'Ready', status: 'False' }] } }), { 'content-type': 'application/strategic-merge-patch+json' });
-    const types = conds2.json().status.conditions.map((c: { type: string; status: string }) => `${c.type}=${c.status}`).sort();
+    const conds2 = await raw(s.handle, 'PATCH', '/api/v1/namespaces/default/pods/pp/status', JSON.stringify({ status: { conditions: [{ type: 'Ready', status: 'False' }] } }), {
+      'content-type': 'application/strategic-merge-patch+json',
+    });
+    const types = conds2
+      .json()
+      .status.conditions.map((c: { type: string; status: string }) => `${c.type}=${c.status}`)
+      .sort();
     assert.deepEqual(types, ['Initialized=True', 'Ready=False']);
-    const del = await raw(s.handle, 'PATCH', '/api/v1/namespaces/default/pods/pp/status', JSON.stringify({ status: { conditions: [{ type: 'Ready', $patch: 'delete' }] } }), { 'content-type': 'application/strategic-merge-patch+json' });
-    assert.deepEqual(del.json().status.conditions.map((c: { type: string }) => c.type), ['Initialized']);
+    const del = await raw(s.handle, 'PATCH', '/api/v1/namespaces/default/pods/pp/status', JSON.stringify({ status: { conditions: [{ type: 'Ready', $patch: 'delete' }] } }), {
+      'content-type': 'application/strategic-merge-patch+json',
+    });
+    assert.deepEqual(
+      del.json().status.conditions.map((c: { type: string }) => c.type),
+      ['Initialized'],
+    );
   });
 
   test('patch with a stale resourceVersion is 409; unknown patch type is 415', async () => {
     const c = await s.core.createNamespacedConfigMap({ namespace: 'default', body: cm('pc', { a: '1' }) });
     await s.core.patchNamespacedConfigMap({ name: 'pc', namespace: 'default', body: { data: { a: '2' } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
-    const stale = await raw(s.handle, 'PATCH', '/api/v1/namespaces/default/configmaps/pc', JSON.stringify({ metadata: { resourceVersion: c.metadata!.resourceVersion }, data: { a: '3' } }), { 'content-type': 'application/merge-patch+json' });
+    const stale = await raw(
+      s.handle,
+      'PATCH',
+      '/api/v1/namespaces/default/configmaps/pc',
+      JSON.stringify({ metadata: { resourceVersion: c.metadata!.resourceVersion }, data: { a: '3' } }),
+      { 'content-type': 'application/merge-patch+json' },
+    );
     assert.equal(stale.status, 409);
     const bad = await raw(s.handle, 'PATCH', '/api/v1/namespaces/default/configmaps/pc', '{}', { 'content-type': 'text/plain' });
     assert.equal(bad.status, 415);
@@ -265,7 +331,9 @@ describe('patch', () => {
     const body = 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  a: "1"\n';
     const r1 = await raw(s.handle, 'PATCH', '/api/v1/namespaces/default/configmaps/ssa?fieldManager=tester', body, { 'content-type': 'application/apply-patch+yaml' });
     assert.equal(r1.status, 201, r1.text);
-    const r2 = await raw(s.handle, 'PATCH', '/api/v1/namespaces/default/configmaps/ssa?fieldManager=tester', body.replace('a: "1"', 'b: "2"'), { 'content-type': 'application/apply-patch+yaml' });
+    const r2 = await raw(s.handle, 'PATCH', '/api/v1/namespaces/default/configmaps/ssa?fieldManager=tester', body.replace('a: "1"', 'b: "2"'), {
+      'content-type': 'application/apply-patch+yaml',
+    });
     assert.equal(r2.status, 200);
     assert.deepEqual(r2.json().data, { a: '1', b: '2' });
     assert.equal(r2.json().metadata.managedFields[0].manager, 'tester');

@@ -56,7 +56,14 @@ async function tlsRequest(opts: tls.ConnectionOptions, method: string, path: str
   const protocol = sock.getProtocol();
   const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
     const req = request(
-      { host: u.hostname, port: u.port, method, path, createConnection: () => sock, headers: { ...headers, ...(body !== undefined ? { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) } : {}) } },
+      {
+        host: u.hostname,
+        port: u.port,
+        method,
+        path,
+        createConnection: () => sock,
+        headers: { ...headers, ...(body !== undefined ? { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) } : {}) },
+      },
       (r) => {
         const chunks: Buffer[] = [];
         r.on('data', (c: Buffer) => chunks.push(c));
@@ -138,11 +145,13 @@ async function mint(o: { notBefore: Date; notAfter: Date; eku?: 'client' | 'serv
   x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
   const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
   const pki = join(s.dir, 'pki');
-  const caKey = await webcrypto.subtle.importKey('pkcs8', Buffer.from(readFileSync(join(pki, 'ca.key'), 'utf8').replace(/-----[^-]+-----|\s/g, ''), 'base64'), alg, false, ['sign']);
+  const caKey = await webcrypto.subtle.importKey('pkcs8', Buffer.from(readFileSync(join(pki, 'ca.key'), 'utf8').replace(/-----[^-]+-----|\s/g, ''), 'base64'), alg, false, [
+    'sign',
+  ]);
   const caCert = new x509.X509Certificate(readFileSync(join(pki, 'ca.crt'), 'utf8'));
   const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
   const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: '0' + Date.now().toString(16),
+    serialNumber: `0${Date.now().toString(16)}`,
     subject: `CN=${o.cn ?? 'minted'}, O=system:masters`,
     issuer: caCert.subject,
     notBefore: o.notBefore,
@@ -239,7 +248,12 @@ describe('kubectl', { skip: KUBECTL_SKIP }, () => {
   test('with the admin client certificate: works; with another CA’s certificate or a wrong token: Unauthorized', async () => {
     const good = await k(kubeconfig('cert', { 'client-certificate-data': b64(s.handle.clientCertPem), 'client-key-data': b64(s.handle.clientKeyPem) }), ['get', 'secrets', '-A']);
     assert.equal(good.code, 0, good.stderr);
-    const created = await k(kubeconfig('cert', { 'client-certificate-data': b64(s.handle.clientCertPem), 'client-key-data': b64(s.handle.clientKeyPem) }), ['create', 'configmap', 'kubectl-cert', '--from-literal=a=b']);
+    const created = await k(kubeconfig('cert', { 'client-certificate-data': b64(s.handle.clientCertPem), 'client-key-data': b64(s.handle.clientKeyPem) }), [
+      'create',
+      'configmap',
+      'kubectl-cert',
+      '--from-literal=a=b',
+    ]);
     assert.equal(created.code, 0, created.stderr);
     const foreign = await k(kubeconfig('foreign', { 'client-certificate-data': b64(other.clientCertPem), 'client-key-data': b64(other.clientKeyPem) }), ['get', 'secrets', '-A']);
     assert.notEqual(foreign.code, 0);

@@ -48,7 +48,9 @@ describe('graceful deletion', () => {
     await s.core.deleteNamespacedConfigMap({ name: 'fin', namespace: 'default' });
     const held = await s.core.readNamespacedConfigMap({ name: 'fin', namespace: 'default' });
     assert.ok(held.metadata!.deletionTimestamp);
-    const r = await raw(s.handle, 'PATCH', '/api/v1/namespaces/default/configmaps/fin', JSON.stringify({ metadata: { finalizers: null } }), { 'content-type': 'application/merge-patch+json' });
+    const r = await raw(s.handle, 'PATCH', '/api/v1/namespaces/default/configmaps/fin', JSON.stringify({ metadata: { finalizers: null } }), {
+      'content-type': 'application/merge-patch+json',
+    });
     assert.equal(r.status, 200);
     assert.equal((await expectStatus(s.core.readNamespacedConfigMap({ name: 'fin', namespace: 'default' }))).code, 404);
   });
@@ -65,7 +67,12 @@ describe('scheduler', () => {
     }, 'pod scheduled');
     assert.equal(p.spec!.nodeName, 'edge-1');
     assert.equal(p.status!.conditions!.find((c) => c.type === 'PodScheduled')!.status, 'True');
-    const again = await raw(s.handle, 'POST', '/api/v1/namespaces/default/pods/edge-pod/binding', JSON.stringify({ apiVersion: 'v1', kind: 'Binding', metadata: { name: 'edge-pod' }, target: { kind: 'Node', name: 'cloud-1' } }));
+    const again = await raw(
+      s.handle,
+      'POST',
+      '/api/v1/namespaces/default/pods/edge-pod/binding',
+      JSON.stringify({ apiVersion: 'v1', kind: 'Binding', metadata: { name: 'edge-pod' }, target: { kind: 'Node', name: 'cloud-1' } }),
+    );
     assert.equal(again.status, 409);
   });
 
@@ -92,10 +99,16 @@ describe('node lifecycle', () => {
   test('a node whose lease is not renewed becomes NotReady (Unknown) and tainted; renewing keeps it Ready', async () => {
     await s.core.createNode({ body: readyNode('renewed') });
     await s.core.createNode({ body: readyNode('silent') });
-    const lease = await s.coord.createNamespacedLease({ namespace: 'kube-node-lease', body: { metadata: { name: 'renewed' }, spec: { holderIdentity: 'renewed', leaseDurationSeconds: 40, renewTime: new Date() } } });
+    const lease = await s.coord.createNamespacedLease({
+      namespace: 'kube-node-lease',
+      body: { metadata: { name: 'renewed' }, spec: { holderIdentity: 'renewed', leaseDurationSeconds: 40, renewTime: new Date() } },
+    });
     let cur = lease;
     const renew = setInterval(() => {
-      void s.coord.replaceNamespacedLease({ name: 'renewed', namespace: 'kube-node-lease', body: { ...cur, spec: { ...cur.spec, renewTime: new Date() } } }).then((l) => (cur = l)).catch(() => {});
+      void s.coord
+        .replaceNamespacedLease({ name: 'renewed', namespace: 'kube-node-lease', body: { ...cur, spec: { ...cur.spec, renewTime: new Date() } } })
+        .then((l) => (cur = l))
+        .catch(() => {});
     }, 300);
     try {
       const silent = await eventually(async () => {

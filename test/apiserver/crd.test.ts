@@ -54,23 +54,49 @@ describe('CRDs', () => {
     assert.equal(created.status?.conditions?.find((c) => c.type === 'Established')?.status, 'True');
     const disc = (await raw(s.handle, 'GET', '/apis/example.com/v1')).json();
     assert.deepEqual(disc.resources.map((r: { name: string }) => r.name).sort(), ['widgets', 'widgets/status']);
-    const w = (await s.custom.createNamespacedCustomObject({ group: 'example.com', version: 'v1', namespace: 'default', plural: 'widgets', body: { apiVersion: 'example.com/v1', kind: 'Widget', metadata: { name: 'w1' }, spec: { size: 2, color: 'red' } } })) as k8s.KubernetesObject & { spec: { size: number } };
+    const w = (await s.custom.createNamespacedCustomObject({
+      group: 'example.com',
+      version: 'v1',
+      namespace: 'default',
+      plural: 'widgets',
+      body: { apiVersion: 'example.com/v1', kind: 'Widget', metadata: { name: 'w1' }, spec: { size: 2, color: 'red' } },
+    })) as k8s.KubernetesObject & { spec: { size: number } };
     assert.equal(w.spec.size, 2);
     assert.equal(w.metadata!.generation, 1);
-    const list = (await s.custom.listNamespacedCustomObject({ group: 'example.com', version: 'v1', namespace: 'default', plural: 'widgets' })) as { items: unknown[]; kind: string };
+    const list = (await s.custom.listNamespacedCustomObject({ group: 'example.com', version: 'v1', namespace: 'default', plural: 'widgets' })) as {
+      items: unknown[];
+      kind: string;
+    };
     assert.equal(list.kind, 'WidgetList');
     assert.equal(list.items.length, 1);
-    const upd = (await s.custom.replaceNamespacedCustomObject({ group: 'example.com', version: 'v1', namespace: 'default', plural: 'widgets', name: 'w1', body: { ...w, spec: { size: 5 } } })) as k8s.KubernetesObject & { spec: { size: number } };
+    const upd = (await s.custom.replaceNamespacedCustomObject({
+      group: 'example.com',
+      version: 'v1',
+      namespace: 'default',
+      plural: 'widgets',
+      name: 'w1',
+      body: { ...w, spec: { size: 5 } },
+    })) as k8s.KubernetesObject & { spec: { size: number } };
     assert.equal(upd.spec.size, 5);
     assert.equal(upd.metadata!.generation, 2);
-    const stale = await expectStatus(s.custom.replaceNamespacedCustomObject({ group: 'example.com', version: 'v1', namespace: 'default', plural: 'widgets', name: 'w1', body: { ...w, spec: { size: 6 } } }));
+    const stale = await expectStatus(
+      s.custom.replaceNamespacedCustomObject({ group: 'example.com', version: 'v1', namespace: 'default', plural: 'widgets', name: 'w1', body: { ...w, spec: { size: 6 } } }),
+    );
     assert.equal(stale.code, 409);
   });
 
   test('schema validation: types, required, enum, minimum → 422 and nothing stored', async () => {
     const cases: unknown[] = [{ color: 'red' }, { size: 'big' }, { size: 1, color: 'green' }, { size: 0 }, { size: 1, tags: [1] }];
     for (const spec of cases) {
-      const st = await expectStatus(s.custom.createNamespacedCustomObject({ group: 'example.com', version: 'v1', namespace: 'default', plural: 'widgets', body: { apiVersion: 'example.com/v1', kind: 'Widget', metadata: { name: 'bad' }, spec } }));
+      const st = await expectStatus(
+        s.custom.createNamespacedCustomObject({
+          group: 'example.com',
+          version: 'v1',
+          namespace: 'default',
+          plural: 'widgets',
+          body: { apiVersion: 'example.com/v1', kind: 'Widget', metadata: { name: 'bad' }, spec },
+        }),
+      );
       assert.equal(st.code, 422, JSON.stringify(spec));
       assert.equal(st.reason, 'Invalid');
       assert.ok(Array.isArray(st.details?.causes));
@@ -79,10 +105,20 @@ describe('CRDs', () => {
   });
 
   test('unknown fields are pruned (or rejected with fieldValidation=Strict)', async () => {
-    const r = await raw(s.handle, 'POST', '/apis/example.com/v1/namespaces/default/widgets', JSON.stringify({ apiVersion: 'example.com/v1', kind: 'Widget', metadata: { name: 'pr' }, spec: { size: 1, extra: 'x' } }));
+    const r = await raw(
+      s.handle,
+      'POST',
+      '/apis/example.com/v1/namespaces/default/widgets',
+      JSON.stringify({ apiVersion: 'example.com/v1', kind: 'Widget', metadata: { name: 'pr' }, spec: { size: 1, extra: 'x' } }),
+    );
     assert.equal(r.status, 201);
     assert.deepEqual(r.json().spec, { size: 1 });
-    const strict = await raw(s.handle, 'POST', '/apis/example.com/v1/namespaces/default/widgets?fieldValidation=Strict', JSON.stringify({ apiVersion: 'example.com/v1', kind: 'Widget', metadata: { name: 'pr2' }, spec: { size: 1, extra: 'x' } }));
+    const strict = await raw(
+      s.handle,
+      'POST',
+      '/apis/example.com/v1/namespaces/default/widgets?fieldValidation=Strict',
+      JSON.stringify({ apiVersion: 'example.com/v1', kind: 'Widget', metadata: { name: 'pr2' }, spec: { size: 1, extra: 'x' } }),
+    );
     assert.equal(strict.status, 400);
   });
 
@@ -101,7 +137,12 @@ describe('CRDs', () => {
 
   test('cluster-scoped CRD without status subresource', async () => {
     await s.ext.createCustomResourceDefinition({ body: crd('gadgets', 'Gadget', 'Cluster', false) });
-    const g = (await s.custom.createClusterCustomObject({ group: 'example.com', version: 'v1', plural: 'gadgets', body: { apiVersion: 'example.com/v1', kind: 'Gadget', metadata: { name: 'g1' }, spec: { size: 1 }, status: { ready: true } } })) as { status?: { ready: boolean }; metadata: { namespace?: string } };
+    const g = (await s.custom.createClusterCustomObject({
+      group: 'example.com',
+      version: 'v1',
+      plural: 'gadgets',
+      body: { apiVersion: 'example.com/v1', kind: 'Gadget', metadata: { name: 'g1' }, spec: { size: 1 }, status: { ready: true } },
+    })) as { status?: { ready: boolean }; metadata: { namespace?: string } };
     assert.deepEqual(g.status, { ready: true });
     assert.equal(g.metadata.namespace, undefined);
     const disc = (await raw(s.handle, 'GET', '/apis/example.com/v1')).json();

@@ -82,7 +82,8 @@ export interface RawResponse {
   status: number;
   headers: Record<string, string | string[] | undefined>;
   text: string;
-  json(): any; // eslint-disable-line @typescript-eslint/no-explicit-any -- test convenience: arbitrary JSON
+  // biome-ignore lint/suspicious/noExplicitAny: test convenience, arbitrary JSON
+  json(): any;
 }
 
 /** A raw request to the server (for bodies and headers client-node cannot produce). */
@@ -114,35 +115,44 @@ export function raw(h: ApiServerHandle, method: string, path: string, body?: str
 
 export interface WatchEvent {
   type: string;
-  object: any; // eslint-disable-line @typescript-eslint/no-explicit-any -- test convenience: arbitrary JSON
+  // biome-ignore lint/suspicious/noExplicitAny: test convenience, arbitrary JSON
+  object: any;
 }
 
 /** Opens a raw watch stream and collects events. */
-export function rawWatch(h: ApiServerHandle, path: string): { events: WatchEvent[]; ended: Promise<void>; close(): void; waitFor(pred: (e: WatchEvent[]) => boolean, ms?: number): Promise<void> } {
+export function rawWatch(
+  h: ApiServerHandle,
+  path: string,
+): { events: WatchEvent[]; ended: Promise<void>; close(): void; waitFor(pred: (e: WatchEvent[]) => boolean, ms?: number): Promise<void> } {
   const url = new URL(path, h.url);
   const events: WatchEvent[] = [];
   let req: ReturnType<typeof httpsRequest> | undefined;
   const waiters: (() => void)[] = [];
   const ended = new Promise<void>((resolveEnd, reject) => {
-    req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { headers: h.token ? { authorization: `Bearer ${h.token}` } : {}, ...(h.caCertPem ? { ca: h.caCertPem } : {}) }, (res) => {
-      const rl = createInterface({ input: res });
-      rl.on('error', () => resolveEnd());
-      rl.on('line', (l) => {
-        if (!l.trim()) return;
-        events.push(JSON.parse(l) as WatchEvent);
-        for (const w of waiters.splice(0)) w();
-      });
-      res.on('end', () => resolveEnd());
-      res.on('close', () => resolveEnd());
-      res.on('error', () => resolveEnd());
-    });
+    req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(
+      url,
+      { headers: h.token ? { authorization: `Bearer ${h.token}` } : {}, ...(h.caCertPem ? { ca: h.caCertPem } : {}) },
+      (res) => {
+        const rl = createInterface({ input: res });
+        rl.on('error', () => resolveEnd());
+        rl.on('line', (l) => {
+          if (!l.trim()) return;
+          events.push(JSON.parse(l) as WatchEvent);
+          for (const w of waiters.splice(0)) w();
+        });
+        res.on('end', () => resolveEnd());
+        res.on('close', () => resolveEnd());
+        res.on('error', () => resolveEnd());
+      },
+    );
     req.on('error', (e) => ((e as NodeJS.ErrnoException).code === 'ECONNRESET' ? resolveEnd() : reject(e)));
     req.end();
   });
   const waitFor = async (pred: (e: WatchEvent[]) => boolean, ms = 10000) => {
     const deadline = Date.now() + ms;
     while (!pred(events)) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for watch events; got ${JSON.stringify(events.map((e) => [e.type, e.object?.metadata?.name, e.object?.metadata?.resourceVersion]))}`);
+      if (Date.now() > deadline)
+        throw new Error(`timed out waiting for watch events; got ${JSON.stringify(events.map((e) => [e.type, e.object?.metadata?.name, e.object?.metadata?.resourceVersion]))}`);
       await new Promise<void>((r) => {
         waiters.push(r);
         setTimeout(r, 50);

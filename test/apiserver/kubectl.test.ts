@@ -116,7 +116,19 @@ describe('kubectl v1.35', { skip: KUBECTL_SKIP }, () => {
 
   test('describe pod shows its events', async () => {
     const uid = ok(await k(['get', 'pod', 'web', '-o', 'jsonpath={.metadata.uid}']), 'uid');
-    const ev = JSON.stringify({ apiVersion: 'v1', kind: 'Event', metadata: { name: 'web.17' }, involvedObject: { kind: 'Pod', name: 'web', namespace: 'default', uid }, reason: 'Pulled', message: 'image pulled', type: 'Normal', count: 1, firstTimestamp: new Date().toISOString(), lastTimestamp: new Date().toISOString(), source: { component: 'edged' } });
+    const ev = JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Event',
+      metadata: { name: 'web.17' },
+      involvedObject: { kind: 'Pod', name: 'web', namespace: 'default', uid },
+      reason: 'Pulled',
+      message: 'image pulled',
+      type: 'Normal',
+      count: 1,
+      firstTimestamp: new Date().toISOString(),
+      lastTimestamp: new Date().toISOString(),
+      source: { component: 'edged' },
+    });
     ok(await k(['create', '-f', '-'], ev), 'create event');
     const d = ok(await k(['describe', 'pod', 'web']), 'describe');
     assert.match(d, /Name:\s+web/);
@@ -125,7 +137,9 @@ describe('kubectl v1.35', { skip: KUBECTL_SKIP }, () => {
   });
 
   test('get -w streams changes; delete removes', async () => {
-    const child = spawn(bin, ['--kubeconfig', s.handle.kubeconfigPath, '--cache-dir', cache, 'get', 'configmaps', '-w', '--output-watch-events'], { env: { ...process.env, HOME: cache } });
+    const child = spawn(bin, ['--kubeconfig', s.handle.kubeconfigPath, '--cache-dir', cache, 'get', 'configmaps', '-w', '--output-watch-events'], {
+      env: { ...process.env, HOME: cache },
+    });
     let out = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     const waitOut = async (re: RegExp) => {

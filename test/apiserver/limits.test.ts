@@ -57,6 +57,7 @@ async function createCrd(plural: string, spec: JSONSchemaProps): Promise<string>
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- test convenience: a Status body
+// biome-ignore lint/suspicious/noExplicitAny: test convenience, arbitrary JSON
 async function expectStatus(method: string, path: string, body: string | undefined, code: number, headers: Record<string, string> = {}): Promise<Record<string, any>> {
   const r = await raw(s.handle, method, path, body, headers);
   assert.equal(r.status, code, `${method} ${path}: ${r.text.slice(0, 400)}`);
@@ -70,18 +71,34 @@ describe('CRD pattern (RE2)', () => {
   test('a catastrophic-backtracking pattern is matched in linear time and answers 422', async () => {
     const path = await createCrd('redoses', { type: 'object', properties: { s: { type: 'string', pattern: '^(a+)+$' } } });
     // A backtracking engine needs about 2^180 steps for this string.
-    const st = await expectStatus('POST', path, JSON.stringify({ apiVersion: 'limits.example.com/v1', kind: kindOf('redoses'), metadata: { name: 'r1' }, spec: { s: `${'a'.repeat(180)}!` } }), 422);
+    const st = await expectStatus(
+      'POST',
+      path,
+      JSON.stringify({ apiVersion: 'limits.example.com/v1', kind: kindOf('redoses'), metadata: { name: 'r1' }, spec: { s: `${'a'.repeat(180)}!` } }),
+      422,
+    );
     assert.equal(st.details.causes[0].field, 'spec.s');
     assert.match(st.details.causes[0].message, /should match '\^\(a\+\)\+\$'/);
-    const ok = await raw(s.handle, 'POST', path, JSON.stringify({ apiVersion: 'limits.example.com/v1', kind: kindOf('redoses'), metadata: { name: 'r2' }, spec: { s: 'a'.repeat(180) } }));
+    const ok = await raw(
+      s.handle,
+      'POST',
+      path,
+      JSON.stringify({ apiVersion: 'limits.example.com/v1', kind: kindOf('redoses'), metadata: { name: 'r2' }, spec: { s: 'a'.repeat(180) } }),
+    );
     assert.equal(ok.status, 201, ok.text);
   });
 
   test('RE2 semantics: a pattern RE2 cannot compile is refused at CRD create, naming the field', async () => {
-    const body = crd('lookaheads', { type: 'object', properties: { s: { type: 'string', pattern: '^(?=a).*$' }, t: { type: 'array', items: { type: 'string', pattern: '(a)\\1' } } } });
+    const body = crd('lookaheads', {
+      type: 'object',
+      properties: { s: { type: 'string', pattern: '^(?=a).*$' }, t: { type: 'array', items: { type: 'string', pattern: '(a)\\1' } } },
+    });
     const st = await expectStatus('POST', CRDS, JSON.stringify(body), 422);
     const fields = (st.details.causes as StatusCause[]).map((c) => c.field).sort();
-    assert.deepEqual(fields, ['spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[s].pattern', 'spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[t].items.pattern']);
+    assert.deepEqual(fields, [
+      'spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[s].pattern',
+      'spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[t].items.pattern',
+    ]);
     assert.match(st.message, /must be a valid regular expression/);
     assert.equal((await raw(s.handle, 'GET', `${CRDS}/lookaheads.limits.example.com`)).status, 404);
   });
@@ -128,25 +145,41 @@ describe('CRD defaults', () => {
 
   test('a small custom resource whose array elements each receive a large default is refused, not expanded', async () => {
     const big = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`k${i}`, 'v'.repeat(1000)]));
-    const path = await createCrd('fanouts', { type: 'object', properties: { items: { type: 'array', items: { type: 'object', properties: { cfg: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true, default: big } } } } } });
+    const path = await createCrd('fanouts', {
+      type: 'object',
+      properties: { items: { type: 'array', items: { type: 'object', properties: { cfg: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true, default: big } } } } },
+    });
     // 6 KB of `{}` elements; each would get a 100 KB default: 200 MB.
-    const body = JSON.stringify({ apiVersion: 'limits.example.com/v1', kind: kindOf('fanouts'), metadata: { name: 'f1' }, spec: { items: Array.from({ length: 2000 }, () => ({})) } });
+    const body = JSON.stringify({
+      apiVersion: 'limits.example.com/v1',
+      kind: kindOf('fanouts'),
+      metadata: { name: 'f1' },
+      spec: { items: Array.from({ length: 2000 }, () => ({})) },
+    });
     assert.ok(body.length < 7000);
     const st = await expectStatus('POST', path, body, 422);
     assert.match(st.message, /defaults would add more than 3145728 bytes/);
     assert.equal((await raw(s.handle, 'GET', `${path}/f1`)).status, 404);
     // A few elements get it.
-    const ok = await raw(s.handle, 'POST', path, JSON.stringify({ apiVersion: 'limits.example.com/v1', kind: kindOf('fanouts'), metadata: { name: 'f2' }, spec: { items: [{}, {}] } }));
+    const ok = await raw(
+      s.handle,
+      'POST',
+      path,
+      JSON.stringify({ apiVersion: 'limits.example.com/v1', kind: kindOf('fanouts'), metadata: { name: 'f2' }, spec: { items: [{}, {}] } }),
+    );
     assert.equal(ok.status, 201, ok.text.slice(0, 300));
     assert.deepEqual(ok.json().spec.items[1].cfg, big);
   });
 });
 
 describe('ConfigMap and Secret data', () => {
-  test('non-string ConfigMap data → 400 like kube-apiserver\'s decoder; nothing stored', async () => {
+  test("non-string ConfigMap data → 400 like kube-apiserver's decoder; nothing stored", async () => {
     for (const data of [{ a: 1 }, { a: { b: 'c' } }, { a: ['x'] }, { a: true }, ['x'], 'str']) {
       const st = await expectStatus('POST', CMS, JSON.stringify({ metadata: { name: 'typed' }, data }), 400);
-      assert.match(st.message, /^ConfigMap in version "v1" cannot be handled as a ConfigMap: json: cannot unmarshal \w+ into Go struct field ConfigMap\.data of type (string|map\[string\]string)$/);
+      assert.match(
+        st.message,
+        /^ConfigMap in version "v1" cannot be handled as a ConfigMap: json: cannot unmarshal \w+ into Go struct field ConfigMap\.data of type (string|map\[string\]string)$/,
+      );
     }
     await expectStatus('POST', CMS, JSON.stringify({ metadata: { name: 'typed' }, binaryData: { a: 'not base64!' } }), 400);
     await expectStatus('POST', CMS, JSON.stringify({ metadata: { name: 'typed' }, binaryData: { a: 5 } }), 400);
@@ -200,11 +233,18 @@ describe('malformed URLs and deep bodies', () => {
     await expectStatus('POST', '/api/v1/namespaces/default/configmaps/%E0%A4%A', '{}', 400);
   });
 
-  test('a built-in kind\'s spec or status that is not an object → 400 like the typed decoder, never 500', async () => {
-    for (const [path, kind] of [['/api/v1/namespaces/default/pods', 'Pod'], ['/api/v1/namespaces/default/services', 'Service'], ['/api/v1/nodes', 'Node']] as const) {
+  test("a built-in kind's spec or status that is not an object → 400 like the typed decoder, never 500", async () => {
+    for (const [path, kind] of [
+      ['/api/v1/namespaces/default/pods', 'Pod'],
+      ['/api/v1/namespaces/default/services', 'Service'],
+      ['/api/v1/nodes', 'Node'],
+    ] as const) {
       for (const spec of [5, 'x', [1], true]) {
         const st = await expectStatus('POST', path, JSON.stringify({ metadata: { name: 'typed-spec' }, spec }), 400);
-        assert.match(st.message, new RegExp(`^${kind} in version "v1" cannot be handled as a ${kind}: json: cannot unmarshal \\w+ into Go struct field ${kind}\\.spec of type v1\\.${kind}Spec$`));
+        assert.match(
+          st.message,
+          new RegExp(`^${kind} in version "v1" cannot be handled as a ${kind}: json: cannot unmarshal \\w+ into Go struct field ${kind}\\.spec of type v1\\.${kind}Spec$`),
+        );
       }
     }
   });
@@ -216,7 +256,9 @@ describe('malformed URLs and deep bodies', () => {
     st = await expectStatus('POST', CMS, `metadata: {name: deep}\ndata: ${'['.repeat(5000)}${']'.repeat(5000)}\n`, 400, { 'content-type': 'application/yaml' });
     await raw(s.handle, 'POST', CMS, JSON.stringify({ metadata: { name: 'shallow' } }));
     await expectStatus('PATCH', `${CMS}/shallow`, `{"data":${'{"a":'.repeat(20000)}1${'}'.repeat(20000)}}`, 400, { 'content-type': 'application/merge-patch+json' });
-    await expectStatus('PATCH', `${CMS}/shallow`, `[{"op":"add","path":"/x","value":${'['.repeat(5000)}${']'.repeat(5000)}}]`, 400, { 'content-type': 'application/json-patch+json' });
+    await expectStatus('PATCH', `${CMS}/shallow`, `[{"op":"add","path":"/x","value":${'['.repeat(5000)}${']'.repeat(5000)}}]`, 400, {
+      'content-type': 'application/json-patch+json',
+    });
     assert.equal((await raw(s.handle, 'GET', `${CMS}/deep`)).status, 404);
   });
 
@@ -262,7 +304,10 @@ describe('resourceVersion from the future', () => {
     assert.ok(Number(lr.json().metadata.resourceVersion) >= rv + 1);
     // The watch is from rv+1 (exclusive): the second create is its first event.
     await w.waitFor((e) => e.some((x) => x.object?.metadata?.name === 'arrives-2'));
-    assert.deepEqual(w.events.map((e) => [e.type, e.object.metadata.name]), [['ADDED', 'arrives-2']]);
+    assert.deepEqual(
+      w.events.map((e) => [e.type, e.object.metadata.name]),
+      [['ADDED', 'arrives-2']],
+    );
     w.close();
   });
 });
@@ -288,16 +333,32 @@ describe('selectors', () => {
     assert.equal(parseFieldSelector('metadata.name=a=b', pods)!(pod('a=b', '')), true);
     assert.equal(parseFieldSelector('metadata.name=', pods)!(pod('x', '')), false);
     // Long runs of spaces (quadratic for `[^=!]+?\s*=`) are just an invalid selector.
-    for (const bad of [`a${' '.repeat(16000)}b`, '=x', 'a!b=c', 'noop']) assert.equal(status(() => parseFieldSelector(bad, pods)), 400, bad.slice(0, 20));
+    for (const bad of [`a${' '.repeat(16000)}b`, '=x', 'a!b=c', 'noop'])
+      assert.equal(
+        status(() => parseFieldSelector(bad, pods)),
+        400,
+        bad.slice(0, 20),
+      );
   });
 
   test('only the field labels a type registers are accepted (not Object.prototype members)', () => {
-    for (const f of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) assert.equal(status(() => parseFieldSelector(`${f}=x`, pods)), 400, f);
+    for (const f of ['constructor', 'toString', '__proto__', 'hasOwnProperty'])
+      assert.equal(
+        status(() => parseFieldSelector(`${f}=x`, pods)),
+        400,
+        f,
+      );
   });
 
   test('overlong label keys and values are refused before any regular expression runs', () => {
-    assert.equal(status(() => parseLabelSelector(`${'a'.repeat(100000)}=b`)), 400);
-    assert.equal(status(() => parseLabelSelector(`a=${'b'.repeat(100000)}`)), 400);
+    assert.equal(
+      status(() => parseLabelSelector(`${'a'.repeat(100000)}=b`)),
+      400,
+    );
+    assert.equal(
+      status(() => parseLabelSelector(`a=${'b'.repeat(100000)}`)),
+      400,
+    );
     assert.equal(parseLabelSelector('a in (x, y),!b')!({ a: 'y' }), true);
   });
 });
@@ -341,4 +402,3 @@ describe('CRD deletion cleanup', () => {
     }
   });
 });
-

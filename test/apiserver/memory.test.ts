@@ -42,7 +42,11 @@ describe('store memory bounds', () => {
       const rvs = await putMany(store, 40, 100 * 1024);
       assert.ok(store.historyByteLength <= 1024 * 1024, `history holds ${store.historyByteLength} bytes`);
       assert.ok(store.historyLength < 12, `history holds ${store.historyLength} events`);
-      assert.equal(store.watch(KEY, rvs[0]!, () => {}), undefined, 'a resourceVersion pushed out of the history → 410');
+      assert.equal(
+        store.watch(KEY, rvs[0]!, () => {}),
+        undefined,
+        'a resourceVersion pushed out of the history → 410',
+      );
       const got: number[] = [];
       const stop = store.watch(KEY, rvs.at(-3)!, (ev) => got.push(ev.rv));
       assert.ok(stop);
@@ -73,7 +77,10 @@ describe('store memory bounds', () => {
       const rv = store.currentRv;
       await store.close();
       const again = await Store.open(opts);
-      assert.deepEqual(again.list(KEY).map((e) => e.json), before);
+      assert.deepEqual(
+        again.list(KEY).map((e) => e.json),
+        before,
+      );
       assert.equal(again.currentRv, rv);
       assert.equal(JSON.parse(again.get(KEY, 'default', 'big')!.json).data.gen, '99');
       await again.close();
@@ -171,10 +178,16 @@ describe('WatchBuffer', () => {
     b.push('b'.repeat(60)); // output now over its high-water mark: write() returned false
     b.push('c'.repeat(10));
     b.push('d'.repeat(10));
-    assert.deepEqual(out.written.map((c) => String(c)[0]), ['a', 'b']);
+    assert.deepEqual(
+      out.written.map((c) => String(c)[0]),
+      ['a', 'b'],
+    );
     assert.equal(b.pendingEvents, 4);
     out.flush();
-    assert.deepEqual(out.written.map((c) => String(c)[0]), ['a', 'b', 'c', 'd']);
+    assert.deepEqual(
+      out.written.map((c) => String(c)[0]),
+      ['a', 'b', 'c', 'd'],
+    );
     out.flush();
     assert.equal(b.pendingEvents, 0);
   });
@@ -233,7 +246,10 @@ describe('WatchBuffer', () => {
     b.push('event-1');
     while (out.written.at(-1) !== 'event-1') out.flush();
     assert.equal(produced, 100);
-    assert.deepEqual(out.written.slice(0, 100), Array.from({ length: 100 }, (_, i) => `init${String(i).padStart(6, '0')}`));
+    assert.deepEqual(
+      out.written.slice(0, 100),
+      Array.from({ length: 100 }, (_, i) => `init${String(i).padStart(6, '0')}`),
+    );
   });
 
   test('close() hands what is queued to the output (a final ERROR line is not lost), then nothing more', () => {
@@ -350,7 +366,10 @@ describe('slow watchers and big objects (scenarios)', () => {
         w.res!.resume();
       }
       await eventually(() => watches.slice(FAST).every((w) => w.ended()), 30_000, 'slow clients see the end of their watch');
-      assert.ok(watches.slice(0, FAST).every((w) => !w.ended()), 'fast watches stay open');
+      assert.ok(
+        watches.slice(0, FAST).every((w) => !w.ended()),
+        'fast watches stay open',
+      );
       const cutLines = lines.filter((l) => /watch consumer too slow; cut off/.test(l));
       assert.equal(cutLines.length, SLOW, 'one line per watcher cut off');
       const grown = process.memoryUsage().rss - rss0;

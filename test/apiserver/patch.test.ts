@@ -48,7 +48,13 @@ describe('JSON patch (unit)', () => {
 
   test('"-" appends for add (and as a copy/move target) and names nothing otherwise', () => {
     assert.deepEqual(jsonPatch({ a: [1] }, [{ op: 'add', path: '/a/-', value: 2 }]), { a: [1, 2] });
-    assert.deepEqual(jsonPatch({ a: [1, 2], b: 3 }, [{ op: 'copy', from: '/b', path: '/a/-' }, { op: 'move', from: '/a/0', path: '/a/-' }]), { a: [2, 3, 1], b: 3 });
+    assert.deepEqual(
+      jsonPatch({ a: [1, 2], b: 3 }, [
+        { op: 'copy', from: '/b', path: '/a/-' },
+        { op: 'move', from: '/a/0', path: '/a/-' },
+      ]),
+      { a: [2, 3, 1], b: 3 },
+    );
     for (const op of [
       { op: 'replace', path: '/a/-', value: 2 },
       { op: 'remove', path: '/a/-' },
@@ -184,12 +190,39 @@ describe('strategic merge patch (unit)', () => {
   });
 
   test('duplicate keys, deletes and re-adds keep their meaning', () => {
-    const orig = { spec: { containers: [{ name: 'a', image: '1' }, { name: 'b', image: '1' }, { name: 'a', image: 'dup' }] } };
+    const orig = {
+      spec: {
+        containers: [
+          { name: 'a', image: '1' },
+          { name: 'b', image: '1' },
+          { name: 'a', image: 'dup' },
+        ],
+      },
+    };
     const out = strategicMergePatch('Pod', orig, {
-      spec: { containers: [{ name: 'a', $patch: 'delete' }, { name: 'a', image: '2' }, { name: 'c', image: '1' }, { name: 'c', image: '2' }] },
+      spec: {
+        containers: [
+          { name: 'a', $patch: 'delete' },
+          { name: 'a', image: '2' },
+          { name: 'c', image: '1' },
+          { name: 'c', image: '2' },
+        ],
+      },
     });
-    assert.deepEqual(out, { spec: { containers: [{ name: 'b', image: '1' }, { name: 'a', image: '2' }, { name: 'c', image: '2' }] } });
-    const ordered = strategicMergePatch('Pod', { spec: { containers: [{ name: 'a' }, { name: 'b' }, { name: 'c' }] } }, { spec: { '$setElementOrder/containers': [{ name: 'c' }, { name: 'a' }], containers: [{ name: 'a', image: 'x' }] } });
+    assert.deepEqual(out, {
+      spec: {
+        containers: [
+          { name: 'b', image: '1' },
+          { name: 'a', image: '2' },
+          { name: 'c', image: '2' },
+        ],
+      },
+    });
+    const ordered = strategicMergePatch(
+      'Pod',
+      { spec: { containers: [{ name: 'a' }, { name: 'b' }, { name: 'c' }] } },
+      { spec: { '$setElementOrder/containers': [{ name: 'c' }, { name: 'a' }], containers: [{ name: 'a', image: 'x' }] } },
+    );
     assert.deepEqual(ordered, { spec: { containers: [{ name: 'c' }, { name: 'a', image: 'x' }, { name: 'b' }] } });
   });
 });
@@ -231,7 +264,20 @@ describe('PATCH limits over HTTP', () => {
   });
 
   test('leading-zero index → 422; non-array body → 400; 10001 operations → 413', async () => {
-    await raw(s.handle, 'POST', '/api/v1/namespaces/default/pods', JSON.stringify({ metadata: { name: 'p0' }, spec: { containers: [{ name: 'a', image: 'i' }, { name: 'b', image: 'i' }] } }));
+    await raw(
+      s.handle,
+      'POST',
+      '/api/v1/namespaces/default/pods',
+      JSON.stringify({
+        metadata: { name: 'p0' },
+        spec: {
+          containers: [
+            { name: 'a', image: 'i' },
+            { name: 'b', image: 'i' },
+          ],
+        },
+      }),
+    );
     const r = await raw(s.handle, 'PATCH', '/api/v1/namespaces/default/pods/p0', JSON.stringify([{ op: 'replace', path: '/spec/containers/01/image', value: 'j' }]), JSONP);
     assert.equal(r.status, 422, r.text);
     const ok = await raw(s.handle, 'PATCH', '/api/v1/namespaces/default/pods/p0', JSON.stringify([{ op: 'replace', path: '/spec/containers/1/image', value: 'j' }]), JSONP);

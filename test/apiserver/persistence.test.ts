@@ -52,7 +52,10 @@ describe('persistence', () => {
       await w.waitFor((e) => e.length >= 2);
       await raw(s.handle, 'POST', CMS, body('w2'));
       await w.waitFor((e) => e.length >= 3);
-      assert.deepEqual(w.events.map((e) => `${e.type}:${e.object.metadata.name}`), ['ADDED:w1', 'MODIFIED:w1', 'ADDED:w2']);
+      assert.deepEqual(
+        w.events.map((e) => `${e.type}:${e.object.metadata.name}`),
+        ['ADDED:w1', 'MODIFIED:w1', 'ADDED:w2'],
+      );
       w.close();
       await s.stop({ keepDir: true });
     } finally {
@@ -68,7 +71,8 @@ describe('persistence', () => {
       for (let i = 1; i < 30; i++) await raw(s.handle, 'POST', CMS, body(`k${i}`, { i: String(i) }));
       for (let i = 0; i < 30; i += 2) await raw(s.handle, 'DELETE', `${CMS}/k${i}`);
       for (let round = 0; round < 7; round++) {
-        for (let i = 1; i < 30; i += 2) await raw(s.handle, 'PATCH', `${CMS}/k${i}`, JSON.stringify({ data: { j: `x${round}` } }), { 'content-type': 'application/merge-patch+json' });
+        for (let i = 1; i < 30; i += 2)
+          await raw(s.handle, 'PATCH', `${CMS}/k${i}`, JSON.stringify({ data: { j: `x${round}` } }), { 'content-type': 'application/merge-patch+json' });
       }
       const before = (await raw(s.handle, 'GET', CMS)).json();
       await s.stop({ keepDir: true });

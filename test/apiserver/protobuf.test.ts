@@ -58,14 +58,10 @@ const MAGIC = Buffer.from('k8s\0', 'latin1');
 const envelope = (apiVersion: string, kind: string, rawObj: Buffer, ...extra: Buffer[]) =>
   Buffer.concat([MAGIC, sub(1, str(1, apiVersion), str(2, kind)), len(2, rawObj), str(3, ''), str(4, ''), ...extra]);
 /** ObjectMeta as gogo-protobuf writes it: every non-pointer field, zero or not. */
-const meta = (name: string, ...more: Buffer[]) =>
-  sub(1, str(1, name), str(2, ''), str(3, ''), str(4, ''), str(5, ''), str(6, ''), num(7, 0), sub(8), ...more);
+const meta = (name: string, ...more: Buffer[]) => sub(1, str(1, name), str(2, ''), str(3, ''), str(4, ''), str(5, ''), str(6, ''), num(7, 0), sub(8), ...more);
 
 /** The exact body kubectl v1.35 sends for `kubectl create configmap demo --from-literal=a=b` (from -v=8). */
-const KUBECTL_CM = Buffer.from(
-  '6b3873000a0f0a0276311209436f6e6669674d6170121e0a140a0464656d6f12001a0022002a00320038004200120' + '60a0161120162' + '1a002200',
-  'hex',
-);
+const KUBECTL_CM = Buffer.from('6b3873000a0f0a0276311209436f6e6669674d6170121e0a140a0464656d6f12001a0022002a00320038004200120' + '60a0161120162' + '1a002200', 'hex');
 
 async function postPb(path: string, body: Buffer) {
   return raw(s.handle, 'POST', path, body, PB);
@@ -137,7 +133,24 @@ describe('kubectl v1.35 typed generators (protobuf bodies)', { skip: KUBECTL_SKI
   });
 
   test('run a pod with labels, env, port, restart policy and a command; get it back', async () => {
-    const out = ok(await k(['run', 'kc-pod', '--image=busybox:1.36', '--labels=app=demo,tier=edge', '--env=MODE=fast', '--env=N=3', '--port=8080', '--restart=Never', '--command', '--', 'sh', '-c', 'sleep 5']), 'run');
+    const out = ok(
+      await k([
+        'run',
+        'kc-pod',
+        '--image=busybox:1.36',
+        '--labels=app=demo,tier=edge',
+        '--env=MODE=fast',
+        '--env=N=3',
+        '--port=8080',
+        '--restart=Never',
+        '--command',
+        '--',
+        'sh',
+        '-c',
+        'sleep 5',
+      ]),
+      'run',
+    );
     assert.match(out, /^pod\/kc-pod created$/m);
     const pod = await s.core.readNamespacedPod({ name: 'kc-pod', namespace: 'default' });
     assert.deepEqual(pod.metadata?.labels, { app: 'demo', tier: 'edge' });
@@ -146,8 +159,17 @@ describe('kubectl v1.35 typed generators (protobuf bodies)', { skip: KUBECTL_SKI
     assert.equal(c.name, 'kc-pod');
     assert.equal(c.image, 'busybox:1.36');
     assert.deepEqual(c.command, ['sh', '-c', 'sleep 5']);
-    assert.deepEqual(c.env?.map((e) => [e.name, e.value]), [['MODE', 'fast'], ['N', '3']]);
-    assert.deepEqual(c.ports?.map((p) => [p.containerPort, p.protocol]), [[8080, 'TCP']]);
+    assert.deepEqual(
+      c.env?.map((e) => [e.name, e.value]),
+      [
+        ['MODE', 'fast'],
+        ['N', '3'],
+      ],
+    );
+    assert.deepEqual(
+      c.ports?.map((p) => [p.containerPort, p.protocol]),
+      [[8080, 'TCP']],
+    );
     assert.equal(pod.status?.phase, 'Pending');
     const got = JSON.parse(ok(await k(['get', 'pod', 'kc-pod', '-o', 'json']), 'get pod'));
     assert.deepEqual(got.spec.containers[0].command, ['sh', '-c', 'sleep 5']);
@@ -274,14 +296,20 @@ describe('protobuf decoding', () => {
     assert.equal(p.spec.nodeName, 'edge-1');
     assert.equal(p.spec.hostNetwork, undefined);
     assert.deepEqual(p.spec.tolerations, [{ key: 'k', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 60 }]);
-    assert.deepEqual(p.spec.volumes, [{ name: 'cfg', configMap: { name: 'settings', defaultMode: 420 } }, { name: 'scratch', emptyDir: {} }]);
+    assert.deepEqual(p.spec.volumes, [
+      { name: 'cfg', configMap: { name: 'settings', defaultMode: 420 } },
+      { name: 'scratch', emptyDir: {} },
+    ]);
     const c = p.spec.containers[0];
     assert.equal(c.name, 'main');
     assert.equal(c.image, 'nginx:1.25');
     assert.deepEqual(c.command, ['/bin/sh', '-c']);
     assert.deepEqual(c.args, ['echo', '']);
     assert.equal(c.workingDir, '/work');
-    assert.deepEqual(c.ports, [{ name: 'http', containerPort: 80, protocol: 'TCP' }, { containerPort: 53, protocol: 'UDP' }]);
+    assert.deepEqual(c.ports, [
+      { name: 'http', containerPort: 80, protocol: 'TCP' },
+      { containerPort: 53, protocol: 'UDP' },
+    ]);
     assert.deepEqual(c.env, [{ name: 'A', value: '1' }, { name: 'EMPTY' }, { name: 'FROM', valueFrom: { secretKeyRef: { name: 'creds', key: 'token' } } }]);
     assert.deepEqual(c.resources, { limits: { cpu: '500m', memory: '128Mi' }, requests: { cpu: '250m' } });
     assert.deepEqual(c.volumeMounts, [{ name: 'cfg', readOnly: true, mountPath: '/etc/cfg' }]);
@@ -303,7 +331,10 @@ describe('protobuf decoding', () => {
     const sa = envelope('v1', 'ServiceAccount', Buffer.concat([meta('pb-sa'), sub(3, str(1, 'pull')), num(4, false)]));
     assert.equal((await postPb('/api/v1/namespaces/pb-ns/serviceaccounts', sa)).status, 201);
     const gsa = await s.core.readNamespacedServiceAccount({ name: 'pb-sa', namespace: 'pb-ns' });
-    assert.deepEqual(gsa.imagePullSecrets?.map((x) => x.name), ['pull']);
+    assert.deepEqual(
+      gsa.imagePullSecrets?.map((x) => x.name),
+      ['pull'],
+    );
     assert.equal(gsa.automountServiceAccountToken, false); // a pointer: explicit false is kept
   });
 
@@ -334,7 +365,11 @@ describe('protobuf decoding', () => {
         ['envelope', envelope('v1', 'ConfigMap', meta('pb-unknown'), u), /runtime\.Unknown envelope \(message k8s\.io\.apimachinery\.pkg\.runtime\.Unknown\)/],
         ['ConfigMap', envelope('v1', 'ConfigMap', Buffer.concat([meta('pb-unknown'), u])), /the object \(message k8s\.io\.api\.core\.v1\.ConfigMap\)/],
         ['ObjectMeta', envelope('v1', 'ConfigMap', meta('pb-unknown', u)), /metadata \(message k8s\.io\.apimachinery\.pkg\.apis\.meta\.v1\.ObjectMeta\)/],
-        ['a map entry', envelope('v1', 'ConfigMap', Buffer.concat([meta('pb-unknown'), sub(2, str(1, 'k'), u, str(2, 'v'))])), /data\[0\] \(message k8s\.io\.api\.core\.v1\.ConfigMap\.DataEntry\)/],
+        [
+          'a map entry',
+          envelope('v1', 'ConfigMap', Buffer.concat([meta('pb-unknown'), sub(2, str(1, 'k'), u, str(2, 'v'))])),
+          /data\[0\] \(message k8s\.io\.api\.core\.v1\.ConfigMap\.DataEntry\)/,
+        ],
         ['managedFields', envelope('v1', 'ConfigMap', meta('pb-unknown', sub(17, str(1, 'mgr'), u))), /metadata\.managedFields\[0\]/],
       ];
       for (const [where, body, re] of places) {
@@ -403,7 +438,7 @@ describe('protobuf decoding', () => {
 
   test('random corruption never crashes the server (never a 500)', async () => {
     let seed = 42;
-    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
     const base = envelope('v1', 'Pod', Buffer.concat([meta('fuzz'), sub(2, sub(2, str(1, 'c'), str(2, 'img'), sub(8, quantity(1, 'cpu', '1'))))]));
     for (let i = 0; i < 300; i++) {
       const b = Buffer.from(base);
@@ -508,7 +543,12 @@ describe('decodeProtobufObject (unit)', () => {
 const FIXTURES = join(repoRoot, 'test/apiserver/fixtures/protobuf');
 const golden = readdirSync(FIXTURES)
   .filter((f) => f.endsWith('.pb'))
-  .map((f) => ({ name: f.slice(0, -3), pb: readFileSync(join(FIXTURES, f)), json: JSON.parse(readFileSync(join(FIXTURES, `${f.slice(0, -3)}.json`), 'utf8')) as Record<string, any> })); // eslint-disable-line @typescript-eslint/no-explicit-any -- fixture JSON
+  .map((f) => ({
+    name: f.slice(0, -3),
+    pb: readFileSync(join(FIXTURES, f)),
+    // biome-ignore lint/suspicious/noExplicitAny: test convenience, arbitrary JSON
+    json: JSON.parse(readFileSync(join(FIXTURES, `${f.slice(0, -3)}.json`), 'utf8')) as Record<string, any>,
+  })); // eslint-disable-line @typescript-eslint/no-explicit-any -- fixture JSON
 
 describe('golden bodies from kubectl v1.35.2 (fixtures/protobuf)', () => {
   test('each decodes to exactly the JSON kubectl renders for the same object', () => {
@@ -534,7 +574,9 @@ function assertContains(got: unknown, want: unknown, at: string): void {
     for (const [k, v] of Object.entries(want)) assertContains((got as Record<string, unknown>)[k], v, `${at}.${k}`);
   } else if (Array.isArray(want)) {
     assert.ok(Array.isArray(got) && got.length === want.length, `${at}: ${JSON.stringify(got)} vs ${JSON.stringify(want)}`);
-    want.forEach((v, i) => assertContains(got[i], v, `${at}[${i}]`));
+    want.forEach((v, i) => {
+      assertContains(got[i], v, `${at}[${i}]`);
+    });
   } else {
     assert.deepEqual(got, want, at);
   }
@@ -598,12 +640,20 @@ function elem(f: protobuf.Field, v: unknown): unknown {
   }
 }
 
-const MESSAGES: Record<string, string> = { Pod: 'k8s.io.api.core.v1.Pod', Lease: 'k8s.io.api.coordination.v1.Lease', CustomResourceDefinition: `${EXT}CustomResourceDefinition`, Node: 'k8s.io.api.core.v1.Node' };
+const MESSAGES: Record<string, string> = {
+  Pod: 'k8s.io.api.core.v1.Pod',
+  Lease: 'k8s.io.api.coordination.v1.Lease',
+  CustomResourceDefinition: `${EXT}CustomResourceDefinition`,
+  Node: 'k8s.io.api.core.v1.Node',
+};
 /** A Kubernetes JSON object → the `k8s\0` + runtime.Unknown body, via protobufjs. */
 function encodeObject(obj: Obj): Buffer {
   const t = pbRoot.lookupType(MESSAGES[obj.kind as string]!);
   const rawObj = t.encode(toProto(t, obj)).finish();
-  const env = pbRoot.lookupType('k8s.io.apimachinery.pkg.runtime.Unknown').encode({ typeMeta: { apiVersion: obj.apiVersion, kind: obj.kind }, raw: rawObj }).finish();
+  const env = pbRoot
+    .lookupType('k8s.io.apimachinery.pkg.runtime.Unknown')
+    .encode({ typeMeta: { apiVersion: obj.apiVersion, kind: obj.kind }, raw: rawObj })
+    .finish();
   return Buffer.concat([MAGIC, env]);
 }
 
@@ -693,7 +743,15 @@ const richPod = (name: string): Obj => ({
         },
       },
       { name: 'scratch', emptyDir: { medium: 'Memory', sizeLimit: '64Mi' } },
-      { name: 'eph', ephemeral: { volumeClaimTemplate: { metadata: { labels: { t: 'x' } }, spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } }, storageClassName: 'fast' } } } },
+      {
+        name: 'eph',
+        ephemeral: {
+          volumeClaimTemplate: {
+            metadata: { labels: { t: 'x' } },
+            spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } }, storageClassName: 'fast' },
+          },
+        },
+      },
     ],
     restartPolicy: 'Always',
     terminationGracePeriodSeconds: 30,
@@ -708,8 +766,16 @@ const richPod = (name: string): Obj => ({
         requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'kubernetes.io/os', operator: 'In', values: ['linux'] }] }] },
         preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 50, preference: { matchFields: [{ key: 'metadata.name', operator: 'NotIn', values: ['bad'] }] } }],
       },
-      podAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [{ labelSelector: { matchExpressions: [{ key: 'app', operator: 'Exists' }] }, topologyKey: 'kubernetes.io/hostname', matchLabelKeys: ['pod-template-hash'] }] },
-      podAntiAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 100, podAffinityTerm: { labelSelector: { matchLabels: { app: 'rich' } }, namespaces: ['default'], topologyKey: 'zone' } }] },
+      podAffinity: {
+        requiredDuringSchedulingIgnoredDuringExecution: [
+          { labelSelector: { matchExpressions: [{ key: 'app', operator: 'Exists' }] }, topologyKey: 'kubernetes.io/hostname', matchLabelKeys: ['pod-template-hash'] },
+        ],
+      },
+      podAntiAffinity: {
+        preferredDuringSchedulingIgnoredDuringExecution: [
+          { weight: 100, podAffinityTerm: { labelSelector: { matchLabels: { app: 'rich' } }, namespaces: ['default'], topologyKey: 'zone' } },
+        ],
+      },
     },
     schedulerName: 'manual',
     tolerations: [{ key: 'k', operator: 'Equal', value: 'v', effect: 'NoExecute', tolerationSeconds: 0 }],
@@ -721,7 +787,9 @@ const richPod = (name: string): Obj => ({
     enableServiceLinks: false,
     preemptionPolicy: 'Never',
     overhead: { cpu: '10m' },
-    topologySpreadConstraints: [{ maxSkew: 1, topologyKey: 'zone', whenUnsatisfiable: 'DoNotSchedule', labelSelector: { matchLabels: { app: 'rich' } }, minDomains: 2, nodeAffinityPolicy: 'Honor' }],
+    topologySpreadConstraints: [
+      { maxSkew: 1, topologyKey: 'zone', whenUnsatisfiable: 'DoNotSchedule', labelSelector: { matchLabels: { app: 'rich' } }, minDomains: 2, nodeAffinityPolicy: 'Honor' },
+    ],
     setHostnameAsFQDN: false,
     os: { name: 'linux' },
     hostUsers: false,
@@ -734,10 +802,25 @@ describe('whole objects encoded with protobufjs from the schema', () => {
   test('a Pod with securityContext, probes, lifecycle, affinity, projected volumes and resources decodes to exactly its JSON', () => {
     const pod = richPod('rich-unit');
     // Server-side-only metadata too: managedFields (FieldsV1 = embedded JSON, Time), creationTimestamp, generation.
-    (pod.metadata as Obj).managedFields = [{ manager: 'kubectl', operation: 'Update', apiVersion: 'v1', time: '2024-05-06T07:08:09Z', fieldsType: 'FieldsV1', fieldsV1: { 'f:metadata': { 'f:labels': { '.': {}, 'f:app': {} } } } }];
+    (pod.metadata as Obj).managedFields = [
+      {
+        manager: 'kubectl',
+        operation: 'Update',
+        apiVersion: 'v1',
+        time: '2024-05-06T07:08:09Z',
+        fieldsType: 'FieldsV1',
+        fieldsV1: { 'f:metadata': { 'f:labels': { '.': {}, 'f:app': {} } } },
+      },
+    ];
     (pod.metadata as Obj).creationTimestamp = '2024-05-06T07:08:09Z';
     (pod.metadata as Obj).generation = 7;
-    pod.status = { phase: 'Running', conditions: [{ type: 'Ready', status: 'True', lastProbeTime: null, lastTransitionTime: '2024-05-06T07:08:10Z' }], podIP: '10.1.2.3', startTime: '2024-05-06T07:08:09Z', qosClass: 'Burstable' };
+    pod.status = {
+      phase: 'Running',
+      conditions: [{ type: 'Ready', status: 'True', lastProbeTime: null, lastTransitionTime: '2024-05-06T07:08:10Z' }],
+      podIP: '10.1.2.3',
+      startTime: '2024-05-06T07:08:09Z',
+      qosClass: 'Burstable',
+    };
     // lastProbeTime: null is Go's zero Time, which has no bytes on the wire and decodes as absent.
     const want = structuredClone(pod);
     delete ((want.status as Obj).conditions as Obj[])[0]!.lastProbeTime;
@@ -800,7 +883,9 @@ describe('whole objects encoded with protobufjs from the schema', () => {
                       closed: { type: 'object', additionalProperties: false },
                       raw: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true, nullable: true },
                     },
-                    'x-kubernetes-validations': [{ rule: 'self.interval >= 1', message: 'interval must be positive', reason: 'FieldValueInvalid', fieldPath: '.interval', optionalOldSelf: false }],
+                    'x-kubernetes-validations': [
+                      { rule: 'self.interval >= 1', message: 'interval must be positive', reason: 'FieldValueInvalid', fieldPath: '.interval', optionalOldSelf: false },
+                    ],
                   },
                   status: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true },
                 },
@@ -814,7 +899,14 @@ describe('whole objects encoded with protobufjs from the schema', () => {
     };
     assert.deepEqual(decodeProtobufObject(encodeObject(crd)).object, crd);
     // Schema features the server itself refuses in CRDs still decode exactly.
-    const exotic = { $ref: '#/definitions/x', $schema: 'http://json-schema.org/draft-04/schema#', items: [{ type: 'string' }, { type: 'integer' }], dependencies: { a: ['b', 'c'], d: { type: 'object' } }, definitions: { x: { type: 'string' } }, example: { any: ['json', 1, null] } };
+    const exotic = {
+      $ref: '#/definitions/x',
+      $schema: 'http://json-schema.org/draft-04/schema#',
+      items: [{ type: 'string' }, { type: 'integer' }],
+      dependencies: { a: ['b', 'c'], d: { type: 'object' } },
+      definitions: { x: { type: 'string' } },
+      example: { any: ['json', 1, null] },
+    };
     const crd2 = structuredClone(crd) as Obj;
     ((((crd2.spec as Obj).versions as Obj[])[0]!.schema as Obj).openAPIV3Schema as Obj).properties = { e: exotic };
     assert.deepEqual(decodeProtobufObject(encodeObject(crd2)).object, crd2);
@@ -823,7 +915,12 @@ describe('whole objects encoded with protobufjs from the schema', () => {
     assert.equal(r.status, 201, r.text);
     const path = '/apis/pb.example.com/v1/namespaces/default/sensors';
     await eventuallyStatus(path, 200);
-    const cr = await raw(s.handle, 'POST', path, JSON.stringify({ apiVersion: 'pb.example.com/v1', kind: 'Sensor', metadata: { name: 's1' }, spec: { port: 'http', labels: { a: 'b' } } }));
+    const cr = await raw(
+      s.handle,
+      'POST',
+      path,
+      JSON.stringify({ apiVersion: 'pb.example.com/v1', kind: 'Sensor', metadata: { name: 's1' }, spec: { port: 'http', labels: { a: 'b' } } }),
+    );
     assert.equal(cr.status, 201, cr.text);
     assert.equal(cr.json().spec.unit, 'C'); // the default from the protobuf-decoded schema
     assert.equal(cr.json().spec.interval, 30);
@@ -837,7 +934,8 @@ describe('whole objects encoded with protobufjs from the schema', () => {
     };
     const pod = (spec: Obj) => body('v1', 'Pod', { metadata: { name: 'bad' }, spec });
     const lease = (spec: Obj) => body('coordination.k8s.io/v1', 'Lease', { metadata: { name: 'bad' }, spec });
-    const crd = (openAPIV3Schema: Obj) => body('apiextensions.k8s.io/v1', 'CustomResourceDefinition', { metadata: { name: 'bad.example.com' }, spec: { versions: [{ name: 'v1', schema: { openAPIV3Schema } }] } });
+    const crd = (openAPIV3Schema: Obj) =>
+      body('apiextensions.k8s.io/v1', 'CustomResourceDefinition', { metadata: { name: 'bad.example.com' }, spec: { versions: [{ name: 'v1', schema: { openAPIV3Schema } }] } });
     const LEASES = '/apis/coordination.k8s.io/v1/namespaces/default/leases';
     const CRDS = '/apis/apiextensions.k8s.io/v1/customresourcedefinitions';
     const cases: [string, string, Buffer, RegExp][] = [
@@ -848,7 +946,11 @@ describe('whole objects encoded with protobufjs from the schema', () => {
       ['invalid default JSON', CRDS, crd({ default: { raw: Buffer.from('{nope') } }), /default: embedded JSON is not valid/],
     ];
     for (const [what, path, b, re] of cases) {
-      assert.throws(() => decodeProtobufObject(b), (e: unknown) => e instanceof ProtobufError && re.test((e as Error).message), what);
+      assert.throws(
+        () => decodeProtobufObject(b),
+        (e: unknown) => e instanceof ProtobufError && re.test((e as Error).message),
+        what,
+      );
       const r = await postPb(path, b);
       assert.equal(r.status, 400, `${what}: ${r.text}`);
       assert.match(r.json().message, re, what);
@@ -858,7 +960,12 @@ describe('whole objects encoded with protobufjs from the schema', () => {
   test('a schema nested deeper than the recursion limit → 400, not a crash', async () => {
     let schema: Obj = { type: 'string' };
     for (let i = 0; i < 200; i++) schema = { type: 'object', properties: { x: schema } };
-    const crd = { apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', metadata: { name: 'deep.pb.example.com' }, spec: { versions: [{ name: 'v1', schema: { openAPIV3Schema: schema } }] } };
+    const crd = {
+      apiVersion: 'apiextensions.k8s.io/v1',
+      kind: 'CustomResourceDefinition',
+      metadata: { name: 'deep.pb.example.com' },
+      spec: { versions: [{ name: 'v1', schema: { openAPIV3Schema: schema } }] },
+    };
     // protobufjs's encoder has the same limit: lift it for encoding only (decoding keeps its own, Reader.recursionLimit).
     const limit = protobuf.util.recursionLimit;
     let body: Buffer;

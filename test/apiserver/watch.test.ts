@@ -26,7 +26,10 @@ describe('watch', () => {
     await s.core.deleteNamespacedConfigMap({ name: 'a', namespace: 'w' });
     const w = rawWatch(s.handle, `/api/v1/namespaces/w/configmaps?watch=1&resourceVersion=${rv}`);
     await w.waitFor((e) => e.length >= 3);
-    assert.deepEqual(w.events.map((e) => `${e.type}:${e.object.metadata.name}`), ['MODIFIED:a', 'ADDED:b', 'DELETED:a']);
+    assert.deepEqual(
+      w.events.map((e) => `${e.type}:${e.object.metadata.name}`),
+      ['MODIFIED:a', 'ADDED:b', 'DELETED:a'],
+    );
     const rvs = w.events.map((e) => Number(e.object.metadata.resourceVersion));
     assert.ok(rvs.every((x, i) => i === 0 || x > rvs[i - 1]!) && rvs[0]! > Number(rv));
     // And it keeps following.
@@ -53,7 +56,10 @@ describe('watch', () => {
     const x2 = await s.core.replaceNamespacedConfigMap({ name: 'x', namespace: 'w', body: { ...x, metadata: { ...x.metadata, labels: { sel: 'yes' } } } });
     await s.core.replaceNamespacedConfigMap({ name: 'x', namespace: 'w', body: { ...x2, metadata: { ...x2.metadata, labels: { sel: 'no' } } } });
     await w.waitFor((e) => e.length >= 2);
-    assert.deepEqual(w.events.map((e) => e.type), ['ADDED', 'DELETED']);
+    assert.deepEqual(
+      w.events.map((e) => e.type),
+      ['ADDED', 'DELETED'],
+    );
     w.close();
   });
 
@@ -64,7 +70,10 @@ describe('watch', () => {
     await s.core.createNamespacedPod({ namespace: 'w', body: { metadata: { name: 'on-n1' }, spec: { nodeName: 'n1', containers: [{ name: 'c', image: 'i' }] } } });
     await w.waitFor((e) => e.length >= 1);
     // Events come in resourceVersion order: on-n2 (created first) would have come before on-n1.
-    assert.deepEqual(w.events.map((e) => e.object.metadata.name), ['on-n1']);
+    assert.deepEqual(
+      w.events.map((e) => e.object.metadata.name),
+      ['on-n1'],
+    );
     w.close();
   });
 
@@ -79,14 +88,18 @@ describe('watch', () => {
   });
 
   test('timeoutSeconds ends the stream', async () => {
-    const w = rawWatch(s.handle, `/api/v1/namespaces/w/configmaps?watch=1&timeoutSeconds=1&resourceVersion=${(await s.core.listNamespacedConfigMap({ namespace: 'w' })).metadata!.resourceVersion}`);
+    const w = rawWatch(
+      s.handle,
+      `/api/v1/namespaces/w/configmaps?watch=1&timeoutSeconds=1&resourceVersion=${(await s.core.listNamespacedConfigMap({ namespace: 'w' })).metadata!.resourceVersion}`,
+    );
     await w.ended;
     assert.ok(!w.events.some((e) => e.type === 'ERROR'));
   });
 
   test('a compacted resourceVersion gets an ERROR event with a 410 Status', async () => {
     const first = await s.core.createNamespacedConfigMap({ namespace: 'w', body: cm('old') });
-    for (let i = 0; i < 120; i++) await s.core.patchNamespacedConfigMap({ name: 'old', namespace: 'w', body: { data: { i: String(i) } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+    for (let i = 0; i < 120; i++)
+      await s.core.patchNamespacedConfigMap({ name: 'old', namespace: 'w', body: { data: { i: String(i) } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
     const w = rawWatch(s.handle, `/api/v1/namespaces/w/configmaps?watch=1&resourceVersion=${first.metadata!.resourceVersion}`);
     await w.ended;
     assert.equal(w.events.length, 1);
@@ -112,7 +125,8 @@ describe('watch', () => {
     await eventually(() => seen.get('i1') === '1', 'informer add');
     // Make the informer's resourceVersion too old: stop it, churn past the history, restart.
     await informer.stop();
-    for (let i = 0; i < 60; i++) await s.core.patchNamespacedConfigMap({ name: 'i1', namespace: 'inf', body: { data: { v: String(i) } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+    for (let i = 0; i < 60; i++)
+      await s.core.patchNamespacedConfigMap({ name: 'i1', namespace: 'inf', body: { data: { v: String(i) } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
     await s.core.createNamespacedConfigMap({ namespace: 'inf', body: cm('i2', undefined, { v: 'two' }) });
     const watches = s.handle.activeWatches();
     await informer.start();

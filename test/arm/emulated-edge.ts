@@ -66,7 +66,28 @@ export function describeEmulatedEdge(arch: Arch, nodeName: string, kubeArch: str
       const cloud = await c.startCloud(`cloud-${arch}`, ['--heartbeat-interval-ms', '1000', '--heartbeat-timeout-ms', '30000', '--ack-timeout-ms', '3000']);
       const dataDir = c.dataDir(nodeName);
       edge = startProcess(
-        ['-L', e.sysroot, e.node, edgecoreBundle, '--cloud', cloud.url, '--node-name', nodeName, '--data-dir', dataDir, '--node-status-interval-ms', '1000', '--heartbeat-interval-ms', '1000', '--heartbeat-timeout-ms', '30000', '--reconnect-max-ms', '1000', '--log-level', 'info'],
+        [
+          '-L',
+          e.sysroot,
+          e.node,
+          edgecoreBundle,
+          '--cloud',
+          cloud.url,
+          '--node-name',
+          nodeName,
+          '--data-dir',
+          dataDir,
+          '--node-status-interval-ms',
+          '1000',
+          '--heartbeat-interval-ms',
+          '1000',
+          '--heartbeat-timeout-ms',
+          '30000',
+          '--reconnect-max-ms',
+          '1000',
+          '--log-level',
+          'info',
+        ],
         {},
         nodeName,
         e.qemu,
@@ -75,10 +96,14 @@ export function describeEmulatedEdge(arch: Arch, nodeName: string, kubeArch: str
 
       // The process that connected is the ARM build: its own status report names its
       // architecture (process.arch) and its Node version.
-      const node = await eventually(async () => {
-        const n = await c.core.readNode({ name: nodeName }).catch(() => undefined);
-        return n?.status?.nodeInfo?.architecture ? n : undefined;
-      }, 60_000, `Node ${nodeName} with its status report`);
+      const node = await eventually(
+        async () => {
+          const n = await c.core.readNode({ name: nodeName }).catch(() => undefined);
+          return n?.status?.nodeInfo?.architecture ? n : undefined;
+        },
+        60_000,
+        `Node ${nodeName} with its status report`,
+      );
       assert.equal(node.status?.nodeInfo?.architecture, kubeArch, 'nodeInfo.architecture reported by the emulated process');
       assert.equal(node.metadata?.labels?.['kubernetes.io/arch'], kubeArch);
       assert.equal(node.status?.nodeInfo?.containerRuntimeVersion, `node/${e.nodeVersion}`, 'the ARM Node ran it, not the host Node');
@@ -95,7 +120,9 @@ export function describeEmulatedEdge(arch: Arch, nodeName: string, kubeArch: str
           spec: {
             nodeName,
             nodeSelector: { 'kubernetes.io/arch': kubeArch },
-            containers: [{ name: 'app', image: 'busybox', envFrom: [{ configMapRef: { name: cm } }], env: [{ name: 'TOKEN', valueFrom: { secretKeyRef: { name: secret, key: 'token' } } }] }],
+            containers: [
+              { name: 'app', image: 'busybox', envFrom: [{ configMapRef: { name: cm } }], env: [{ name: 'TOKEN', valueFrom: { secretKeyRef: { name: secret, key: 'token' } } }] },
+            ],
           },
         },
       });
@@ -106,20 +133,32 @@ export function describeEmulatedEdge(arch: Arch, nodeName: string, kubeArch: str
       });
 
       // The emulated edge made them durable in its store (its real file) ...
-      await storeEquals(dataDir, async () => {
-        const v = await rv();
-        return { [`${ns}/pod/${pod}`]: v.pod, [`${ns}/configmap/${cm}`]: v.cm, [`${ns}/secret/${secret}`]: v.secret };
-      }, 60_000);
+      await storeEquals(
+        dataDir,
+        async () => {
+          const v = await rv();
+          return { [`${ns}/pod/${pod}`]: v.pod, [`${ns}/configmap/${cm}`]: v.cm, [`${ns}/secret/${secret}`]: v.secret };
+        },
+        60_000,
+      );
       // ... and ACKed them: the node's ObjectSync records carry exactly these versions.
       let last = '';
-      await eventually(async () => {
-        const list = (await c.objects.listNamespacedCustomObject({ ...SYNC, namespace: ns })) as { items: { metadata: { name: string }; spec: { objectKind: string; objectName: string }; status?: { objectResourceVersion?: string } }[] };
-        const have = Object.fromEntries(list.items.filter((i) => i.metadata.name.startsWith(`${nodeName}.`)).map((i) => [`${i.spec.objectKind}/${i.spec.objectName}`, i.status?.objectResourceVersion]));
-        const v = await rv();
-        const want = { [`Pod/${pod}`]: v.pod, [`ConfigMap/${cm}`]: v.cm, [`Secret/${secret}`]: v.secret };
-        last = `have ${JSON.stringify(have)}, want ${JSON.stringify(want)}`;
-        return JSON.stringify(Object.entries(have).sort()) === JSON.stringify(Object.entries(want).sort());
-      }, 60_000, `ObjectSync records of ${nodeName} with the ACKed versions`).catch((err: Error) => {
+      await eventually(
+        async () => {
+          const list = (await c.objects.listNamespacedCustomObject({ ...SYNC, namespace: ns })) as {
+            items: { metadata: { name: string }; spec: { objectKind: string; objectName: string }; status?: { objectResourceVersion?: string } }[];
+          };
+          const have = Object.fromEntries(
+            list.items.filter((i) => i.metadata.name.startsWith(`${nodeName}.`)).map((i) => [`${i.spec.objectKind}/${i.spec.objectName}`, i.status?.objectResourceVersion]),
+          );
+          const v = await rv();
+          const want = { [`Pod/${pod}`]: v.pod, [`ConfigMap/${cm}`]: v.cm, [`Secret/${secret}`]: v.secret };
+          last = `have ${JSON.stringify(have)}, want ${JSON.stringify(want)}`;
+          return JSON.stringify(Object.entries(have).sort()) === JSON.stringify(Object.entries(want).sort());
+        },
+        60_000,
+        `ObjectSync records of ${nodeName} with the ACKed versions`,
+      ).catch((err: Error) => {
         throw new Error(`${err.message}\n${last}`);
       });
 

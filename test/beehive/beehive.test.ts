@@ -15,12 +15,7 @@ function msg(content: unknown = null, resource = 'default/pod/nginx'): Message {
   return newMessage({ source: 'test', group: 'resource', operation: 'update', resource, content });
 }
 
-function mod(
-  name: string,
-  group: string,
-  start: (ctx: ModuleContext, signal: AbortSignal) => Promise<void>,
-  restartPolicy?: RestartPolicy,
-): Module {
+function mod(name: string, group: string, start: (ctx: ModuleContext, signal: AbortSignal) => Promise<void>, restartPolicy?: RestartPolicy): Module {
   return restartPolicy ? { name, group, start, restartPolicy } : { name, group, start };
 }
 
@@ -57,7 +52,10 @@ async function rejectsWithCode(p: Promise<unknown>, code: string): Promise<void>
 /** Whether `p` has settled after the event loop has had `ms` to run. */
 async function settledWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
   let settled = false;
-  p.then(() => (settled = true), () => (settled = true));
+  p.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
   await delay(ms);
   return settled;
 }
@@ -77,8 +75,14 @@ describe('beehive: routing', () => {
     );
     bus.start();
     await waitFor(() => got.length === 5, 'five messages');
-    assert.deepEqual(got.map((m) => m.header.id), sent.map((m) => m.header.id));
-    assert.deepEqual(got.map((m) => m.content), [{ n: 0 }, { n: 1 }, { n: 2 }, { n: 3 }, { n: 4 }]);
+    assert.deepEqual(
+      got.map((m) => m.header.id),
+      sent.map((m) => m.header.id),
+    );
+    assert.deepEqual(
+      got.map((m) => m.content),
+      [{ n: 0 }, { n: 1 }, { n: 2 }, { n: 3 }, { n: 4 }],
+    );
   });
 
   it('sendToGroup reaches every member of the group and no one else', async (t) => {
@@ -86,7 +90,9 @@ describe('beehive: routing', () => {
     t.after(() => bus.stop());
     const twins: Message[][] = [[], [], []];
     const other: Message[] = [];
-    twins.forEach((got, i) => bus.register(recorder(`twin-${i}`, 'twin', got)));
+    twins.forEach((got, i) => {
+      bus.register(recorder(`twin-${i}`, 'twin', got));
+    });
     bus.register(recorder('meta', 'meta', other));
     bus.start();
     const m = msg({ temperature: 21.5 });
@@ -165,7 +171,10 @@ describe('beehive: sendSync', () => {
     bus.start();
     const ctx = bus.context('test');
     const answers = await Promise.all(['a', 'b', 'c', 'd'].map((q) => ctx.sendSync<string>('batcher', msg(q), 2000)));
-    assert.deepEqual(answers.map((r) => r.content), ['answer to a', 'answer to b', 'answer to c', 'answer to d']);
+    assert.deepEqual(
+      answers.map((r) => r.content),
+      ['answer to a', 'answer to b', 'answer to c', 'answer to d'],
+    );
   });
 
   it('rejects with LEDGE_ERR_TIMEOUT when no response comes', async (t) => {
@@ -220,7 +229,10 @@ describe('beehive: restart policy', () => {
     assert.equal(bus.restartCount('steady'), 0);
     await waitFor(() => flakyGot.length === 1, 'flaky to receive after recovering');
     assert.equal(flakyGot[0]!.header.id, early.header.id);
-    assert.deepEqual(got.map((m) => m.content), ['during restarts']);
+    assert.deepEqual(
+      got.map((m) => m.content),
+      ['during restarts'],
+    );
     await delay(30);
     assert.equal(starts, 4, 'a recovered module is not restarted again');
   });
@@ -251,10 +263,15 @@ describe('beehive: restart policy', () => {
     t.after(() => bus.stop());
     const starts: number[] = [];
     bus.register(
-      mod('backoff', 'meta', async () => {
-        starts.push(performance.now());
-        throw new Error('fail');
-      }, { mode: 'on-failure', initialDelayMs: 10, maxDelayMs: 5000 }),
+      mod(
+        'backoff',
+        'meta',
+        async () => {
+          starts.push(performance.now());
+          throw new Error('fail');
+        },
+        { mode: 'on-failure', initialDelayMs: 10, maxDelayMs: 5000 },
+      ),
     );
     bus.start();
     await waitFor(() => starts.length >= 4, 'four starts');
@@ -333,7 +350,10 @@ describe('beehive: backpressure', () => {
     openGate();
     await third;
     await waitFor(() => got.length === 3, 'all three');
-    assert.deepEqual(got.map((m) => m.content), [1, 2, 3]);
+    assert.deepEqual(
+      got.map((m) => m.content),
+      [1, 2, 3],
+    );
   });
 });
 
@@ -528,9 +548,10 @@ describe('beehive: edge cases', () => {
     );
     bus.start();
     const client = bus.context('client');
-    await assert.rejects(client.sendSync('slow', newMessage({ source: 'client', group: 'meta', operation: 'query', resource: 'x', content: null }), 20), { code: 'LEDGE_ERR_TIMEOUT' });
+    await assert.rejects(client.sendSync('slow', newMessage({ source: 'client', group: 'meta', operation: 'query', resource: 'x', content: null }), 20), {
+      code: 'LEDGE_ERR_TIMEOUT',
+    });
     await delay(120);
     assert.equal(seenByResponder.length, 1, 'the late response did not come back to the responder');
   });
 });
-

@@ -51,7 +51,10 @@ describe('CLI', () => {
       const edge = startEdge(['--cloud', 'ws://127.0.0.1:1', '--node-name', 'n', '--data-dir', d.path, '--heartbeat-interval', '1000', '--log-level', 'info']);
       await edge.waitFor(/edgecore started/);
       assert.equal(await edge.stop(), 0);
-      const warnings = edge.output().split('\n').filter((l) => l.includes('deprecated'));
+      const warnings = edge
+        .output()
+        .split('\n')
+        .filter((l) => l.includes('deprecated'));
       assert.equal(warnings.length, 1, warnings.join('\n'));
       assert.match(warnings[0]!, /--heartbeat-interval is deprecated; use --heartbeat-interval-ms/);
     } finally {
@@ -113,4 +116,3 @@ describe('CLI', () => {
     }
   });
 });
-

@@ -149,7 +149,11 @@ describe('rate budget: every frame type costs a token', () => {
   test('an ACK of a message in flight is free; the node’s download is not limited to its upload rate', () => {
     const h = hub({ upstreamQps: 1, upstreamBurst: 2, ackTimeoutMs: 60_000, maxAckTimeoutMs: 60_000 });
     const ws = connect(h, 'downloader');
-    for (let i = 0; i < 20; i++) h.sendToNode('downloader', newMessage({ source: 'test', group: 'resource', operation: 'update', resource: `default/configmap/c${i}`, resourceVersion: '1', sync: true, content: { i } }));
+    for (let i = 0; i < 20; i++)
+      h.sendToNode(
+        'downloader',
+        newMessage({ source: 'test', group: 'resource', operation: 'update', resource: `default/configmap/c${i}`, resourceVersion: '1', sync: true, content: { i } }),
+      );
     const sent = ws.messages();
     assert.equal(sent.length, 20);
     ws.receive(...sent.map((m) => newAck(m, 'edge')), keepalive(), keepalive(), keepalive());
@@ -278,8 +282,14 @@ describe('idle node state is evicted', () => {
 
   test('a node with queued messages or upstream work in progress is live and never evicted', () => {
     const h = hub({ maxNodes: 2, idleNodeGraceMs: 1000 });
-    h.sendToNode('offline-a', newMessage({ source: 'test', group: 'resource', operation: 'update', resource: 'default/configmap/x', resourceVersion: '1', sync: true, content: {} }));
-    h.sendToNode('offline-b', newMessage({ source: 'test', group: 'resource', operation: 'update', resource: 'default/configmap/x', resourceVersion: '1', sync: true, content: {} }));
+    h.sendToNode(
+      'offline-a',
+      newMessage({ source: 'test', group: 'resource', operation: 'update', resource: 'default/configmap/x', resourceVersion: '1', sync: true, content: {} }),
+    );
+    h.sendToNode(
+      'offline-b',
+      newMessage({ source: 'test', group: 'resource', operation: 'update', resource: 'default/configmap/x', resourceVersion: '1', sync: true, content: {} }),
+    );
     // Best-effort messages to unknown nodes create no state at all.
     h.sendToNode('nobody', newMessage({ source: 'test', group: 'resource', operation: 'update', resource: 'default/configmap/x', content: {} }));
     assert.deepEqual(h.nodeCounts(), { total: 2, live: 2, idle: 0 });
@@ -287,7 +297,10 @@ describe('idle node state is evicted', () => {
     assert.equal(h.evictIdleNodes(), 0);
     assert.equal(h.nodeSummary('offline-a')!.queued, 1, 'the queued message waits for its node');
     // The limit counts live states: a third node's message is refused.
-    h.sendToNode('offline-c', newMessage({ source: 'test', group: 'resource', operation: 'update', resource: 'default/configmap/x', resourceVersion: '1', sync: true, content: {} }));
+    h.sendToNode(
+      'offline-c',
+      newMessage({ source: 'test', group: 'resource', operation: 'update', resource: 'default/configmap/x', resourceVersion: '1', sync: true, content: {} }),
+    );
     assert.equal(h.nodeSummary('offline-c'), undefined);
     // Once delivered and ACKed, and the node gone, the state becomes idle and is evicted.
     const ws = connect(h, 'offline-a');

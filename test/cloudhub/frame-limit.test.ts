@@ -136,7 +136,11 @@ describe('CloudHub transport frame limit', () => {
       await eventually(() => cloud.hub.nodeSummary('declares-huge'), 5000, 'the session');
       c.sendFrameStart(DECLARED, randomBytes(SENT));
       // Only 1 KiB of the 32 MiB was sent: a server that waits for the payload never gets here.
-      const code = await within(c.closeFrame(), 5000, `a close frame after a ${DECLARED}-byte frame header (only ${SENT} bytes of payload sent); none came: the server waits for the payload instead of refusing the declared length`);
+      const code = await within(
+        c.closeFrame(),
+        5000,
+        `a close frame after a ${DECLARED}-byte frame header (only ${SENT} bytes of payload sent); none came: the server waits for the payload instead of refusing the declared length`,
+      );
       assert.equal(code, 1009);
       assert.ok(cloud.log.has(/session error: Max payload size exceeded/), 'the refusal is logged');
     } finally {

@@ -49,7 +49,9 @@ describe('CloudHub listen address', () => {
   });
 
   test('the cluster Deployment passes --bind-address 0.0.0.0 explicitly (pod IP, Service and probe)', () => {
-    const docs = parseAllDocuments(readFileSync(join(repoRoot, 'deploy/kubernetes/cloudcore.yaml'), 'utf8')).map((d) => d.toJS() as { kind?: string; spec?: { template?: { spec?: { containers?: { name: string; args?: string[] }[] } } } });
+    const docs = parseAllDocuments(readFileSync(join(repoRoot, 'deploy/kubernetes/cloudcore.yaml'), 'utf8')).map(
+      (d) => d.toJS() as { kind?: string; spec?: { template?: { spec?: { containers?: { name: string; args?: string[] }[] } } } },
+    );
     const deployment = docs.find((d) => d.kind === 'Deployment');
     const args = deployment?.spec?.template?.spec?.containers?.find((c) => c.name === 'cloudcore')?.args ?? [];
     const i = args.indexOf('--bind-address');

@@ -41,7 +41,18 @@ function harness(ec: EdgeController) {
   return {
     bee,
     report: async (node: string, ready: 'True' | 'False' | 'Unknown') => {
-      const msg = newMessage({ source: 'edged', group: 'resource', operation: 'update', resource: `node/${node}/default/nodestatus/${node}`, sync: true, content: { nodeInfo: { operatingSystem: 'linux', architecture: 'x64' }, capacity: { cpu: '1' }, conditions: [{ type: 'Ready', status: ready, reason: ready === 'True' ? 'EdgeReady' : 'EdgeNotReady' }] } });
+      const msg = newMessage({
+        source: 'edged',
+        group: 'resource',
+        operation: 'update',
+        resource: `node/${node}/default/nodestatus/${node}`,
+        sync: true,
+        content: {
+          nodeInfo: { operatingSystem: 'linux', architecture: 'x64' },
+          capacity: { cpu: '1' },
+          conditions: [{ type: 'Ready', status: ready, reason: ready === 'True' ? 'EdgeReady' : 'EdgeNotReady' }],
+        },
+      });
       const resp = await hub.sendSync('edgecontroller', msg, 15_000);
       assert.equal(resp.content, null, `report handled: ${JSON.stringify(resp.content)}`);
     },
@@ -99,7 +110,10 @@ describe('EdgeController: failures are reported, never unhandled rejections', ()
       // Let any rejection still in flight surface: unhandledRejection fires after the microtask queue drains.
       await new Promise((r) => setImmediate(r));
       await new Promise((r) => setImmediate(r));
-      assert.deepEqual(unhandled.map((e) => String(e)), []);
+      assert.deepEqual(
+        unhandled.map((e) => String(e)),
+        [],
+      );
     } finally {
       process.off('unhandledRejection', onUnhandled);
     }
@@ -149,7 +163,10 @@ describe('EdgeController: failures are reported, never unhandled rejections', ()
       const ec = new EdgeController(kc, log.logger);
       const running = ec.start(ctx, ac.signal);
       await eventually(() => log.has(/edge controller watching/), 15_000, 'informers synced');
-      await core.createNamespacedPod({ namespace: 'default', body: { metadata: { name: 'ec-throw', namespace: 'default' }, spec: { nodeName: 'ec-n2', containers: [{ name: 'c', image: 'busybox' }] } } });
+      await core.createNamespacedPod({
+        namespace: 'default',
+        body: { metadata: { name: 'ec-throw', namespace: 'default' }, spec: { nodeName: 'ec-n2', containers: [{ name: 'c', image: 'busybox' }] } },
+      });
       await eventually(() => calls > 0 && log.has(/reconcile exploded/), 10_000, 'the handler failure to be logged');
       ac.abort();
       await running;

@@ -33,7 +33,13 @@ describe('controllers: HA across replicas', () => {
 
     for (let i = 0; i < PODS; i++) {
       await cluster.core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: `ha-cfg-${i}`, namespace: ns }, data: { v: '0' } } });
-      await cluster.core.createNamespacedPod({ namespace: ns, body: { metadata: { name: `ha-app-${i}`, namespace: ns }, spec: { nodeName: 'edge-ha', containers: [{ name: 'c', image: 'busybox', envFrom: [{ configMapRef: { name: `ha-cfg-${i}` } }] }] } } });
+      await cluster.core.createNamespacedPod({
+        namespace: ns,
+        body: {
+          metadata: { name: `ha-app-${i}`, namespace: ns },
+          spec: { nodeName: 'edge-ha', containers: [{ name: 'c', image: 'busybox', envFrom: [{ configMapRef: { name: `ha-cfg-${i}` } }] }] },
+        },
+      });
     }
     const expected = async () => {
       const out: Record<string, string> = {};
@@ -72,10 +78,17 @@ describe('controllers: HA across replicas', () => {
     streaming = false;
     await stream;
 
-    const [, sent, deleted, upToDate] = (await b.proc.waitFor(/node edge-ha connected: (\d+) objects to send, (\d+) to delete, (\d+) already up to date/, 20_000)).map(Number) as [number, number, number, number];
+    const [, sent, deleted, upToDate] = (await b.proc.waitFor(/node edge-ha connected: (\d+) objects to send, (\d+) to delete, (\d+) already up to date/, 20_000)).map(Number) as [
+      number,
+      number,
+      number,
+      number,
+    ];
     await storeEquals(cluster.dataDir('edge-ha'), expected, 30_000);
     const duplicates = (edge.output().match(/already had default\//g) ?? []).length;
-    t.diagnostic(`updates: ${updates} (${killedAt} before the kill); on takeover replica-2 sent ${sent} of ${sent + upToDate} objects (${upToDate} up to date, ${deleted} deletes); duplicate deliveries seen by the edge: ${duplicates}`);
+    t.diagnostic(
+      `updates: ${updates} (${killedAt} before the kill); on takeover replica-2 sent ${sent} of ${sent + upToDate} objects (${upToDate} up to date, ${deleted} deletes); duplicate deliveries seen by the edge: ${duplicates}`,
+    );
     assert.equal(deleted, 0);
     // Only objects that changed during the failover (at most the configmaps) need to go again.
     assert.ok(sent <= PODS, `takeover re-sends at most the ${PODS} changing objects, sent ${sent}`);

@@ -46,12 +46,19 @@ function pod(name: string, node: string, refs: { cm?: string; secret?: string })
 
 async function rvOf(kind: 'pod' | 'configmap' | 'secret', name: string): Promise<string> {
   const c = cluster.core;
-  const o = kind === 'pod' ? await c.readNamespacedPod({ name, namespace: ns }) : kind === 'configmap' ? await c.readNamespacedConfigMap({ name, namespace: ns }) : await c.readNamespacedSecret({ name, namespace: ns });
+  const o =
+    kind === 'pod'
+      ? await c.readNamespacedPod({ name, namespace: ns })
+      : kind === 'configmap'
+        ? await c.readNamespacedConfigMap({ name, namespace: ns })
+        : await c.readNamespacedSecret({ name, namespace: ns });
   return o.metadata!.resourceVersion!;
 }
 
 async function records(node: string): Promise<Map<string, string | undefined>> {
-  const list = (await cluster.objects.listNamespacedCustomObject({ ...SYNC, namespace: ns })) as { items: { metadata: { name: string }; spec: { objectKind: string; objectName: string }; status?: { objectResourceVersion?: string } }[] };
+  const list = (await cluster.objects.listNamespacedCustomObject({ ...SYNC, namespace: ns })) as {
+    items: { metadata: { name: string }; spec: { objectKind: string; objectName: string }; status?: { objectResourceVersion?: string } }[];
+  };
   return new Map(list.items.filter((i) => i.metadata.name.startsWith(`${node}.`)).map((i) => [`${i.spec.objectKind}/${i.spec.objectName}`, i.status?.objectResourceVersion]));
 }
 
@@ -61,18 +68,29 @@ describe('controllers: cluster state reaches edge nodes', () => {
     const edge = cluster.startEdge('edge-a', [cloud.url]);
     await edge.waitFor(/connected to cloud/);
     // Node registration: the Node object with the edge role, nodeInfo and a Ready condition; a renewed Lease.
-    const node = await eventually(async () => (await cluster.core.readNode({ name: 'edge-a' }).catch(() => undefined)), 15_000, 'Node edge-a');
+    const node = await eventually(async () => await cluster.core.readNode({ name: 'edge-a' }).catch(() => undefined), 15_000, 'Node edge-a');
     assert.equal(node.metadata?.labels?.['node-role.kubernetes.io/edge'], '');
     await eventually(async () => (await cluster.core.readNode({ name: 'edge-a' })).status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'), 15_000, 'Ready');
     const n2 = await cluster.core.readNode({ name: 'edge-a' });
     assert.equal(n2.status?.nodeInfo?.operatingSystem, process.platform);
     assert.ok(n2.status?.capacity?.cpu, 'capacity reported');
-    const lease = await eventually(async () => (await cluster.kc.makeApiClient(k8s.CoordinationV1Api).readNamespacedLease({ name: 'edge-a', namespace: 'kube-node-lease' }).catch(() => undefined)), 10_000, 'Lease');
+    const lease = await eventually(
+      async () =>
+        await cluster.kc
+          .makeApiClient(k8s.CoordinationV1Api)
+          .readNamespacedLease({ name: 'edge-a', namespace: 'kube-node-lease' })
+          .catch(() => undefined),
+      10_000,
+      'Lease',
+    );
     assert.equal(lease.spec?.holderIdentity, 'edge-a');
 
     await cluster.core.createNamespacedConfigMap({ namespace: ns, body: cm('a-cfg', { greeting: 'hello' }) });
     await cluster.core.createNamespacedConfigMap({ namespace: ns, body: cm('a-unrelated', { x: 'y' }) });
-    await cluster.core.createNamespacedSecret({ namespace: ns, body: { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'a-secret', namespace: ns }, stringData: { token: 's3cret' } } });
+    await cluster.core.createNamespacedSecret({
+      namespace: ns,
+      body: { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'a-secret', namespace: ns }, stringData: { token: 's3cret' } },
+    });
     await cluster.core.createNamespacedPod({ namespace: ns, body: pod('a-app', 'edge-a', { cm: 'a-cfg', secret: 'a-secret' }) });
     // Another node's pod must not reach edge-a.
     await cluster.core.createNamespacedPod({ namespace: ns, body: pod('other-app', 'edge-other', {}) });
@@ -83,14 +101,27 @@ describe('controllers: cluster state reaches edge nodes', () => {
       'default/secret/a-secret': await rvOf('secret', 'a-secret'),
     });
     await storeEquals(cluster.dataDir('edge-a'), expected);
-    await eventually(async () => {
-      const r = await records('edge-a');
-      const want = await expected();
-      return r.get('Pod/a-app') === want['default/pod/a-app'] && r.get('ConfigMap/a-cfg') === want['default/configmap/a-cfg'] && r.get('Secret/a-secret') === want['default/secret/a-secret'] && r.size === 3;
-    }, 15_000, 'ObjectSync records with the ACKed versions');
+    await eventually(
+      async () => {
+        const r = await records('edge-a');
+        const want = await expected();
+        return (
+          r.get('Pod/a-app') === want['default/pod/a-app'] &&
+          r.get('ConfigMap/a-cfg') === want['default/configmap/a-cfg'] &&
+          r.get('Secret/a-secret') === want['default/secret/a-secret'] &&
+          r.size === 3
+        );
+      },
+      15_000,
+      'ObjectSync records with the ACKed versions',
+    );
 
     // An update of the configmap reaches the node and its record.
-    await cluster.core.replaceNamespacedConfigMap({ name: 'a-cfg', namespace: ns, body: { ...cm('a-cfg', { greeting: 'bonjour' }), metadata: { name: 'a-cfg', namespace: ns, resourceVersion: await rvOf('configmap', 'a-cfg') } } });
+    await cluster.core.replaceNamespacedConfigMap({
+      name: 'a-cfg',
+      namespace: ns,
+      body: { ...cm('a-cfg', { greeting: 'bonjour' }), metadata: { name: 'a-cfg', namespace: ns, resourceVersion: await rvOf('configmap', 'a-cfg') } },
+    });
     await storeEquals(cluster.dataDir('edge-a'), expected);
     await edge.stop();
     await cloud.proc.stop();
@@ -108,7 +139,11 @@ describe('controllers: cluster state reaches edge nodes', () => {
 
     await edge.kill9();
     // While the node is away: update, create, delete.
-    await cluster.core.replaceNamespacedConfigMap({ name: 'b-cfg', namespace: ns, body: { ...cm('b-cfg', { v: '2' }), metadata: { name: 'b-cfg', namespace: ns, resourceVersion: await rvOf('configmap', 'b-cfg') } } });
+    await cluster.core.replaceNamespacedConfigMap({
+      name: 'b-cfg',
+      namespace: ns,
+      body: { ...cm('b-cfg', { v: '2' }), metadata: { name: 'b-cfg', namespace: ns, resourceVersion: await rvOf('configmap', 'b-cfg') } },
+    });
     await cluster.core.createNamespacedPod({ namespace: ns, body: pod('b-new', 'edge-b', {}) });
     await cluster.core.deleteNamespacedPod({ name: 'b-gone', namespace: ns });
     // A bound pod is deleted gracefully: it stays (Terminating) until its node confirms.
@@ -123,11 +158,19 @@ describe('controllers: cluster state reaches edge nodes', () => {
       'default/configmap/b-cfg': await rvOf('configmap', 'b-cfg'),
     }));
     // The node confirmed: the pod is gone from the API, and so are the records of what the node no longer holds.
-    await eventually(async () => (await cluster.core.readNamespacedPod({ name: 'b-gone', namespace: ns }).catch((e: { code?: number }) => e.code)) === 404, 15_000, 'pod deletion completed');
-    await eventually(async () => {
-      const r = await records('edge-b');
-      return r.size === 3 && !r.has('Pod/b-gone') && !r.has('ConfigMap/b-cfg2');
-    }, 15_000, 'records of deleted objects garbage-collected');
+    await eventually(
+      async () => (await cluster.core.readNamespacedPod({ name: 'b-gone', namespace: ns }).catch((e: { code?: number }) => e.code)) === 404,
+      15_000,
+      'pod deletion completed',
+    );
+    await eventually(
+      async () => {
+        const r = await records('edge-b');
+        return r.size === 3 && !r.has('Pod/b-gone') && !r.has('ConfigMap/b-cfg2');
+      },
+      15_000,
+      'records of deleted objects garbage-collected',
+    );
     await edge.stop();
     // The node is decommissioned: once its Node object is gone, the leader garbage-collects its records.
     await cluster.core.deleteNode({ name: 'edge-b' });
@@ -153,7 +196,7 @@ describe('controllers: cluster state reaches edge nodes', () => {
     await cloud.proc.stop();
   });
 
-  test('a node cannot write another node\'s objects', async () => {
+  test("a node cannot write another node's objects", async () => {
     const cloud = await cluster.startCloud('replica-d');
     await cluster.core.createNamespacedPod({ namespace: ns, body: pod('d-victim', 'edge-victim', {}) });
     const intruder = await ThinEdge.connect(cloud.url, 'edge-intruder');
@@ -172,12 +215,16 @@ describe('controllers: cluster state reaches edge nodes', () => {
     await cluster.core.createNamespacedPod({ namespace: ns, body: pod('d-own', 'edge-intruder', {}) });
     // Refused (LEDGE_ERR_FORBIDDEN) until the cloud's pod informer has seen the pod bound to this
     // node: send a fresh report until one is accepted, within a deadline.
-    const ack = await eventually(async () => {
-      const own = newMessage({ source: 'edged', group: 'resource', operation: 'update', resource: 'default/podstatus/d-own', sync: true, content: { phase: 'Running' } });
-      intruder.send(own);
-      const a = await eventually(() => intruder.messages.find((x) => x.header.parentId === own.header.id), 10_000, 'ack');
-      return a.content === null ? a : undefined;
-    }, 15_000, 'the status of its own pod accepted');
+    const ack = await eventually(
+      async () => {
+        const own = newMessage({ source: 'edged', group: 'resource', operation: 'update', resource: 'default/podstatus/d-own', sync: true, content: { phase: 'Running' } });
+        intruder.send(own);
+        const a = await eventually(() => intruder.messages.find((x) => x.header.parentId === own.header.id), 10_000, 'ack');
+        return a.content === null ? a : undefined;
+      },
+      15_000,
+      'the status of its own pod accepted',
+    );
     assert.equal(ack.content, null);
     assert.equal((await cluster.core.readNamespacedPod({ name: 'd-own', namespace: ns })).status?.phase, 'Running');
     void codec;

@@ -127,8 +127,14 @@ describe('edgehub: unencodable upstream messages', () => {
     // A good best-effort message after it: once it is on the wire, the bad one was handled.
     await ctx.send('websocket', upstream('good', { ok: true }, false));
     await eventually(() => socket.frames.length >= 1, 5000, 'the good message written');
-    assert.ok(socket.frames.every((f) => f.length > 0), 'no empty frame');
-    assert.deepEqual(socket.decoded().map((m) => m.route.resource), ['default/podstatus/good']);
+    assert.ok(
+      socket.frames.every((f) => f.length > 0),
+      'no empty frame',
+    );
+    assert.deepEqual(
+      socket.decoded().map((m) => m.route.resource),
+      ['default/podstatus/good'],
+    );
     const lines = log.lines.filter((l) => /cannot encode upstream update default\/podstatus\/bad/.test(String(l.msg)));
     assert.equal(lines.length, 1, 'exactly one log line');
     assert.equal(lines[0]!.code, 'LEDGE_ERR_INVALID_MESSAGE');
@@ -137,7 +143,7 @@ describe('edgehub: unencodable upstream messages', () => {
     assert.equal(socket.closed, undefined, 'the link stays up');
   });
 
-  test('a reliable message that cannot be encoded is refused to its sender with the encoder\'s code and never enters the outbox', async () => {
+  test("a reliable message that cannot be encoded is refused to its sender with the encoder's code and never enters the outbox", async () => {
     const { bee, socket, dataDir } = await rig();
     const ctx = bee.context('edged');
     const bad = upstream('bad-sync', unencodable, true);
@@ -173,7 +179,8 @@ describe('edgehub: unknown operation from the cloud', () => {
     assert.equal(line?.code, 'LEDGE_ERR_UNKNOWN_OPERATION');
     // A flood of them: log lines are rate-limited, each still answered.
     const before = log.lines.length;
-    for (let i = 0; i < 200; i++) socket.receive(codec.encode(newMessage({ source: 'cloudhub', group: 'resource', operation: 'frobnicate', resource: 'r', content: null, sync: true })));
+    for (let i = 0; i < 200; i++)
+      socket.receive(codec.encode(newMessage({ source: 'cloudhub', group: 'resource', operation: 'frobnicate', resource: 'r', content: null, sync: true })));
     await eventually(() => socket.decoded().filter((m) => m.route.operation === 'ack').length === 201, 5000, 'all answered');
     assert.equal(log.lines.slice(before).filter((l) => /rejected/.test(String(l.msg))).length, 0, 'no further line within the rate-limit interval');
     assert.equal(hub.stats.rejected, 201);

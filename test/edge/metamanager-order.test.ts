@@ -28,7 +28,14 @@ class HeldStore implements EdgeStore {
 
   private hold(op: 'put' | 'del', resource: string, apply: () => void): Promise<ApplyResult> {
     return new Promise((resolve) => {
-      this.held.push({ op, resource, release: () => (apply(), resolve('applied')) });
+      this.held.push({
+        op,
+        resource,
+        release: () => {
+          apply();
+          resolve('applied');
+        },
+      });
     });
   }
 
@@ -90,21 +97,32 @@ describe('metamanager ordering', () => {
       const insert = handled(ctx.sendSync('metamanager', msg('insert', 'a', '1'), 5000));
       await eventually(() => store.held.length === 1, 5000, 'insert write pending');
       let deleteAnswered = false;
-      const del = handled(ctx.sendSync('metamanager', msg('delete', 'a', '2'), 5000).then((r) => ((deleteAnswered = true), r)));
+      const del = handled(
+        ctx.sendSync('metamanager', msg('delete', 'a', '2'), 5000).then((r) => {
+          deleteAnswered = true;
+          return r;
+        }),
+      );
       // A different resource is not held up by a's pending write.
       const other = handled(ctx.sendSync('metamanager', msg('insert', 'b', '1'), 5000));
       await eventually(() => store.calls.includes('put default/configmap/b'), 5000, 'b handled while a is pending');
       store.releaseFirst('default/configmap/b');
       assert.equal((await other).content, null, 'b answered while a is still pending');
       // The delete has not been decided yet: it waits for the insert's write.
-      assert.deepEqual(store.calls.filter((c) => c.endsWith('/a')), ['put default/configmap/a']);
+      assert.deepEqual(
+        store.calls.filter((c) => c.endsWith('/a')),
+        ['put default/configmap/a'],
+      );
       assert.equal(deleteAnswered, false);
       store.releaseFirst('default/configmap/a');
       assert.equal((await insert).content, null);
       await eventually(() => store.held.length === 1, 5000, 'delete write pending after the insert landed');
       store.releaseFirst('default/configmap/a');
       assert.equal((await del).content, null);
-      assert.deepEqual(store.calls.filter((c) => c.endsWith('/a')), ['put default/configmap/a', 'delete default/configmap/a']);
+      assert.deepEqual(
+        store.calls.filter((c) => c.endsWith('/a')),
+        ['put default/configmap/a', 'delete default/configmap/a'],
+      );
       assert.equal(store.get('default/configmap/a'), undefined, 'the deleted object did not come back');
       assert.deepEqual(mm.stats, { applied: 3, duplicate: 0, stale: 0 });
     } finally {

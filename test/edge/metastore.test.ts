@@ -105,10 +105,16 @@ describe('MetaStore: de-duplication by message id', () => {
     const d = dir();
     const store = await open(d, { idWindow: 3 });
     for (let i = 1; i <= 5; i++) await store.put(`default/configmap/c${i}`, { i }, '1', `id-${i}`);
-    assert.deepEqual([1, 2, 3, 4, 5].map((i) => store.seen(`id-${i}`)), [false, false, true, true, true]);
+    assert.deepEqual(
+      [1, 2, 3, 4, 5].map((i) => store.seen(`id-${i}`)),
+      [false, false, true, true, true],
+    );
     await store.close();
     const again = await open(d, { idWindow: 3 });
-    assert.deepEqual([1, 2, 3, 4, 5].map((i) => again.seen(`id-${i}`)), [false, false, true, true, true]);
+    assert.deepEqual(
+      [1, 2, 3, 4, 5].map((i) => again.seen(`id-${i}`)),
+      [false, false, true, true, true],
+    );
     await again.close();
   });
 });
@@ -161,7 +167,10 @@ describe('MetaStore: durability', () => {
     const lines: string[] = [];
     const again = await MetaStore.open(d, createLogger({ level: 'debug', format: 'json', write: (l) => void lines.push(l) }));
     try {
-      assert.deepEqual(again.list().map((o) => o.resource), ['default/configmap/b']);
+      assert.deepEqual(
+        again.list().map((o) => o.resource),
+        ['default/configmap/b'],
+      );
       assert.equal(again.seen('p-c'), false, 'the torn write was never acknowledged');
       assert.equal(lines.filter((l) => /torn tail/.test(l)).length, 1);
     } finally {

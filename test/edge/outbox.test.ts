@@ -80,7 +80,10 @@ describe('Outbox', () => {
     ctl.mode = 'pass';
     await outbox.close();
     const { outbox: again, replay } = await open(d);
-    assert.deepEqual(replay.map((e) => e.message.header.id), [kept.message.header.id]);
+    assert.deepEqual(
+      replay.map((e) => e.message.header.id),
+      [kept.message.header.id],
+    );
     await again.close();
   });
 
@@ -96,9 +99,19 @@ describe('Outbox', () => {
 
     const { outbox: again, replay } = await open(d);
     const expected = sent.filter((_, i) => i !== 3 && i !== 7);
-    assert.deepEqual(replay.map((e) => e.message.header.id), expected.map((s) => s.message.header.id));
-    assert.deepEqual(replay.map((e) => Buffer.from(e.frame)), expected.map((s) => Buffer.from(s.frame)), 'the frames as they were stored');
-    assert.deepEqual(replay.map((e) => e.message), expected.map((s) => s.message));
+    assert.deepEqual(
+      replay.map((e) => e.message.header.id),
+      expected.map((s) => s.message.header.id),
+    );
+    assert.deepEqual(
+      replay.map((e) => Buffer.from(e.frame)),
+      expected.map((s) => Buffer.from(s.frame)),
+      'the frames as they were stored',
+    );
+    assert.deepEqual(
+      replay.map((e) => e.message),
+      expected.map((s) => s.message),
+    );
     assert.equal(again.size, 8);
     await again.close();
   });
@@ -118,7 +131,10 @@ describe('Outbox', () => {
     assert.equal(fileRecords(d).acks, 1, 'one ACK record: repeats and unknown ids write nothing');
 
     const { outbox: again, replay } = await open(d);
-    assert.deepEqual(replay.map((e) => e.message.header.id), [b.message.header.id]);
+    assert.deepEqual(
+      replay.map((e) => e.message.header.id),
+      [b.message.header.id],
+    );
     // The ACK of a replayed message removes it too.
     again.ack(b.message.header.id);
     await again.close();
@@ -137,10 +153,17 @@ describe('Outbox', () => {
     assert.equal(outbox.size, keep.length);
     await outbox.close(); // waits for the compaction the ACKs started
     const { adds } = fileRecords(d);
-    assert.deepEqual(adds, keep.map((s) => s.message.header.id), 'the compacted file holds exactly the pending messages, in order');
+    assert.deepEqual(
+      adds,
+      keep.map((s) => s.message.header.id),
+      'the compacted file holds exactly the pending messages, in order',
+    );
 
     const { outbox: again, replay } = await open(d);
-    assert.deepEqual(replay.map((e) => e.message.header.id), keep.map((s) => s.message.header.id));
+    assert.deepEqual(
+      replay.map((e) => e.message.header.id),
+      keep.map((s) => s.message.header.id),
+    );
     // And the outbox goes on after compacting.
     const late = status(5000);
     await again.add(late.message, late.frame);
@@ -161,7 +184,10 @@ describe('Outbox', () => {
       }
       const size = statSync(join(d, 'outbox.log')).size;
       const over = status(3);
-      await assert.rejects(outbox.add(over.message, over.frame), (err: unknown) => err instanceof QueueFullError && (err as QueueFullError).code === 'LEDGE_ERR_QUEUE_FULL' && /outbox full \(3 undelivered/.test((err as Error).message));
+      await assert.rejects(
+        outbox.add(over.message, over.frame),
+        (err: unknown) => err instanceof QueueFullError && (err as QueueFullError).code === 'LEDGE_ERR_QUEUE_FULL' && /outbox full \(3 undelivered/.test((err as Error).message),
+      );
       assert.equal(statSync(join(d, 'outbox.log')).size, size, 'nothing written for a refused message');
       assert.equal(outbox.size, 3);
       outbox.ack(fileRecords(d).adds[0]!);
@@ -205,13 +231,19 @@ describe('Outbox', () => {
 
     const lines: string[] = [];
     const { outbox: again, replay } = await open(d, 10_000, createLogger({ level: 'debug', format: 'json', write: (l) => void lines.push(l) }));
-    assert.deepEqual(replay.map((e) => e.message.header.id), [a.message.header.id, b.message.header.id]);
+    assert.deepEqual(
+      replay.map((e) => e.message.header.id),
+      [a.message.header.id, b.message.header.id],
+    );
     assert.equal(lines.filter((l) => /outbox had a torn tail of \d+ bytes/.test(l)).length, 1);
     const late = status(4);
     await again.add(late.message, late.frame);
     await again.close();
     const { outbox: third, replay: r3 } = await open(d);
-    assert.deepEqual(r3.map((e) => e.message.header.id), [a.message.header.id, b.message.header.id, late.message.header.id]);
+    assert.deepEqual(
+      r3.map((e) => e.message.header.id),
+      [a.message.header.id, b.message.header.id, late.message.header.id],
+    );
     await third.close();
   });
 });

@@ -48,7 +48,7 @@ describe('edge store compaction by size', () => {
       maxBound = Math.max(maxBound, bound);
       assert.ok(file <= bound, `after ${rv} updates the log is ${file} bytes, over ${bound}`);
     }
-    assert.ok(maxFile < 2000 * blob.length / 20, `bounded far below the ${2000 * blob.length} bytes written (max ${maxFile}, bound ${maxBound})`);
+    assert.ok(maxFile < (2000 * blob.length) / 20, `bounded far below the ${2000 * blob.length} bytes written (max ${maxFile}, bound ${maxBound})`);
     await store.close();
     // Nothing was lost by compacting: the latest version and the neighbours are there after a restart.
     const again = await MetaStore.open(d, silentLogger, opts);
@@ -85,7 +85,11 @@ describe('edge store health', () => {
     cleanups.push(() => bee.stop());
     const ctx = bee.context('tester');
     await eventually(() => mm.health() === undefined && ctx, 5000, 'store opened');
-    const resp = await ctx.sendSync<ErrorContent | null>('metamanager', newMessage({ source: 'test', group: 'resource', operation: 'update', resource: 'default/configmap/c', resourceVersion: '1', content: {}, sync: true }), 5000);
+    const resp = await ctx.sendSync<ErrorContent | null>(
+      'metamanager',
+      newMessage({ source: 'test', group: 'resource', operation: 'update', resource: 'default/configmap/c', resourceVersion: '1', content: {}, sync: true }),
+      5000,
+    );
     assert.equal(resp.content?.code, 'LEDGE_ERR_STORAGE', 'refused (EdgeHub withholds the ACK for this code)');
     const problem = mm.health();
     assert.equal(problem?.reason, 'EdgeStoreUnwritable');
@@ -162,7 +166,12 @@ describe('node status reports the store', () => {
     await eventually(() => ready().length === 1, 5000, 'first report');
     assert.equal(ready()[0]!.status, 'True');
     const ctx = bee.context('tester');
-    const update = (rv: string) => ctx.sendSync<ErrorContent | null>('metamanager', newMessage({ source: 'test', group: 'resource', operation: 'update', resource: 'default/configmap/c', resourceVersion: rv, content: {}, sync: true }), 5000);
+    const update = (rv: string) =>
+      ctx.sendSync<ErrorContent | null>(
+        'metamanager',
+        newMessage({ source: 'test', group: 'resource', operation: 'update', resource: 'default/configmap/c', resourceVersion: rv, content: {}, sync: true }),
+        5000,
+      );
     store.failing = true;
     assert.equal((await update('1')).content?.code, 'LEDGE_ERR_STORAGE');
     await eventually(() => ready().length === 2, 5000, 'NotReady report');
@@ -204,7 +213,11 @@ describe('node status reports the store', () => {
     cleanups.push(() => bee.stop());
     const ctx = bee.context('tester');
     await ctx.sendSync('metamanager', newMessage({ source: 'test', group: 'resource', operation: 'update', resource: 'default/configmap/c', content: {}, sync: true }), 5000);
-    const bestEffort = await eventually(() => received.find((m) => !m.header.sync && (m.content as NodeStatusReport).conditions[0]!.status === 'False'), 5000, 'best-effort NotReady report');
+    const bestEffort = await eventually(
+      () => received.find((m) => !m.header.sync && (m.content as NodeStatusReport).conditions[0]!.status === 'False'),
+      5000,
+      'best-effort NotReady report',
+    );
     assert.equal((bestEffort.content as NodeStatusReport).conditions[0]!.reason, 'EdgeStoreUnwritable');
   });
 });

@@ -68,7 +68,10 @@ export const codec = createCborCodec();
 export class ThinEdge {
   readonly messages: Message[] = [];
   closed: { code: number; reason: string } | undefined;
-  private constructor(readonly ws: WebSocket, autoAck: boolean) {
+  private constructor(
+    readonly ws: WebSocket,
+    autoAck: boolean,
+  ) {
     ws.on('message', (data: Buffer) => {
       const m = codec.decode(data);
       this.messages.push(m);

@@ -43,7 +43,29 @@ export async function startCluster(): Promise<Cluster> {
     dir: d.path,
     async startCloud(name, extra = []) {
       const proc = startProcess(
-        [join(repoRoot, 'dist/ledge.js'), 'cloud', '--kubeconfig', api.kubeconfigPath, '--bind-address', '127.0.0.1', '--port', '0', '--identity', name, '--reconcile-interval-ms', '1000', '--heartbeat-interval-ms', '300', '--heartbeat-timeout-ms', '1200', '--ack-timeout-ms', '500', '--log-level', 'info', ...extra],
+        [
+          join(repoRoot, 'dist/ledge.js'),
+          'cloud',
+          '--kubeconfig',
+          api.kubeconfigPath,
+          '--bind-address',
+          '127.0.0.1',
+          '--port',
+          '0',
+          '--identity',
+          name,
+          '--reconcile-interval-ms',
+          '1000',
+          '--heartbeat-interval-ms',
+          '300',
+          '--heartbeat-timeout-ms',
+          '1200',
+          '--ack-timeout-ms',
+          '500',
+          '--log-level',
+          'info',
+          ...extra,
+        ],
         {},
         name,
       );
@@ -52,7 +74,29 @@ export async function startCluster(): Promise<Cluster> {
       return { proc, url: m[1]! };
     },
     startEdge(node, cloudUrls, extra = []) {
-      const p = startEdge(['--cloud', cloudUrls.join(','), '--node-name', node, '--data-dir', join(d.path, node), '--node-status-interval-ms', '1000', '--heartbeat-interval-ms', '300', '--heartbeat-timeout-ms', '1200', '--reconnect-max-ms', '300', '--log-level', 'info', ...extra], {}, node);
+      const p = startEdge(
+        [
+          '--cloud',
+          cloudUrls.join(','),
+          '--node-name',
+          node,
+          '--data-dir',
+          join(d.path, node),
+          '--node-status-interval-ms',
+          '1000',
+          '--heartbeat-interval-ms',
+          '300',
+          '--heartbeat-timeout-ms',
+          '1200',
+          '--reconnect-max-ms',
+          '300',
+          '--log-level',
+          'info',
+          ...extra,
+        ],
+        {},
+        node,
+      );
       procs.push(p);
       return p;
     },
@@ -78,12 +122,16 @@ export function edgeStore(dataDir: string): Map<string, string | undefined> {
 /** Waits until the edge store equals `expected` (resource → resourceVersion). */
 export async function storeEquals(dataDir: string, expected: () => Promise<Record<string, string>>, timeoutMs = 20_000): Promise<void> {
   let last = '';
-  await eventually(async () => {
-    const want = await expected();
-    const have = Object.fromEntries(edgeStore(dataDir));
-    last = `have ${JSON.stringify(have)}\nwant ${JSON.stringify(want)}`;
-    return JSON.stringify(Object.entries(have).sort()) === JSON.stringify(Object.entries(want).sort());
-  }, timeoutMs, 'edge store to match').catch((err: Error) => {
+  await eventually(
+    async () => {
+      const want = await expected();
+      const have = Object.fromEntries(edgeStore(dataDir));
+      last = `have ${JSON.stringify(have)}\nwant ${JSON.stringify(want)}`;
+      return JSON.stringify(Object.entries(have).sort()) === JSON.stringify(Object.entries(want).sort());
+    },
+    timeoutMs,
+    'edge store to match',
+  ).catch((err: Error) => {
     throw new Error(`${err.message}\n${last}`);
   });
 }

@@ -68,7 +68,11 @@ class FakeApi {
   calls = new Map<string, number>();
   writes = 0;
 
-  constructor(private readonly sim: Sim, private readonly latency: () => number, private readonly link: (replica: string) => Link) {}
+  constructor(
+    private readonly sim: Sim,
+    private readonly latency: () => number,
+    private readonly link: (replica: string) => Link,
+  ) {}
 
   /** The store as one replica reaches it. */
   storeFor(replica: string): LeaseStore {
@@ -153,10 +157,16 @@ function cluster(sim: Sim, api: FakeApi, specs: { id: string; rate?: number; mon
     };
     r.elector = new LeaderElector(
       undefined,
-      { namespace: 'kube-system', name: 'ledge-cloudcore', identity: s.id, ...LEASE, onLeadershipChange: (leading) => {
-        r.leadingByCallback = leading;
-        r.transitions.push({ at: sim.t, leading });
-      } },
+      {
+        namespace: 'kube-system',
+        name: 'ledge-cloudcore',
+        identity: s.id,
+        ...LEASE,
+        onLeadershipChange: (leading) => {
+          r.leadingByCallback = leading;
+          r.transitions.push({ at: sim.t, leading });
+        },
+      },
       log,
       { store: api.storeFor(s.id), clock: replicaClock(sim, { rate: s.rate ?? 1, monoOrigin: s.monoOrigin ?? 0, wallSkewMs: s.wallSkewMs ?? 0 }) },
     );
@@ -182,7 +192,11 @@ async function stopAll(sim: Sim, replicas: Replica[], check: () => void): Promis
   const stopping = Promise.all(replicas.map((r) => r.stop().then(() => void stopped.add(r.id))));
   await sim.run(sim.t + 30_000, check);
   await new Promise((r) => setImmediate(r));
-  assert.deepEqual(replicas.filter((r) => !stopped.has(r.id)).map((r) => r.id), [], 'electors stop within 30 s (none stuck in a call)');
+  assert.deepEqual(
+    replicas.filter((r) => !stopped.has(r.id)).map((r) => r.id),
+    [],
+    'electors stop within 30 s (none stuck in a call)',
+  );
   await stopping;
 }
 
@@ -190,12 +204,19 @@ describe('leader election: one leader at a time, on skewed clocks and hung calls
   test('wall clocks 10 minutes apart: the candidate neither takes a live lease nor waits forever for a dead one', async () => {
     const sim = new Sim();
     const links = new Map<string, Link>();
-    const api = new FakeApi(sim, () => 50, (id) => links.get(id) ?? 'ok');
+    const api = new FakeApi(
+      sim,
+      () => 50,
+      (id) => links.get(id) ?? 'ok',
+    );
     // a starts first and leads; b's wall clock is 10 min ahead, c's 10 min behind.
     const c1 = cluster(sim, api, [{ id: 'a' }]);
     await sim.run(1_000, c1.check);
     assert.deepEqual(c1.leaders(), ['a']);
-    const c2 = cluster(sim, api, [{ id: 'b', wallSkewMs: 10 * MIN, monoOrigin: 123_456 }, { id: 'c', wallSkewMs: -10 * MIN, rate: 1.01 }]);
+    const c2 = cluster(sim, api, [
+      { id: 'b', wallSkewMs: 10 * MIN, monoOrigin: 123_456 },
+      { id: 'c', wallSkewMs: -10 * MIN, rate: 1.01 },
+    ]);
     const all = [...c1.replicas, ...c2.replicas];
     const check = () => {
       c1.check();
@@ -205,8 +226,16 @@ describe('leader election: one leader at a time, on skewed clocks and hung calls
     };
     await sim.run(5 * MIN, check);
     assert.deepEqual(c1.violations, []);
-    assert.deepEqual(all.filter((r) => r.elector.isLeader()).map((r) => r.id), ['a'], 'a keeps leading while it renews');
-    assert.deepEqual(c2.replicas.map((r) => r.transitions.length), [0, 0], 'nobody else ever led');
+    assert.deepEqual(
+      all.filter((r) => r.elector.isLeader()).map((r) => r.id),
+      ['a'],
+      'a keeps leading while it renews',
+    );
+    assert.deepEqual(
+      c2.replicas.map((r) => r.transitions.length),
+      [0, 0],
+      'nobody else ever led',
+    );
 
     // a's link dies (its calls hang): a steps down within the renew deadline; another takes over, after a's lease ran out.
     links.set('a', 'hang');
@@ -226,7 +255,11 @@ describe('leader election: one leader at a time, on skewed clocks and hung calls
   test('a renew that hangs: the leader steps down before its lease could be taken over, and takes part again once its link heals', async () => {
     const sim = new Sim();
     const links = new Map<string, Link>();
-    const api = new FakeApi(sim, () => 30, (id) => links.get(id) ?? 'ok');
+    const api = new FakeApi(
+      sim,
+      () => 30,
+      (id) => links.get(id) ?? 'ok',
+    );
     const c = cluster(sim, api, [{ id: 'a' }]);
     await sim.run(1_000, c.check);
     const b = cluster(sim, api, [{ id: 'b', rate: 0.99 }]);
@@ -292,18 +325,32 @@ describe('leader election: one leader at a time, on skewed clocks and hung calls
       assert.deepEqual(c.violations.slice(0, 5), [], `seed ${seed}`);
       assert.equal(c.leaders().length, 1, `seed ${seed}: one leader once the links are healthy`);
       for (const id of ids) assert.ok((api.calls.get(id) ?? 0) - calls.get(id)! >= 30, `seed ${seed}: ${id} keeps taking part`);
-      assert.ok(c.replicas.some((r) => r.transitions.length > 2), `seed ${seed}: leadership changed hands (the faults mattered)`);
+      assert.ok(
+        c.replicas.some((r) => r.transitions.length > 2),
+        `seed ${seed}: leadership changed hands (the faults mattered)`,
+      );
       await stopAll(sim, c.replicas, c.check);
       assert.equal(api.lease?.record.holderIdentity, '', `seed ${seed}: released on stop`);
       total.handovers += c.replicas.reduce((n, r) => n + r.transitions.filter((x) => x.leading).length, 0);
       total.timeouts += c.replicas.reduce((n, r) => n + r.elector.stats.timeouts, 0);
       total.writes += api.writes;
     }
-    t.diagnostic(`12 runs of 20 virtual minutes: ${total.handovers} acquisitions, ${total.timeouts} calls cut off at their deadline, ${total.writes} lease writes; never two leaders`);
+    t.diagnostic(
+      `12 runs of 20 virtual minutes: ${total.handovers} acquisitions, ${total.timeouts} calls cut off at their deadline, ${total.writes} lease writes; never two leaders`,
+    );
   });
 
   test('renew interval, deadline and lease duration must be ordered', () => {
-    assert.throws(() => new LeaderElector(undefined, { namespace: 'n', name: 'l', identity: 'i', leaseDurationMs: 3_000, renewIntervalMs: 2_500 }, log, { store: {} as LeaseStore }), (e: { code?: string }) => e.code === 'LEDGE_ERR_CONFIG');
-    assert.throws(() => new LeaderElector(undefined, { namespace: 'n', name: 'l', identity: 'i', leaseDurationMs: 3_000, renewIntervalMs: 500, renewDeadlineMs: 3_000 }, log, { store: {} as LeaseStore }), (e: { code?: string }) => e.code === 'LEDGE_ERR_CONFIG');
+    assert.throws(
+      () => new LeaderElector(undefined, { namespace: 'n', name: 'l', identity: 'i', leaseDurationMs: 3_000, renewIntervalMs: 2_500 }, log, { store: {} as LeaseStore }),
+      (e: { code?: string }) => e.code === 'LEDGE_ERR_CONFIG',
+    );
+    assert.throws(
+      () =>
+        new LeaderElector(undefined, { namespace: 'n', name: 'l', identity: 'i', leaseDurationMs: 3_000, renewIntervalMs: 500, renewDeadlineMs: 3_000 }, log, {
+          store: {} as LeaseStore,
+        }),
+      (e: { code?: string }) => e.code === 'LEDGE_ERR_CONFIG',
+    );
   });
 });

@@ -68,7 +68,10 @@ describe('kubeLeaseStore', () => {
       ac.abort();
       let timer: NodeJS.Timeout | undefined;
       const outcome = await Promise.race([
-        pending.then(() => 'resolved', (e: Error) => `rejected: ${e.name} ${e.message}`),
+        pending.then(
+          () => 'resolved',
+          (e: Error) => `rejected: ${e.name} ${e.message}`,
+        ),
         new Promise<string>((r) => (timer = setTimeout(() => r('still pending 10 s after the abort'), 10_000))),
       ]);
       clearTimeout(timer);

@@ -27,7 +27,10 @@ after(async () => {
 /** The bystander session still works: a downstream message is delivered and ACKed, an upstream one handled. */
 async function bystanderWorks(tag: string): Promise<void> {
   const before = cloud.hub.nodeSummary('bystander')!.stats.acked;
-  cloud.hub.sendToNode('bystander', newMessage({ source: 'test', group: 'resource', operation: 'update', resource: `default/configmap/${tag}`, resourceVersion: '1', sync: true, content: { tag } }));
+  cloud.hub.sendToNode(
+    'bystander',
+    newMessage({ source: 'test', group: 'resource', operation: 'update', resource: `default/configmap/${tag}`, resourceVersion: '1', sync: true, content: { tag } }),
+  );
   await eventually(() => cloud.hub.nodeSummary('bystander')!.stats.acked > before, 5000, 'bystander ACK');
   const n = cloud.received.length;
   bystander.send(statusUpdate(1));

@@ -23,8 +23,18 @@ const UPDATES = 150;
 const LINK_UPDATES = 45;
 const fast = ['--heartbeat-interval-ms', '300', '--heartbeat-timeout-ms', '1200', '--ack-timeout-ms', '300', '--log-level', 'warn'];
 
-interface Acked { resource: string; rv: string; id: string }
-interface Received { id: string; resource: string; op: string; seq?: number; bootId?: string }
+interface Acked {
+  resource: string;
+  rv: string;
+  id: string;
+}
+interface Received {
+  id: string;
+  resource: string;
+  op: string;
+  seq?: number;
+  bootId?: string;
+}
 
 const procs: Proc[] = [];
 after(async () => {
@@ -32,13 +42,34 @@ after(async () => {
 });
 
 function startCloud(harnessDir: string, port: number, intervalMs = 25, updates = UPDATES): Proc {
-  const p = startProcess(['--import', 'tsx', 'test/fixtures/cloud-harness.ts', '--port', String(port), '--bind-address', '127.0.0.1', ...fast], { HARNESS_DIR: harnessDir, RESOURCES: String(RESOURCES), UPDATES: String(updates), INTERVAL_MS: String(intervalMs) }, 'cloud');
+  const p = startProcess(
+    ['--import', 'tsx', 'test/fixtures/cloud-harness.ts', '--port', String(port), '--bind-address', '127.0.0.1', ...fast],
+    { HARNESS_DIR: harnessDir, RESOURCES: String(RESOURCES), UPDATES: String(updates), INTERVAL_MS: String(intervalMs) },
+    'cloud',
+  );
   procs.push(p);
   return p;
 }
 
 function edgeArgs(cloudUrl: string, dataDir: string, configFile: string): string[] {
-  return ['--cloud', cloudUrl, '--node-name', 'edge-1', '--data-dir', dataDir, '--config', configFile, '--node-status-interval-ms', '100', '--heartbeat-interval-ms', '300', '--heartbeat-timeout-ms', '1200', '--log-level', 'warn'];
+  return [
+    '--cloud',
+    cloudUrl,
+    '--node-name',
+    'edge-1',
+    '--data-dir',
+    dataDir,
+    '--config',
+    configFile,
+    '--node-status-interval-ms',
+    '100',
+    '--heartbeat-interval-ms',
+    '300',
+    '--heartbeat-timeout-ms',
+    '1200',
+    '--log-level',
+    'warn',
+  ];
 }
 
 /** An edge config file: keeps the store log uncompacted so the test can read its full history. */
@@ -74,7 +105,11 @@ function checkDownstream(dataDir: string, harnessDir: string, strict: boolean, u
   for (const a of acked) {
     const rvs = byKey.get(a.resource) ?? [];
     if (strict) assert.ok(rvs.includes(Number(a.rv)), `ACKed ${a.resource}@${a.rv} must be in the edge store log`);
-    else assert.ok(rvs.some((rv) => rv >= Number(a.rv)), `ACKed ${a.resource}@${a.rv} (or newer) must be in the edge store log`);
+    else
+      assert.ok(
+        rvs.some((rv) => rv >= Number(a.rv)),
+        `ACKed ${a.resource}@${a.rv} (or newer) must be in the edge store log`,
+      );
   }
   for (let i = 0; i < RESOURCES; i++) {
     const rvs = byKey.get(`default/configmap/cm-${i}`) ?? [];
@@ -116,7 +151,11 @@ function checkUpstream(dataDir: string, harnessDir: string, exactlyOnce: boolean
   }
   for (const [boot, seqs] of byBoot) {
     const sorted = [...seqs].sort((a, b) => a - b);
-    assert.deepEqual(sorted, sorted.map((_, i) => i + 1), `reports of boot ${boot} have no gaps`);
+    assert.deepEqual(
+      sorted,
+      sorted.map((_, i) => i + 1),
+      `reports of boot ${boot} have no gaps`,
+    );
   }
   return { reports: added.length, duplicates, pending: pending.length };
 }
@@ -129,10 +168,14 @@ async function progress(harnessDir: string, n = 15): Promise<void> {
 
 /** Waits until the edge's outbox has (almost) nothing unacknowledged: it caught up after the faults. */
 async function caughtUp(dataDir: string): Promise<void> {
-  await eventually(() => {
-    const recs = readRecords(readFileSync(join(dataDir, 'outbox.log'))).records;
-    return recs.filter((r) => r[0] === 1).length - recs.filter((r) => r[0] === 2).length <= 1;
-  }, 30_000, 'the edge outbox to catch up');
+  await eventually(
+    () => {
+      const recs = readRecords(readFileSync(join(dataDir, 'outbox.log'))).records;
+      return recs.filter((r) => r[0] === 1).length - recs.filter((r) => r[0] === 2).length <= 1;
+    },
+    30_000,
+    'the edge outbox to catch up',
+  );
 }
 
 /** Runs a scenario with a harness dir, an edge data dir and a free port, cleaning up after. */

@@ -140,7 +140,9 @@ async function rawCloud(upgrade: boolean, behave: (socket: Socket, timers: NodeJ
       socket.off('data', onData);
       const key = /sec-websocket-key:\s*(\S+)/i.exec(head)?.[1] ?? '';
       const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
-      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\nSec-WebSocket-Protocol: ${SUBPROTOCOL}\r\n\r\n`);
+      socket.write(
+        `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\nSec-WebSocket-Protocol: ${SUBPROTOCOL}\r\n\r\n`,
+      );
       watchClientFrames(socket, (code) => state.closeCodes.push(code));
       behave(socket, timers);
     };
@@ -182,7 +184,7 @@ describe('edge link against hostile clouds', () => {
     assert.equal(trickler.connections, 1);
   });
 
-  test('a silent cloud (handshake completes, then nothing) is detected by the edge\'s heartbeat timeout and the edge reconnects', async () => {
+  test("a silent cloud (handshake completes, then nothing) is detected by the edge's heartbeat timeout and the edge reconnects", async () => {
     const silent = await rawCloud(true, () => {});
     const p = edge('silent-cloud-node', silent.url, {}, ['--heartbeat-interval-ms', '200', '--heartbeat-timeout-ms', '600']);
     await until(p, () => hasLine(p, 'LEDGE_ERR_HEARTBEAT_TIMEOUT', /^no traffic from cloud for \d+ ms/), 'heartbeat timeout logged', 20_000);
@@ -241,10 +243,13 @@ describe('edge link: unknown operations', () => {
   test('an unknown operation from the cloud is answered with an error ACK; the session stays and later messages are applied', async () => {
     const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: () => SUBPROTOCOL });
     await once(wss, 'listening');
-    cleanups.push(() => new Promise<void>((r) => {
-      for (const c of wss.clients) c.terminate();
-      wss.close(() => r());
-    }));
+    cleanups.push(
+      () =>
+        new Promise<void>((r) => {
+          for (const c of wss.clients) c.terminate();
+          wss.close(() => r());
+        }),
+    );
     const received: Message[] = [];
     let connections = 0;
     let socket: ServerSocket | undefined;
@@ -255,8 +260,10 @@ describe('edge link: unknown operations', () => {
         const m = codec.decode(d);
         received.push(m);
         // Answer keepalives as CloudHub does, and ACK reliable upstream messages.
-        if (m.route.operation === 'keepalive') ws.send(codec.encode(newMessage({ source: 'cloudhub', group: 'hub', operation: 'keepalive', resource: 'node', content: 'pong', parentId: m.header.id })));
-        else if (m.header.sync && m.route.operation !== 'ack') ws.send(codec.encode(newMessage({ source: 'cloudhub', group: m.route.group, operation: 'ack', resource: m.route.resource, parentId: m.header.id, content: null })));
+        if (m.route.operation === 'keepalive')
+          ws.send(codec.encode(newMessage({ source: 'cloudhub', group: 'hub', operation: 'keepalive', resource: 'node', content: 'pong', parentId: m.header.id })));
+        else if (m.header.sync && m.route.operation !== 'ack')
+          ws.send(codec.encode(newMessage({ source: 'cloudhub', group: m.route.group, operation: 'ack', resource: m.route.resource, parentId: m.header.id, content: null })));
       });
     });
     const url = `ws://127.0.0.1:${(wss.address() as { port: number }).port}`;
@@ -267,7 +274,15 @@ describe('edge link: unknown operations', () => {
     const ack = await until(p, () => received.find((m) => m.route.operation === 'ack' && m.header.parentId === unknown.header.id), 'error ACK for the unknown operation', 10_000);
     assert.equal((ack.content as ErrorContent).code, 'LEDGE_ERR_UNKNOWN_OPERATION');
     // Same session: a normal message is applied and ACKed.
-    const cm = newMessage({ source: 'cloudhub', group: 'resource', operation: 'update', resource: 'default/configmap/after', resourceVersion: '1', content: { ok: true }, sync: true });
+    const cm = newMessage({
+      source: 'cloudhub',
+      group: 'resource',
+      operation: 'update',
+      resource: 'default/configmap/after',
+      resourceVersion: '1',
+      content: { ok: true },
+      sync: true,
+    });
     ws.send(codec.encode(cm));
     const ok = await until(p, () => received.find((m) => m.route.operation === 'ack' && m.header.parentId === cm.header.id), 'ACK of the next message', 10_000);
     assert.equal(ok.content, null);
@@ -289,7 +304,10 @@ describe('edge store health reaches the cloud', () => {
         .map((m) => (m.content as { conditions: { type: string; status: string; reason: string; message: string }[] }).conditions.find((x) => x.type === 'Ready')!);
     await until(p, () => readiness().length >= 1, 'first report');
     assert.equal(readiness()[0]!.status, 'True', 'Ready before any write failed');
-    c.hub.sendToNode('full-store-node', newMessage({ source: 'test', group: 'resource', operation: 'update', resource: 'default/configmap/precious', resourceVersion: '1', sync: true, content: { a: 1 } }));
+    c.hub.sendToNode(
+      'full-store-node',
+      newMessage({ source: 'test', group: 'resource', operation: 'update', resource: 'default/configmap/precious', resourceVersion: '1', sync: true, content: { a: 1 } }),
+    );
     // The interval is a minute: this report is caused by the failing write.
     const notReady = await until(p, () => readiness().find((r) => r.status === 'False'), 'NotReady report');
     assert.equal(notReady.reason, 'EdgeStoreUnwritable');

@@ -36,7 +36,10 @@ async function works(c: TestCloud, e: ThinEdge, node: string, tag: string): Prom
   e.send(up);
   await eventually(() => e.messages.some((m) => m.header.parentId === up.header.id), 10_000, `${node}: upstream ACK`);
   const before = c.hub.nodeSummary(node)!.stats.acked;
-  c.hub.sendToNode(node, newMessage({ source: 'test', group: 'resource', operation: 'update', resource: `default/configmap/${tag}`, resourceVersion: '1', sync: true, content: { tag } }));
+  c.hub.sendToNode(
+    node,
+    newMessage({ source: 'test', group: 'resource', operation: 'update', resource: `default/configmap/${tag}`, resourceVersion: '1', sync: true, content: { tag } }),
+  );
   await eventually(() => c.hub.nodeSummary(node)!.stats.acked > before, 10_000, `${node}: downstream ACK`);
 }
 
@@ -90,11 +93,15 @@ describe('CloudHub under hostile peers', () => {
       deaf.send(m);
     }
     let peak = 0;
-    await eventually(() => {
-      const s = c.hub.nodeSummary('deaf')!;
-      peak = Math.max(peak, s.unflushedBytes);
-      return !s.connected;
-    }, 30_000, 'the deaf peer cut off');
+    await eventually(
+      () => {
+        const s = c.hub.nodeSummary('deaf')!;
+        peak = Math.max(peak, s.unflushedBytes);
+        return !s.connected;
+      },
+      30_000,
+      'the deaf peer cut off',
+    );
     assert.ok(peak <= limit + 64 * 1024, `server-side unflushed bytes stayed near the budget: peak ${peak}`);
     const cut = c.log.lines.filter((l) => l.code === 'LEDGE_ERR_SLOW_PEER');
     assert.equal(cut.length, 1, 'one log line');

@@ -53,7 +53,10 @@ describe('sessions', () => {
     // The unacknowledged message is redelivered to the new connection, same id, and ACKed there.
     await eventually(() => second.messages.some((m) => m.header.id === msg.header.id), 5000, 'redelivery on the new connection');
     await eventually(() => c.hub.nodeSummary('twin-node')!.inFlight === 0 && c.hub.nodeSummary('twin-node')!.stats.acked === 1, 5000, 'ACKed once');
-    assert.deepEqual(c.hub.connectedNodes().filter((n) => n === 'twin-node'), ['twin-node']);
+    assert.deepEqual(
+      c.hub.connectedNodes().filter((n) => n === 'twin-node'),
+      ['twin-node'],
+    );
     second.close();
   });
 
@@ -88,7 +91,11 @@ describe('sessions', () => {
     const bad = tempDir();
     try {
       const ok = startEdge(['--cloud', c.hub.url, '--node-name', 'tls-good', '--data-dir', good.path, '--ca-file', tls('ca.pem'), '--log-level', 'info'], {}, 'tls-good');
-      const wrong = startEdge(['--cloud', c.hub.url, '--node-name', 'tls-bad', '--data-dir', bad.path, '--ca-file', tls('other-ca.pem'), '--reconnect-max-ms', '300', '--log-level', 'info'], {}, 'tls-bad');
+      const wrong = startEdge(
+        ['--cloud', c.hub.url, '--node-name', 'tls-bad', '--data-dir', bad.path, '--ca-file', tls('other-ca.pem'), '--reconnect-max-ms', '300', '--log-level', 'info'],
+        {},
+        'tls-bad',
+      );
       procs.push(ok, wrong);
       await ok.waitFor(/connected to cloud/);
       await eventually(() => c.hub.nodeSummary('tls-good')?.connected, 5000, 'TLS session');
@@ -114,7 +121,11 @@ describe('sessions', () => {
     const d = tempDir();
     try {
       const dead = `ws://127.0.0.1:${await deadPort()}`;
-      const edge = startEdge(['--cloud', `${dead},${c.hub.url}`, '--node-name', 'failover-node', '--data-dir', d.path, '--reconnect-max-ms', '200', '--log-level', 'info'], {}, 'failover');
+      const edge = startEdge(
+        ['--cloud', `${dead},${c.hub.url}`, '--node-name', 'failover-node', '--data-dir', d.path, '--reconnect-max-ms', '200', '--log-level', 'info'],
+        {},
+        'failover',
+      );
       procs.push(edge);
       await edge.waitFor(/connect to ws:\/\/127\.0\.0\.1:\d+\/v1\/edge failed: .*ECONNREFUSED/);
       await eventually(() => c.hub.nodeSummary('failover-node')?.connected, 10_000, 'connected to the second endpoint');
@@ -128,7 +139,20 @@ describe('sessions', () => {
     const d = tempDir();
     try {
       const port = await deadPort();
-      const args = ['--cloud', `ws://127.0.0.1:${port}`, '--node-name', 'offline-node', '--data-dir', d.path, '--node-status-interval-ms', '50', '--reconnect-max-ms', '200', '--log-level', 'warn'];
+      const args = [
+        '--cloud',
+        `ws://127.0.0.1:${port}`,
+        '--node-name',
+        'offline-node',
+        '--data-dir',
+        d.path,
+        '--node-status-interval-ms',
+        '50',
+        '--reconnect-max-ms',
+        '200',
+        '--log-level',
+        'warn',
+      ];
       const first = startEdge(args, {}, 'offline-1');
       procs.push(first);
       await eventually(() => readFileSync(join(d.path, 'outbox.log')).length > 2000, 10_000, 'reports queued offline');
@@ -137,15 +161,26 @@ describe('sessions', () => {
       const second = startEdge(args, {}, 'offline-2');
       procs.push(second);
       // Every report of the first (killed) process start arrives, without gaps.
-      await eventually(() => {
-        const seqs = c.received.filter((m) => m.route.resource.includes('nodestatus')).map((m) => m.content as { seq: number; bootId: string });
-        const boots = new Set(seqs.map((s) => s.bootId));
-        return boots.size >= 2;
-      }, 15_000, 'reports from both process starts');
+      await eventually(
+        () => {
+          const seqs = c.received.filter((m) => m.route.resource.includes('nodestatus')).map((m) => m.content as { seq: number; bootId: string });
+          const boots = new Set(seqs.map((s) => s.bootId));
+          return boots.size >= 2;
+        },
+        15_000,
+        'reports from both process starts',
+      );
       const firstBoot = (c.received[0]!.content as { bootId: string }).bootId;
-      const seqs = c.received.map((m) => m.content as { seq: number; bootId: string }).filter((s) => s.bootId === firstBoot).map((s) => s.seq);
+      const seqs = c.received
+        .map((m) => m.content as { seq: number; bootId: string })
+        .filter((s) => s.bootId === firstBoot)
+        .map((s) => s.seq);
       assert.ok(seqs.length >= 5, `several offline reports delivered (${seqs.length})`);
-      assert.deepEqual(seqs, seqs.map((_, i) => i + 1), 'in order, no gaps, no duplicates');
+      assert.deepEqual(
+        seqs,
+        seqs.map((_, i) => i + 1),
+        'in order, no gaps, no duplicates',
+      );
       assert.equal(await second.stop(), 0);
     } finally {
       d.cleanup();
@@ -194,14 +229,21 @@ describe('sessions', () => {
     slow.ws.pause(); // reads nothing: the kernel buffers fill, then ours would
     const blob = 'x'.repeat(60 * 1024);
     for (let i = 0; i < 300; i++) {
-      c.hub.sendToNode('slow-reader', newMessage({ source: 'test', group: 'resource', operation: 'update', resource: `default/configmap/big-${i}`, resourceVersion: '1', sync: true, content: { blob } }));
+      c.hub.sendToNode(
+        'slow-reader',
+        newMessage({ source: 'test', group: 'resource', operation: 'update', resource: `default/configmap/big-${i}`, resourceVersion: '1', sync: true, content: { blob } }),
+      );
     }
     // 18 MB were queued for the slow node; its socket holds only about the high-water mark:
     // once the kernel buffers are full, the unflushed bytes reach it and CloudHub sends no more.
-    const summary = await eventually(() => {
-      const s = c.hub.nodeSummary('slow-reader')!;
-      return s.unflushedBytes >= hwm ? s : undefined;
-    }, 10_000, 'the slow node\'s unflushed bytes to reach the high-water mark');
+    const summary = await eventually(
+      () => {
+        const s = c.hub.nodeSummary('slow-reader')!;
+        return s.unflushedBytes >= hwm ? s : undefined;
+      },
+      10_000,
+      "the slow node's unflushed bytes to reach the high-water mark",
+    );
     assert.ok(summary.unflushedBytes <= hwm + 70 * 1024, `socket buffer bounded: ${summary.unflushedBytes} bytes`);
     assert.ok(summary.queued > 100, `the rest waits in the queue as encoded frames: ${summary.queued}`);
     // Meanwhile the other node is served at once.
@@ -214,4 +256,3 @@ describe('sessions', () => {
     fast.close();
   });
 });
-

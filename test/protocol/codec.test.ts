@@ -61,8 +61,7 @@ const envelopeHead = (() => {
   return frame.subarray(0, frame.length - 1);
 })();
 /** A frame whose content is exactly the given CBOR bytes. */
-const withContent = (contentHex: string | Uint8Array): Uint8Array =>
-  cat(envelopeHead, typeof contentHex === 'string' ? hex(contentHex) : contentHex);
+const withContent = (contentHex: string | Uint8Array): Uint8Array => cat(envelopeHead, typeof contentHex === 'string' ? hex(contentHex) : contentHex);
 
 /** Asserts that `fn` throws a Ledge error with `code` (and nothing else). Returns the error. */
 function assertLedgeError(fn: () => unknown, code: string, label = ''): LedgeError {
@@ -118,7 +117,7 @@ describe('codec: round trip', () => {
       route: { source: 'cloudhub', group: 'resource', operation: 'insert', resource: 'café/configmap/日本-設定' },
       content: {
         text: { latin: 'héllo wörld', cjk: '日本語のテキスト', emoji: '🚀👩‍👩‍👧‍👦', combining: 'e\u0301', rtl: 'שלום', nul: 'a\u0000b' },
-        'ключ': 'значение',
+        ключ: 'значение',
         bytes: new Uint8Array([0, 1, 2, 253, 254, 255]),
         buffer: Buffer.from('binary\u0000payload'),
         empty: new Uint8Array(0),
@@ -440,7 +439,10 @@ describe('codec: malformed frames yield only Ledge errors', () => {
 
   it('refuses at encode time content the decoder would reject (Date, Set, big BigInt)', () => {
     for (const content of [{ when: new Date(0) }, new Set([1]), 2n ** 70n]) {
-      assert.throws(() => codec.encode(sampleMessage({ content })), (err: unknown) => err instanceof LedgeError && (err as { code: string }).code === 'LEDGE_ERR_INVALID_MESSAGE');
+      assert.throws(
+        () => codec.encode(sampleMessage({ content })),
+        (err: unknown) => err instanceof LedgeError && (err as { code: string }).code === 'LEDGE_ERR_INVALID_MESSAGE',
+      );
     }
   });
 });
@@ -464,13 +466,27 @@ describe('codec: fuzz', () => {
     for (let k = 0; k < n; k++) {
       const at = Math.floor(rnd() * (b.length + 1));
       switch (Math.floor(rnd() * 7)) {
-        case 0: if (b.length) b[at % b.length]! ^= 1 << Math.floor(rnd() * 8); break;
-        case 1: if (b.length) b[at % b.length] = Math.floor(rnd() * 256); break;
-        case 2: b.splice(at, 0, Math.floor(rnd() * 256)); break;
-        case 3: b.splice(at, 1 + Math.floor(rnd() * 8)); break;
-        case 4: b.length = Math.min(b.length, at); break;
-        case 5: if (b.length) b[at % b.length] = interesting[Math.floor(rnd() * interesting.length)]!; break;
-        default: b.splice(at, 0, ...b.slice(Math.floor(rnd() * b.length), Math.floor(rnd() * b.length))); break;
+        case 0:
+          if (b.length) b[at % b.length]! ^= 1 << Math.floor(rnd() * 8);
+          break;
+        case 1:
+          if (b.length) b[at % b.length] = Math.floor(rnd() * 256);
+          break;
+        case 2:
+          b.splice(at, 0, Math.floor(rnd() * 256));
+          break;
+        case 3:
+          b.splice(at, 1 + Math.floor(rnd() * 8));
+          break;
+        case 4:
+          b.length = Math.min(b.length, at);
+          break;
+        case 5:
+          if (b.length) b[at % b.length] = interesting[Math.floor(rnd() * interesting.length)]!;
+          break;
+        default:
+          b.splice(at, 0, ...b.slice(Math.floor(rnd() * b.length), Math.floor(rnd() * b.length)));
+          break;
       }
     }
     return new Uint8Array(b);

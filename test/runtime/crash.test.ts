@@ -17,7 +17,10 @@ async function crash(mode: string, format = 'json'): Promise<{ code: number | nu
     await p.kill9();
     assert.fail(`the process did not exit within 20 s of its failure; output:\n${p.output()}`);
   }
-  const lines = p.output().split('\n').filter((l) => l.trim() !== '');
+  const lines = p
+    .output()
+    .split('\n')
+    .filter((l) => l.trim() !== '');
   return { code, stdout: lines.filter((l) => /^(READY|DRAIN START|DRAINED)$/.test(l)), errors: lines.filter((l) => !/^(READY|DRAIN START|DRAINED)$/.test(l)) };
 }
 

@@ -57,7 +57,10 @@ describe('config', () => {
       assert.match(err.message, /"hub\.heartbeatIntervalMs" \(from --heartbeat-interval-ms\) must be an integer/);
       return true;
     });
-    await assert.rejects(loadConfig(edgeConfigSpec, { argv: required, env: { LEDGE_LOG_LEVEL: 'loud' } }), /"log\.level" \(from LEDGE_LOG_LEVEL\) must be one of debug, info, warn, error, silent/);
+    await assert.rejects(
+      loadConfig(edgeConfigSpec, { argv: required, env: { LEDGE_LOG_LEVEL: 'loud' } }),
+      /"log\.level" \(from LEDGE_LOG_LEVEL\) must be one of debug, info, warn, error, silent/,
+    );
   });
 
   test('a missing required field says how to set it', async () => {
@@ -126,7 +129,11 @@ describe('config', () => {
   });
 
   test('every command spells a listen address --bind-address and a duration in milliseconds with -ms', () => {
-    for (const [command, spec] of [['cloud', cloudConfigSpec], ['edge', edgeConfigSpec], ['apiserver', apiServerConfigSpec]] as const) {
+    for (const [command, spec] of [
+      ['cloud', cloudConfigSpec],
+      ['edge', edgeConfigSpec],
+      ['apiserver', apiServerConfigSpec],
+    ] as const) {
       for (const [key, f] of Object.entries(spec as ConfigSpec)) {
         if (!f.flag) continue;
         if (/Ms$/.test(key)) assert.match(f.flag, /-ms$/, `${command}: --${f.flag} (${key}) is in ms`);
@@ -143,7 +150,7 @@ describe('config', () => {
     await assert.rejects(loadConfig(edgeConfigSpec, { argv: ['--help'], env: {} }), /Unknown option '--help'/);
   });
 
-  test('defaults are checked like any value: a module default outside its field\'s range fails at load', async () => {
+  test("defaults are checked like any value: a module default outside its field's range fails at load", async () => {
     const spec = { ...moduleFields('hub', { heartbeatIntervalMs: 50 }, { heartbeatIntervalMs: { type: 'integer', min: 100, description: 'x' } }) } as const satisfies ConfigSpec;
     await assert.rejects(loadConfig(spec, { argv: [], env: {} }), /config field "hub\.heartbeatIntervalMs" \(default\) must be an integer ≥ 100, got 50/);
   });
@@ -169,22 +176,36 @@ describe('config', () => {
  * default (optional, or mapped by hand), so a new field must be classified here.
  */
 const backed: { command: string; spec: ConfigSpec; prefix: string; defaults: Record<string, unknown>; unbacked: string[] }[] = [
-  { command: 'cloud', spec: cloudConfigSpec, prefix: 'hub.', defaults: defaultCloudHubOptions as unknown as Record<string, unknown>, unbacked: ['tls.certFile', 'tls.keyFile', 'tls.caFile'] },
+  {
+    command: 'cloud',
+    spec: cloudConfigSpec,
+    prefix: 'hub.',
+    defaults: defaultCloudHubOptions as unknown as Record<string, unknown>,
+    unbacked: ['tls.certFile', 'tls.keyFile', 'tls.caFile'],
+  },
   { command: 'cloud', spec: cloudConfigSpec, prefix: 'controllers.', defaults: defaultSyncControllerOptions, unbacked: [] },
   { command: 'cloud', spec: cloudConfigSpec, prefix: 'leaderElection.', defaults: defaultLeaderElectionOptions, unbacked: ['identity'] },
   { command: 'cloud', spec: cloudConfigSpec, prefix: 'apiserver.', defaults: defaultApiServerOptions, unbacked: ['kubeconfig'] },
   { command: 'edge', spec: edgeConfigSpec, prefix: 'hub.', defaults: defaultEdgeHubOptions as unknown as Record<string, unknown>, unbacked: ['caFile'] },
   { command: 'edge', spec: edgeConfigSpec, prefix: 'nodeStatus.', defaults: defaultNodeStatusOptions, unbacked: [] },
   { command: 'edge', spec: edgeConfigSpec, prefix: 'meta.', defaults: defaultMetaStoreOptions, unbacked: [] },
-  { command: 'apiserver', spec: apiServerConfigSpec, prefix: '', defaults: defaultApiServerOptions, unbacked: ['dataDir', 'insecureHttp', 'kubeconfig', 'log.level', 'log.format'] },
+  {
+    command: 'apiserver',
+    spec: apiServerConfigSpec,
+    prefix: '',
+    defaults: defaultApiServerOptions,
+    unbacked: ['dataDir', 'insecureHttp', 'kubeconfig', 'log.level', 'log.format'],
+  },
 ];
 
-describe('config defaults are the modules\' defaults', () => {
+describe("config defaults are the modules' defaults", () => {
   for (const { command, spec, prefix, defaults, unbacked } of backed) {
     test(`${command}: every ${prefix || 'top-level '}field's default is the module's`, async () => {
       const argv = command === 'edge' ? required : [];
       const { config } = await loadConfig(spec, { argv, env: {} });
-      const fields = Object.keys(spec).filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length));
+      const fields = Object.keys(spec)
+        .filter((k) => k.startsWith(prefix))
+        .map((k) => k.slice(prefix.length));
       assert.ok(fields.length > 0);
       for (const field of fields) {
         if (unbacked.includes(field)) {

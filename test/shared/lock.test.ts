@@ -49,7 +49,10 @@ describe('data-directory lock', () => {
       assert.equal(h.pid, process.pid);
       assert.equal(h.host, hostname());
       assert.equal(h.owner, 'apiserver');
-      assert.throws(() => lockDataDir(d.path), (err: Error & { code?: string }) => err.code === 'LEDGE_ERR_DATA_DIR_LOCKED' && err.message.includes(d.path) && err.message.includes(String(process.pid)));
+      assert.throws(
+        () => lockDataDir(d.path),
+        (err: Error & { code?: string }) => err.code === 'LEDGE_ERR_DATA_DIR_LOCKED' && err.message.includes(d.path) && err.message.includes(String(process.pid)),
+      );
       l.release();
       assert.deepEqual(locks(d.path), []);
       const again = lockDataDir(d.path);
@@ -68,7 +71,8 @@ describe('data-directory lock', () => {
       writeLock(d.path, 7, { pid: child.pid!, start: processStartTime(child.pid!) });
       assert.throws(
         () => lockDataDir(d.path),
-        (err: Error & { code?: string }) => err.code === 'LEDGE_ERR_DATA_DIR_LOCKED' && err.message.includes(`pid ${child.pid}`) && err.message.includes(hostname()) && err.message.includes(d.path),
+        (err: Error & { code?: string }) =>
+          err.code === 'LEDGE_ERR_DATA_DIR_LOCKED' && err.message.includes(`pid ${child.pid}`) && err.message.includes(hostname()) && err.message.includes(d.path),
       );
       assert.deepEqual(locks(d.path), ['LOCK.7'], 'a refused contender leaves nothing behind');
     } finally {
@@ -116,7 +120,10 @@ describe('data-directory lock', () => {
     const d = tempDir();
     try {
       const file = writeLock(d.path, 1, { host: 'another-host', pid: 1 });
-      assert.throws(() => lockDataDir(d.path, { staleMs: 60_000 }), (err: Error & { code?: string }) => err.code === 'LEDGE_ERR_DATA_DIR_LOCKED' && /pid 1 on host another-host/.test(err.message));
+      assert.throws(
+        () => lockDataDir(d.path, { staleMs: 60_000 }),
+        (err: Error & { code?: string }) => err.code === 'LEDGE_ERR_DATA_DIR_LOCKED' && /pid 1 on host another-host/.test(err.message),
+      );
       const old = new Date(Date.now() - 120_000);
       utimesSync(file, old, old);
       const { lines, log } = captureLog();
@@ -176,7 +183,10 @@ describe('data-directory lock', () => {
         await Promise.all(children.map((c) => c.waitFor(/^(won|lost \S+)$/m, 30_000)));
         const outcomes = children.map((c) => c.output().trim());
         assert.equal(outcomes.filter((o) => o === 'won').length, 1, outcomes.join(', '));
-        assert.ok(outcomes.filter((o) => o !== 'won').every((o) => o === 'lost LEDGE_ERR_DATA_DIR_LOCKED'), outcomes.join(', '));
+        assert.ok(
+          outcomes.filter((o) => o !== 'won').every((o) => o === 'lost LEDGE_ERR_DATA_DIR_LOCKED'),
+          outcomes.join(', '),
+        );
         assert.deepEqual(locks(d.path), ['LOCK.2']);
       } finally {
         await Promise.all(children.map((c) => c.kill9()));
@@ -203,7 +213,10 @@ describe('one process per data directory', () => {
     const d = tempDir();
     try {
       const a = await startApiServer({ dataDir: d.path, port: 0, tls: false });
-      await assert.rejects(startApiServer({ dataDir: d.path, port: 0, tls: false }), (err: Error & { code?: string }) => err.code === 'LEDGE_ERR_DATA_DIR_LOCKED' && err.message.includes(d.path));
+      await assert.rejects(
+        startApiServer({ dataDir: d.path, port: 0, tls: false }),
+        (err: Error & { code?: string }) => err.code === 'LEDGE_ERR_DATA_DIR_LOCKED' && err.message.includes(d.path),
+      );
       assert.equal(await get(`${a.url}/api/v1/namespaces/default/configmaps`), 200);
       await a.close();
       assert.deepEqual(locks(d.path), []);
@@ -267,4 +280,3 @@ describe('one process per data directory', () => {
     }
   });
 });
-

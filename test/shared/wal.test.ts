@@ -31,7 +31,10 @@ describe('AppendLog', () => {
       await log.close();
       const { records, truncatedBytes, log: again } = await openAll(file);
       assert.equal(truncatedBytes, 0);
-      assert.deepEqual(records.map(dec), Array.from({ length: 100 }, (_, i) => `r${i}`));
+      assert.deepEqual(
+        records.map(dec),
+        Array.from({ length: 100 }, (_, i) => `r${i}`),
+      );
       await again.close();
     } finally {
       d.cleanup();
@@ -222,7 +225,10 @@ describe('AppendLog', () => {
       await log.close();
       const kept: Uint8Array[] = [];
       const r = await AppendLog.open(file, { readChunkBytes: 64, onRecord: (p) => kept.push(p.subarray(0, 12)) });
-      assert.deepEqual(kept.map(dec), Array.from({ length: 200 }, (_, i) => `record-${i}-`.repeat(5).slice(0, 12)));
+      assert.deepEqual(
+        kept.map(dec),
+        Array.from({ length: 200 }, (_, i) => `record-${i}-`.repeat(5).slice(0, 12)),
+      );
       await r.log.close();
     } finally {
       d.cleanup();
@@ -251,7 +257,9 @@ describe('AppendLog', () => {
   // Opt-in (LEDGE_TEST_BIG=1): the first read of a 2 GiB hole makes the kernel zero-fill 2 GiB
   // of page cache, 5–12 s on the shared test machine. The chunk-buffer test above proves the
   // same bound cheaply; this one proves Node's 2 GiB file limit is really out of the way.
-  test('a log bigger than 2 GiB (sparse file) is read record by record through one buffer', { skip: process.env.LEDGE_TEST_BIG === '1' ? false : 'set LEDGE_TEST_BIG=1 (reads 2 GiB)' }, async (t) => {
+  test('a log bigger than 2 GiB (sparse file) is read record by record through one buffer', {
+    skip: process.env.LEDGE_TEST_BIG === '1' ? false : 'set LEDGE_TEST_BIG=1 (reads 2 GiB)',
+  }, async (t) => {
     const d = tempDir();
     try {
       const file = join(d.path, 'big.log');

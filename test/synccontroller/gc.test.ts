@@ -79,7 +79,11 @@ function harness() {
   const nodes = new Map<string, boolean | undefined>();
   const connected = new Set<string>();
   const source: DesiredSource = { desiredFor: () => new Map(), nodeExists: (n) => (nodes.has(n) ? nodes.get(n) : false) };
-  const sync = new SyncController(kc, { desired: source, reconcileIntervalMs: 3_600_000, isLeader: () => true, isConnected: (n) => connected.has(n), connectedNodes: () => [...connected] }, silentLogger);
+  const sync = new SyncController(
+    kc,
+    { desired: source, reconcileIntervalMs: 3_600_000, isLeader: () => true, isConnected: (n) => connected.has(n), connectedNodes: () => [...connected] },
+    silentLogger,
+  );
 
   /** The node ACKed `count` configmaps: their records are written (through the fake API) and cached. */
   const ackObjects = async (node: string, count: number) => {

@@ -33,7 +33,15 @@ after(async () => {
 function configMap(i: number, rv: string): DesiredObject {
   const name = `cm-${i}`;
   const uid = `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`;
-  return { uid, apiVersion: 'v1', kind: 'ConfigMap', namespace: 'default', name, resourceVersion: rv, body: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: 'default', uid, resourceVersion: rv }, data: { i: String(i) } } };
+  return {
+    uid,
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    namespace: 'default',
+    name,
+    resourceVersion: rv,
+    body: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: 'default', uid, resourceVersion: rv }, data: { i: String(i) } },
+  };
 }
 
 async function harness() {
@@ -41,7 +49,11 @@ async function harness() {
   const desired = new Map<string, Map<string, DesiredObject>>();
   const connected = new Set<string>();
   const source: DesiredSource = { desiredFor: (n) => new Map(desired.get(n) ?? []), nodeExists: () => true };
-  const sync = new SyncController(kc, { desired: source, reconcileIntervalMs: 600_000, isLeader: () => false, isConnected: (n) => connected.has(n), connectedNodes: () => [...connected] }, log.logger);
+  const sync = new SyncController(
+    kc,
+    { desired: source, reconcileIntervalMs: 600_000, isLeader: () => false, isConnected: (n) => connected.has(n), connectedNodes: () => [...connected] },
+    log.logger,
+  );
   const queued: Message[] = [];
   const bee = new Beehive({ log: log.logger });
   bee.register(sync);
@@ -82,7 +94,10 @@ describe('SyncController: what was sent is remembered only until ACKed or the se
       assert.ok(inserts.every((m) => m.route.operation === 'insert'));
       assert.equal(h.sync.trackedSends(), N, 'each unACKed send is remembered');
       h.ack(inserts);
-      assert.ok([...h.desired.get('n1')!.values()].every((o) => h.sync.ackedVersion('n1', o.uid) === o.resourceVersion && !h.sync.isPendingFor('n1', o.uid)), 'ACKed: known as the node\'s versions at once');
+      assert.ok(
+        [...h.desired.get('n1')!.values()].every((o) => h.sync.ackedVersion('n1', o.uid) === o.resourceVersion && !h.sync.isPendingFor('n1', o.uid)),
+        "ACKed: known as the node's versions at once",
+      );
       // Once their records are written, ACKed sends are forgotten.
       await eventually(() => h.sync.trackedSends() === 0, 20_000, 'ACKed sends forgotten');
 
@@ -101,7 +116,10 @@ describe('SyncController: what was sent is remembered only until ACKed or the se
       assert.equal(h.sync.trackedSends(), N);
       h.ack(deletes);
       await eventually(() => h.sync.trackedSends() === 0, 20_000, 'ACKed deletes forgotten');
-      assert.ok(Array.from({ length: N }, (_, i) => configMap(i, '0')).every((o) => h.sync.ackedVersion('n1', o.uid) === undefined), 'records deleted');
+      assert.ok(
+        Array.from({ length: N }, (_, i) => configMap(i, '0')).every((o) => h.sync.ackedVersion('n1', o.uid) === undefined),
+        'records deleted',
+      );
       assert.equal(h.sync.reconcileNode('n1').deleted, 0, 'no delete goes twice');
     } finally {
       await h.bee.stop();
