@@ -3,7 +3,7 @@
  * `ledge apiserver`: configuration spec and the command's entry point.
  */
 import { moduleFields, type ConfigOf, type ConfigSpec } from '../shared/config/index.js';
-import { createLogger, logLevels } from '../shared/log/index.js';
+import { logConfigFields, loggerFromConfig } from '../shared/log/index.js';
 import { startApiServer } from './server.js';
 import { defaultApiServerOptions } from './options.js';
 import { handleStopSignals, loadCommandConfig } from '../shared/runtime/index.js';
@@ -36,15 +36,7 @@ export const apiServerConfigSpec = {
     optional: true,
     description: 'where to write the kubeconfig (default <data-dir>/kubeconfig)',
   },
-  'log.level': { type: 'enum', flag: 'log-level', env: 'LEDGE_LOG_LEVEL', values: logLevels, default: 'info', description: 'minimum log level' },
-  'log.format': {
-    type: 'enum',
-    values: ['json', 'text'],
-    flag: 'log-format',
-    env: 'LEDGE_LOG_FORMAT',
-    optional: true,
-    description: 'log format (default: text on a TTY, else json)',
-  },
+  ...logConfigFields,
 } as const satisfies ConfigSpec;
 
 /** `ledge apiserver`'s loaded configuration, derived from {@link apiServerConfigSpec}. */
@@ -57,7 +49,7 @@ export async function runApiServerCli(argv: string[]): Promise<void> {
   const loaded = await loadCommandConfig('apiserver', apiServerConfigSpec, usage, argv);
   if (!loaded) return;
   const { config } = loaded;
-  const log = createLogger({ level: config.log.level, ...(config.log.format ? { format: config.log.format } : {}) });
+  const log = loggerFromConfig(config.log);
   for (const w of loaded.warnings) log.warn(w);
   // Handlers first: a supervisor may signal as soon as it reads "listening".
   const untilStopSignal = handleStopSignals(log);

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { runCloud, startCloudCore, type StartControlPlane } from '../cloud/main.js';
 import { runEdge } from '../edge/main.js';
 import { cloudConfigSpec } from '../cloud/config.js';
-import { createLogger } from '../shared/log/index.js';
+import { loggerFromConfig } from '../shared/log/index.js';
 import { ConfigError, errorMessage } from '../shared/errors/index.js';
 import { handleStopSignals, loadCommandConfig } from '../shared/runtime/index.js';
 
@@ -51,7 +51,7 @@ async function runUp(argv: string[]): Promise<void> {
   const loaded = await loadCommandConfig('up', cloudConfigSpec, upUsage, argv);
   if (!loaded) return;
   const { config } = loaded;
-  const log = createLogger({ level: config.log.level, ...(config.log.format ? { format: config.log.format } : {}) });
+  const log = loggerFromConfig(config.log);
   for (const w of loaded.warnings) log.warn(w);
   if (config.hub.host !== LOOPBACK) log.warn(`ledge up keeps CloudHub on ${LOOPBACK}; --bind-address ${config.hub.host} ignored (use ledge cloud to serve other machines)`);
   const untilStopSignal = handleStopSignals(log);

@@ -8,7 +8,7 @@
  * docs/design.md, "Configuration: one source of truth".
  */
 import { moduleFields, type ConfigOf, type ConfigSpec } from '../shared/config/index.js';
-import { logLevels } from '../shared/log/index.js';
+import { logConfigFields } from '../shared/log/index.js';
 import { defaultCloudHubOptions } from './cloudhub/options.js';
 import { defaultSyncControllerOptions } from './synccontroller/options.js';
 import { defaultLeaderElectionOptions } from './leaderelection/options.js';
@@ -16,15 +16,7 @@ import { defaultLeaderElectionOptions } from './leaderelection/options.js';
 import { defaultApiServerOptions } from '../apiserver/options.js';
 
 export const cloudConfigSpec = {
-  'log.level': { type: 'enum', values: logLevels, flag: 'log-level', env: 'LEDGE_LOG_LEVEL', default: 'info', description: 'minimum log level' },
-  'log.format': {
-    type: 'enum',
-    values: ['json', 'text'],
-    flag: 'log-format',
-    env: 'LEDGE_LOG_FORMAT',
-    optional: true,
-    description: 'log format (default: text on a TTY, else json)',
-  },
+  ...logConfigFields,
   ...moduleFields('hub', defaultCloudHubOptions, {
     // Loopback by default: nodes name themselves (no client certificates yet), so serving other machines is an explicit choice.
     host: {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Beehive } from '../shared/beehive/index.js';
 // Types only: the control plane's code reaches CloudCore through `startControlPlane` (see CloudCoreExtras).
 import type { ApiServerHandle, ApiServerOptions } from '../apiserver/index.js';
-import { createLogger, type Logger } from '../shared/log/index.js';
+import { loggerFromConfig, type Logger } from '../shared/log/index.js';
 import { handleStopSignals, installCrashHandlers, loadCommandConfig } from '../shared/runtime/index.js';
 import { ConfigError, errorCode, errorMessage } from '../shared/errors/index.js';
 import type { Module } from '../shared/beehive/index.js';
@@ -135,7 +135,7 @@ export async function runCloud(argv: string[], extras: Pick<CloudCoreExtras, 'st
   const loaded = await loadCommandConfig('cloud', cloudConfigSpec, cloudUsage, argv);
   if (!loaded) return;
   const { config } = loaded;
-  const log = createLogger({ level: config.log.level, ...(config.log.format ? { format: config.log.format } : {}) });
+  const log = loggerFromConfig(config.log);
   for (const w of loaded.warnings) log.warn(w);
   const crash = installCrashHandlers(log);
   const untilStopSignal = handleStopSignals(log);

@@ -6,7 +6,7 @@
 import { mkdirSync } from 'node:fs';
 import v8 from 'node:v8';
 import { Beehive } from '../shared/beehive/index.js';
-import { createLogger, type Logger } from '../shared/log/index.js';
+import { loggerFromConfig, type Logger } from '../shared/log/index.js';
 import { handleStopSignals, installCrashHandlers, loadCommandConfig } from '../shared/runtime/index.js';
 import { errorCode, errorMessage, ConfigError, StorageError } from '../shared/errors/index.js';
 import { lockDataDir } from '../shared/lock/index.js';
@@ -53,7 +53,8 @@ export function startEdgeCore(config: EdgeConfig, log: Logger): EdgeCore {
  * Turns off V8's compilers to machine code (Sparkplug and TurboFan) for the rest of the process.
  * An agent spends its life in a few loops (keepalive, status report, store writes) that gain
  * nothing measurable from machine code, while the compilers' own code pages, faulted in from the
- * node binary the first time they run, cost about 4 MiB of RSS at steady state
+ * node binary the first time they run, and their code and feedback on the heap, cost about
+ * 6.5 MiB of RSS at steady state
  * (docs/benchmarks.md, "Edge memory at steady state"). Set here, before anything is hot; `--jit`
  * keeps them for nodes with heavy traffic. Where the runtime has no such switch (Bun), a no-op.
  */
@@ -72,9 +73,9 @@ export async function runEdge(argv: string[]): Promise<void> {
   const loaded = await loadCommandConfig('edge', edgeConfigSpec, edgeUsage, argv);
   if (!loaded) return;
   const { config } = loaded;
-  const log = createLogger({ level: config.log.level, ...(config.log.format ? { format: config.log.format } : {}) }).child({ node: config.nodeName });
+  const log = loggerFromConfig(config.log).child({ node: config.nodeName });
   for (const w of loaded.warnings) log.warn(w);
-  installCrashHandlers(log);
+  const crash = installCrashHandlers(log);
   if (!config.jit) interpretOnly(log);
   const untilStopSignal = handleStopSignals(log);
   let core: EdgeCore;
@@ -85,6 +86,8 @@ export async function runEdge(argv: string[]): Promise<void> {
     process.exitCode = err instanceof ConfigError || err instanceof TypeError ? 2 : 1;
     return;
   }
+  // After a fatal error, close the stores and the session (and release the lock) before exiting.
+  crash.setDrain(core.stop);
   log.info('edgecore started', { cloud: config.cloud.join(','), dataDir: config.dataDir, pid: process.pid });
   await untilStopSignal(core.stop);
   log.info('edgecore stopped');

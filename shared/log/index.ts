@@ -4,6 +4,7 @@
  * journald, Kubernetes and log shippers), a compact human form on a TTY.
  * Level from config or LEDGE_LOG_LEVEL. No dependencies, so the edge bundle stays small.
  */
+import type { ConfigSpec } from '../config/index.js';
 import { errorCode, errorMessage } from '../errors/index.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
@@ -101,6 +102,27 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const format = options.format ?? (process.stderr.isTTY ? 'text' : 'json');
   const write = options.write ?? ((line: string) => void process.stderr.write(line));
   return new LineLogger(levelRank[level], format, write, {});
+}
+
+/**
+ * The `log.level` / `log.format` fields of every command's configuration spec (cloud, edge,
+ * apiserver): spread into each spec so the flags, variables and defaults are declared once.
+ */
+export const logConfigFields = {
+  'log.level': { type: 'enum', values: logLevels, flag: 'log-level', env: 'LEDGE_LOG_LEVEL', default: 'info', description: 'minimum log level' },
+  'log.format': {
+    type: 'enum',
+    values: ['json', 'text'],
+    flag: 'log-format',
+    env: 'LEDGE_LOG_FORMAT',
+    optional: true,
+    description: 'log format (default: text on a TTY, else json)',
+  },
+} as const satisfies ConfigSpec;
+
+/** The process logger of a command, from the `log` section that {@link logConfigFields} gives its configuration. */
+export function loggerFromConfig(log: { level: LogLevel; format?: 'json' | 'text' | undefined }): Logger {
+  return createLogger({ level: log.level, ...(log.format ? { format: log.format } : {}) });
 }
 
 /** A logger that writes nothing, for tests and embedding. */

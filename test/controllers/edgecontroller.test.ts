@@ -4,32 +4,17 @@
  * Ready condition's transition times, and failures that must be reported, never left
  * as unhandled rejections.
  */
-import { test, describe, before, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { startApiServer, type ApiServerHandle } from '../../apiserver/index.js';
 import { createLogger } from '../../shared/log/index.js';
 import { Beehive, type ModuleContext } from '../../shared/beehive/index.js';
 import { newMessage } from '../../shared/protocol/index.js';
-import { loadKube, loadKubeConfig, type k8s } from '../../cloud/kube/index.js';
 import { EdgeController } from '../../cloud/edgecontroller/index.js';
 import { captureLog } from '../helpers/cloud.js';
 import { eventually } from '../helpers/process.js';
-import { tempDir } from '../helpers/files.js';
+import { useLocalControlPlane } from '../helpers/controlplane.js';
 
-let api: ApiServerHandle;
-let kc: k8s.KubeConfig;
-let core: k8s.CoreV1Api;
-const dir = tempDir('ledge-edgecontroller-');
-before(async () => {
-  api = await startApiServer({ dataDir: dir.path, port: 0, nodeLeaseTimeoutMs: 600_000, log: createLogger({ level: 'warn' }) });
-  const kube = await loadKube();
-  kc = loadKubeConfig(api.kubeconfigPath);
-  core = kc.makeApiClient(kube.CoreV1Api);
-});
-after(async () => {
-  await api.close();
-  dir.cleanup();
-});
+const cp = useLocalControlPlane('ledge-edgecontroller-', { nodeLeaseTimeoutMs: 600_000 });
 
 /** A Beehive with the EdgeController and a stand-in for CloudHub that sends it upstream messages. */
 function harness(ec: EdgeController) {
@@ -65,10 +50,10 @@ const timeOf = (v: unknown) => new Date(v as string | Date).toISOString();
 describe('EdgeController: node status', () => {
   test('Ready keeps its lastTransitionTime while its status is unchanged; lastHeartbeatTime moves on every report', async () => {
     let now = Date.parse('2030-01-01T00:00:00Z');
-    const ec = new EdgeController(kc, createLogger({ level: 'warn' }), { now: () => now });
+    const ec = new EdgeController(cp.kc, createLogger({ level: 'warn' }), { now: () => now });
     const h = harness(ec);
     try {
-      const ready = async () => (await core.readNode({ name: 'ec-n1' })).status?.conditions?.find((c) => c.type === 'Ready');
+      const ready = async () => (await cp.core.readNode({ name: 'ec-n1' })).status?.conditions?.find((c) => c.type === 'Ready');
       await h.report('ec-n1', 'True');
       const t0 = now;
       let c = (await ready())!;
@@ -160,10 +145,10 @@ describe('EdgeController: failures are reported, never unhandled rejections', ()
           await new Promise((r) => ac.signal.addEventListener('abort', r));
         },
       } as unknown as ModuleContext;
-      const ec = new EdgeController(kc, log.logger);
+      const ec = new EdgeController(cp.kc, log.logger);
       const running = ec.start(ctx, ac.signal);
       await eventually(() => log.has(/edge controller watching/), 15_000, 'informers synced');
-      await core.createNamespacedPod({
+      await cp.core.createNamespacedPod({
         namespace: 'default',
         body: { metadata: { name: 'ec-throw', namespace: 'default' }, spec: { nodeName: 'ec-n2', containers: [{ name: 'c', image: 'busybox' }] } },
       });

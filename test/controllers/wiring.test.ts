@@ -6,13 +6,11 @@
  * the hub's session reports going to the SyncController.
  * In process, against the local control plane (over HTTPS through client-node).
  */
-import { test, describe, before, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { startApiServer, type ApiServerHandle } from '../../apiserver/index.js';
-import { createLogger } from '../../shared/log/index.js';
 import type { ModuleContext } from '../../shared/beehive/index.js';
 import type { Message } from '../../shared/protocol/index.js';
-import { loadKube, loadKubeConfig, type k8s } from '../../cloud/kube/index.js';
+import type { k8s } from '../../cloud/kube/index.js';
 import { EdgeController } from '../../cloud/edgecontroller/index.js';
 import { SyncOperation, type DesiredChange } from '../../cloud/synccontroller/index.js';
 import { startCloudCore } from '../../cloud/main.js';
@@ -20,22 +18,9 @@ import { loadConfig } from '../../shared/config/index.js';
 import { cloudConfigSpec } from '../../cloud/config.js';
 import { captureLog } from '../helpers/cloud.js';
 import { eventually } from '../helpers/process.js';
-import { tempDir } from '../helpers/files.js';
+import { useLocalControlPlane } from '../helpers/controlplane.js';
 
-let api: ApiServerHandle;
-let kc: k8s.KubeConfig;
-let core: k8s.CoreV1Api;
-const dir = tempDir('ledge-wiring-');
-before(async () => {
-  api = await startApiServer({ dataDir: dir.path, port: 0, nodeLeaseTimeoutMs: 600_000, log: createLogger({ level: 'warn' }) });
-  const kube = await loadKube();
-  kc = loadKubeConfig(api.kubeconfigPath);
-  core = kc.makeApiClient(kube.CoreV1Api);
-});
-after(async () => {
-  await api.close();
-  dir.cleanup();
-});
+const cp = useLocalControlPlane('ledge-wiring-', { nodeLeaseTimeoutMs: 600_000 });
 
 const pod = (name: string, nodeName: string, configMap?: string): k8s.V1Pod => ({
   metadata: { name, namespace: 'default' },
@@ -55,7 +40,7 @@ async function running() {
       await new Promise((r) => ac.signal.addEventListener('abort', r));
     },
   } as unknown as ModuleContext;
-  const ec = new EdgeController(kc, log.logger);
+  const ec = new EdgeController(cp.kc, log.logger);
   const done = ec.start(ctx, ac.signal);
   await eventually(() => log.has(/edge controller watching/), 15_000, 'informers synced');
   const changes = (node: string) => sent.filter((s) => (s.m.content as DesiredChange).node === node).map((s) => s.m.content as DesiredChange);
@@ -69,7 +54,7 @@ async function running() {
 describe('EdgeController → SyncController: desired-changed over Beehive', () => {
   test('an informer burst is one message per node; every message goes to the SyncController', async () => {
     // Listed at start: one burst of add events.
-    for (const name of ['burst-a', 'burst-b', 'burst-c']) await core.createNamespacedPod({ namespace: 'default', body: pod(name, 'w-burst') });
+    for (const name of ['burst-a', 'burst-b', 'burst-c']) await cp.core.createNamespacedPod({ namespace: 'default', body: pod(name, 'w-burst') });
     const ec = await running();
     try {
       await eventually(() => ec.changes('w-burst').length > 0, 5_000, 'a change for w-burst');
@@ -87,16 +72,16 @@ describe('EdgeController → SyncController: desired-changed over Beehive', () =
   test('a pod, its configmap, a move and a graceful delete: each tells the nodes concerned', async () => {
     const ec = await running();
     try {
-      await core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: 'w-cm', namespace: 'default' }, data: { a: '1' } } });
-      const created = await core.createNamespacedPod({ namespace: 'default', body: pod('w-pod', 'w-n1', 'w-cm') });
+      await cp.core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: 'w-cm', namespace: 'default' }, data: { a: '1' } } });
+      const created = await cp.core.createNamespacedPod({ namespace: 'default', body: pod('w-pod', 'w-n1', 'w-cm') });
       await eventually(() => ec.changes('w-n1').length >= 1, 10_000, 'the pod bound to w-n1');
       // The configmap it references changes: its node is told.
       const before = ec.changes('w-n1').length;
-      await core.replaceNamespacedConfigMap({ name: 'w-cm', namespace: 'default', body: { metadata: { name: 'w-cm', namespace: 'default' }, data: { a: '2' } } });
+      await cp.core.replaceNamespacedConfigMap({ name: 'w-cm', namespace: 'default', body: { metadata: { name: 'w-cm', namespace: 'default' }, data: { a: '2' } } });
       await eventually(() => ec.changes('w-n1').length > before, 10_000, 'the configmap change');
       assert.ok(ec.changes('w-n1').every((c) => c.terminating.length === 0));
       // Deleted gracefully: still bound, with a deletionTimestamp; its node is told it is terminating.
-      await core.deleteNamespacedPod({ name: 'w-pod', namespace: 'default' });
+      await cp.core.deleteNamespacedPod({ name: 'w-pod', namespace: 'default' });
       const terminating = await eventually(() => ec.changes('w-n1').find((c) => c.terminating.length > 0), 10_000, 'the terminating pod');
       assert.deepEqual(terminating.terminating, [{ kind: 'Pod', namespace: 'default', name: 'w-pod', uid: created.metadata!.uid! }]);
     } finally {
@@ -108,7 +93,7 @@ describe('EdgeController → SyncController: desired-changed over Beehive', () =
 describe('CloudCore wiring', () => {
   test('CloudHub, EdgeController, SyncController and the elector are registered; session reports go to the SyncController', async () => {
     const log = captureLog();
-    const { config } = await loadConfig(cloudConfigSpec, { argv: ['--port', '0', '--kubeconfig', api.kubeconfigPath], env: {} });
+    const { config } = await loadConfig(cloudConfigSpec, { argv: ['--port', '0', '--kubeconfig', cp.api.kubeconfigPath], env: {} });
     const cloud = await startCloudCore(config, log.logger);
     try {
       for (const name of ['cloudhub', 'edgecontroller', 'synccontroller', 'leaderelection']) assert.ok(cloud.bee.has(name), name);

@@ -2,41 +2,26 @@
  * watchResource against the local control plane (in this process, over HTTPS):
  * `synced` means "the cache holds a successful list", also when the first lists fail.
  */
-import { test, describe, before, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { startApiServer, type ApiServerHandle } from '../../apiserver/index.js';
-import { createLogger } from '../../shared/log/index.js';
-import { kube, loadKube, loadKubeConfig, watchResource, type k8s } from '../../cloud/kube/index.js';
+import { watchResource, type k8s } from '../../cloud/kube/index.js';
 import { captureLog } from '../helpers/cloud.js';
-import { tempDir } from '../helpers/files.js';
+import { useLocalControlPlane } from '../helpers/controlplane.js';
 
-let api: ApiServerHandle;
-let kc: k8s.KubeConfig;
-let core: k8s.CoreV1Api;
-const dir = tempDir('ledge-watch-');
-before(async () => {
-  api = await startApiServer({ dataDir: dir.path, port: 0, log: createLogger({ level: 'warn' }) });
-  await loadKube();
-  kc = loadKubeConfig(api.kubeconfigPath);
-  core = kc.makeApiClient(kube().CoreV1Api);
-});
-after(async () => {
-  await api.close();
-  dir.cleanup();
-});
+const cp = useLocalControlPlane('ledge-watch-');
 
 describe('watchResource', () => {
   test('synced resolves only after a list succeeded, with the cache filled', async () => {
-    await core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: 'w-1', namespace: 'default' }, data: { a: 'b' } } });
+    await cp.core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: 'w-1', namespace: 'default' }, data: { a: 'b' } } });
     const log = captureLog();
     let lists = 0;
     const w = watchResource<k8s.V1ConfigMap>(
-      kc,
+      cp.kc,
       '/api/v1/configmaps',
       async () => {
         // The API is unavailable for the first two lists (a 503 from a real server looks the same).
         if (++lists <= 2) throw Object.assign(new Error('service unavailable'), { code: 503 });
-        return core.listConfigMapForAllNamespaces();
+        return cp.core.listConfigMapForAllNamespaces();
       },
       log.logger,
       { restartDelayMs: 20 },

@@ -2,36 +2,23 @@
  * The Lease store over client-node: compare-and-swap against the local control plane,
  * and an API server that never answers: the caller's AbortSignal ends the request.
  */
-import { test, describe, before, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Socket } from 'node:net';
 import { once } from 'node:events';
-import { startApiServer, type ApiServerHandle } from '../../apiserver/index.js';
-import { createLogger } from '../../shared/log/index.js';
-import { kube, loadKube, loadKubeConfig, type k8s } from '../../cloud/kube/index.js';
+import { kube } from '../../cloud/kube/index.js';
 import { kubeLeaseStore, type LeaseRecord } from '../../cloud/leaderelection/index.js';
-import { tempDir } from '../helpers/files.js';
 import { eventually } from '../helpers/process.js';
+import { useLocalControlPlane } from '../helpers/controlplane.js';
 
-let api: ApiServerHandle;
-let kc: k8s.KubeConfig;
-const dir = tempDir('ledge-lease-');
-before(async () => {
-  api = await startApiServer({ dataDir: dir.path, port: 0, log: createLogger({ level: 'warn' }) });
-  await loadKube();
-  kc = loadKubeConfig(api.kubeconfigPath);
-});
-after(async () => {
-  await api.close();
-  dir.cleanup();
-});
+const cp = useLocalControlPlane('ledge-lease-');
 
 const live = () => new AbortController().signal;
 const rec = (holder: string): LeaseRecord => ({ holderIdentity: holder, leaseDurationSeconds: 15, leaseTransitions: 0, renewTime: Date.parse('2030-01-01T00:00:00.123Z') });
 
 describe('kubeLeaseStore', () => {
   test('create, read, compare-and-swap on resourceVersion', async () => {
-    const store = kubeLeaseStore(kc, 'kube-system', 'cas-test');
+    const store = kubeLeaseStore(cp.kc, 'kube-system', 'cas-test');
     assert.equal(await store.get(live()), undefined);
     const v1 = await store.create(rec('a'), live());
     assert.ok(v1);
@@ -43,7 +30,7 @@ describe('kubeLeaseStore', () => {
     const v2 = await store.update({ ...rec('b'), leaseTransitions: 1 }, v1!, live());
     assert.ok(v2 && v2 !== v1);
     assert.equal(await store.update(rec('c'), v1!, live()), undefined, 'stale version: not written');
-    const other = kubeLeaseStore(kc, 'kube-system', 'cas-test');
+    const other = kubeLeaseStore(cp.kc, 'kube-system', 'cas-test');
     assert.equal((await other.get(live()))?.record.holderIdentity, 'b');
   });
 

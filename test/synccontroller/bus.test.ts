@@ -5,31 +5,16 @@
  * (over HTTPS through client-node), a stand-in CloudHub module records what is queued and
  * sends the reports as CloudHub does.
  */
-import { test, describe, before, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { startApiServer, type ApiServerHandle } from '../../apiserver/index.js';
-import { createLogger } from '../../shared/log/index.js';
-import { Beehive, type ModuleContext } from '../../shared/beehive/index.js';
 import type { Message } from '../../shared/protocol/index.js';
-import { loadKube, loadKubeConfig, type k8s } from '../../cloud/kube/index.js';
-import { SyncController, desiredChanged, type DesiredObject, type DesiredSource, type ObjectKey } from '../../cloud/synccontroller/index.js';
+import { desiredChanged, type DesiredObject, type ObjectKey } from '../../cloud/synccontroller/index.js';
 import { ackReport, sessionReport, SessionOperation } from '../../cloud/cloudhub/index.js';
-import { captureLog } from '../helpers/cloud.js';
 import { eventually } from '../helpers/process.js';
-import { tempDir } from '../helpers/files.js';
+import { useLocalControlPlane } from '../helpers/controlplane.js';
+import { syncControllerOnBus } from '../helpers/synccontroller.js';
 
-let api: ApiServerHandle;
-let kc: k8s.KubeConfig;
-const dir = tempDir('ledge-sync-bus-');
-before(async () => {
-  api = await startApiServer({ dataDir: dir.path, port: 0, log: createLogger({ level: 'warn' }) });
-  await loadKube();
-  kc = loadKubeConfig(api.kubeconfigPath);
-});
-after(async () => {
-  await api.close();
-  dir.cleanup();
-});
+const cp = useLocalControlPlane('ledge-sync-bus-');
 
 function object(kind: 'ConfigMap' | 'Pod', name: string, uid: string, rv: string): DesiredObject {
   return {
@@ -45,41 +30,16 @@ function object(kind: 'ConfigMap' | 'Pod', name: string, uid: string, rv: string
 const keyOf = (o: DesiredObject): ObjectKey => ({ kind: o.kind, namespace: o.namespace!, name: o.name, uid: o.uid });
 
 async function harness() {
-  const log = captureLog();
-  const desired = new Map<string, Map<string, DesiredObject>>();
-  const connected = new Set<string>();
-  const released: { node: string; uid: string }[] = [];
-  const source: DesiredSource = {
-    desiredFor: (n) => new Map(desired.get(n) ?? []),
-    nodeExists: () => true,
-    released: (node, ref) => void released.push({ node, uid: ref.uid }),
-  };
-  const sync = new SyncController(
-    kc,
-    { desired: source, reconcileIntervalMs: 600_000, isLeader: () => false, isConnected: (n) => connected.has(n), connectedNodes: () => [...connected] },
-    log.logger,
-  );
-  const queued: Message[] = [];
-  const bee = new Beehive({ log: log.logger });
-  bee.register(sync);
-  bee.register({
-    name: 'cloudhub',
-    group: 'hub',
-    async start(ctx: ModuleContext, signal: AbortSignal) {
-      for await (const m of ctx.messages(signal)) queued.push(m);
-    },
-  });
-  bee.start();
+  const h = syncControllerOnBus(cp.kc);
   /** The stand-in CloudHub's side of the bus. */
-  const hub = bee.context('cloudhub');
+  const hub = h.bee.context('cloudhub');
   const connect = (node: string) => {
-    connected.add(node);
+    h.connected.add(node);
     return hub.send('synccontroller', sessionReport(SessionOperation.Connected, { node }));
   };
   const ack = (node: string, m: Message, error: { code: string; message: string } | null = null) =>
     hub.send('synccontroller', ackReport(node, { ...m, route: { ...m.route, resource: m.route.resource.replace(/^node\/[^/]+\//, '') } }, error));
-  const loaded = () => eventually(() => log.has(/sync records loaded/), 20_000, 'SyncController started');
-  return { sync, bee, hub, desired, connected, released, queued, connect, ack, loaded, log };
+  return { ...h, hub, connect, ack };
 }
 
 describe('SyncController over Beehive', () => {

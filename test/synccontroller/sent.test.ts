@@ -4,31 +4,16 @@
  * deletes of many objects leave nothing behind. In process: the local control plane
  * (records written over HTTPS) and a stand-in for CloudHub that the test ACKs through.
  */
-import { test, describe, before, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { startApiServer, type ApiServerHandle } from '../../apiserver/index.js';
-import { createLogger } from '../../shared/log/index.js';
-import { Beehive, type ModuleContext } from '../../shared/beehive/index.js';
 import type { Message } from '../../shared/protocol/index.js';
-import { loadKube, loadKubeConfig, type k8s } from '../../cloud/kube/index.js';
-import { SyncController, type DesiredObject, type DesiredSource } from '../../cloud/synccontroller/index.js';
+import type { DesiredObject } from '../../cloud/synccontroller/index.js';
 import { ackReport } from '../../cloud/cloudhub/index.js';
-import { captureLog } from '../helpers/cloud.js';
 import { eventually } from '../helpers/process.js';
-import { tempDir } from '../helpers/files.js';
+import { useLocalControlPlane } from '../helpers/controlplane.js';
+import { syncControllerOnBus } from '../helpers/synccontroller.js';
 
-let api: ApiServerHandle;
-let kc: k8s.KubeConfig;
-const dir = tempDir('ledge-sync-');
-before(async () => {
-  api = await startApiServer({ dataDir: dir.path, port: 0, log: createLogger({ level: 'warn' }) });
-  await loadKube();
-  kc = loadKubeConfig(api.kubeconfigPath);
-});
-after(async () => {
-  await api.close();
-  dir.cleanup();
-});
+const cp = useLocalControlPlane('ledge-sync-');
 
 function configMap(i: number, rv: string): DesiredObject {
   const name = `cm-${i}`;
@@ -45,27 +30,9 @@ function configMap(i: number, rv: string): DesiredObject {
 }
 
 async function harness() {
-  const log = captureLog();
-  const desired = new Map<string, Map<string, DesiredObject>>();
-  const connected = new Set<string>();
-  const source: DesiredSource = { desiredFor: (n) => new Map(desired.get(n) ?? []), nodeExists: () => true };
-  const sync = new SyncController(
-    kc,
-    { desired: source, reconcileIntervalMs: 600_000, isLeader: () => false, isConnected: (n) => connected.has(n), connectedNodes: () => [...connected] },
-    log.logger,
-  );
-  const queued: Message[] = [];
-  const bee = new Beehive({ log: log.logger });
-  bee.register(sync);
-  bee.register({
-    name: 'cloudhub',
-    group: 'hub',
-    async start(ctx: ModuleContext, signal: AbortSignal) {
-      for await (const m of ctx.messages(signal)) queued.push(m);
-    },
-  });
-  bee.start();
-  await eventually(() => log.has(/sync records loaded/), 20_000, 'SyncController started');
+  const h = syncControllerOnBus(cp.kc);
+  const { sync, queued } = h;
+  await h.loaded();
   /** CloudHub's part: the node ACKed these queued messages. */
   const ack = (msgs: Message[]) => {
     for (const m of msgs) {
@@ -77,7 +44,7 @@ async function harness() {
     await eventually(() => queued.length >= n, 10_000, `${n} queued messages`);
     return queued.splice(0, queued.length);
   };
-  return { sync, bee, desired, connected, ack, take, log };
+  return { ...h, ack, take };
 }
 
 const N = 40;
