@@ -6,7 +6,7 @@ import { moduleFields, type ConfigOf, type ConfigSpec } from '../shared/config/i
 import { logConfigFields, loggerFromConfig } from '../shared/log/index.js';
 import { startApiServer } from './server.js';
 import { defaultApiServerOptions } from './options.js';
-import { handleStopSignals, loadCommandConfig } from '../shared/runtime/index.js';
+import { handleStopSignals, installCrashHandlers, loadCommandConfig } from '../shared/runtime/index.js';
 import { errorCode, errorMessage } from '../shared/errors/index.js';
 
 /** The command's options; the server's own defaults (./options.ts) are the fields' defaults. */
@@ -52,6 +52,7 @@ export async function runApiServerCli(argv: string[]): Promise<void> {
   const log = loggerFromConfig(config.log);
   for (const w of loaded.warnings) log.warn(w);
   // Handlers first: a supervisor may signal as soon as it reads "listening".
+  const crash = installCrashHandlers(log);
   const untilStopSignal = handleStopSignals(log);
   let handle: Awaited<ReturnType<typeof startApiServer>>;
   try {
@@ -70,6 +71,8 @@ export async function runApiServerCli(argv: string[]): Promise<void> {
     process.exitCode = 1;
     return;
   }
+  // After a fatal error, flush the WAL and release the data-directory lock before exiting.
+  crash.setDrain(() => handle.close());
   log.info('apiserver listening', { url: handle.url, kubeconfig: handle.kubeconfigPath });
   await untilStopSignal(() => handle.close());
   log.info('apiserver stopped');

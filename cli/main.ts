@@ -10,7 +10,7 @@ import { runEdge } from '../edge/main.js';
 import { cloudConfigSpec } from '../cloud/config.js';
 import { loggerFromConfig } from '../shared/log/index.js';
 import { ConfigError, errorMessage } from '../shared/errors/index.js';
-import { handleStopSignals, loadCommandConfig } from '../shared/runtime/index.js';
+import { handleStopSignals, installCrashHandlers, loadCommandConfig } from '../shared/runtime/index.js';
 
 declare const LEDGE_VERSION: string | undefined;
 const version = typeof LEDGE_VERSION === 'string' ? LEDGE_VERSION : 'dev';
@@ -54,6 +54,7 @@ async function runUp(argv: string[]): Promise<void> {
   const log = loggerFromConfig(config.log);
   for (const w of loaded.warnings) log.warn(w);
   if (config.hub.host !== LOOPBACK) log.warn(`ledge up keeps CloudHub on ${LOOPBACK}; --bind-address ${config.hub.host} ignored (use ledge cloud to serve other machines)`);
+  const crash = installCrashHandlers(log);
   const untilStopSignal = handleStopSignals(log);
   // `up` is the all-in-one local setup: the embedded control plane is on unless --local=false is meaningful later.
   const core = await startCloudCore({ ...config, local: true, hub: { ...config.hub, host: LOOPBACK } }, log.child({ side: 'cloud' }), { startControlPlane });
@@ -73,10 +74,13 @@ async function runUp(argv: string[]): Promise<void> {
   child.once('exit', (code) => {
     if (code !== 0 && code !== null) log.error(`edgecore exited with code ${code}`);
   });
-  await untilStopSignal(async () => {
+  const stopAll = async () => {
     child.kill('SIGTERM');
     await core.stop();
-  });
+  };
+  // After a fatal error, stop the EdgeCore child and close CloudCore (and its control plane) first.
+  crash.setDrain(stopAll);
+  await untilStopSignal(stopAll);
 }
 
 export async function main(argv: string[]): Promise<void> {
