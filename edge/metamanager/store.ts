@@ -7,7 +7,14 @@
  * of the message that caused it, so a resent message is recognised after a restart
  * and never applied twice; versions never go backwards.
  *
- * Record (JSON): `{t:'put', k, rv, v, id}` | `{t:'del', k, id}` | `{t:'ids', ids}` (snapshot of recent ids).
+ * Record: `{t:'put', k, rv, v, id}` | `{t:'del', k, id}` | `{t:'ids', ids}` (recent ids: in a
+ * snapshot, or one id whose delete found nothing to delete, so its resend is still recognised after a restart).
+ * Each log record (shared/wal framing) holds one of them, in one of two formats told apart by its first byte:
+ * - `0x01` + CBOR (RFC 8949, the wire profile's cbor-x options from shared/protocol/codec.ts): written
+ *   since format 1, so byte strings (Uint8Array/Buffer; read back as Uint8Array), numbers and strings round-trip exactly;
+ * - `{` (0x7B): a JSON record, as written before; still read, never written. Compaction rewrites every live
+ *   record in the CBOR format.
+ * Any other first byte is an unreadable record: one error line, skipped.
  *
  * put/delete decide "stale"/"duplicate" from what the store holds when they are called, so
  * callers serialize the changes of one resource (MetaManager does); different resources may
@@ -20,6 +27,9 @@ import { join } from 'node:path';
 import { AppendLog } from '../../shared/wal/index.js';
 import { defaultMetaStoreOptions } from './options.js';
 import { compareResourceVersions } from '../../shared/protocol/index.js';
+import { cborDecoderOptions, cborEncoderOptions } from '../../shared/protocol/codec.js';
+import { Encoder } from 'cbor-x/encode';
+import { Decoder } from 'cbor-x/decode';
 import type { Logger } from '../../shared/log/index.js';
 import { ErrorCode, errorCode, errorMessage } from '../../shared/errors/index.js';
 
@@ -29,7 +39,7 @@ export interface StoredObject {
   value: unknown;
 }
 
-type StoreRecord = { t: 'put'; k: string; rv?: string; v: unknown; id?: string } | { t: 'del'; k: string; id?: string } | { t: 'ids'; ids: string[] };
+export type StoreRecord = { t: 'put'; k: string; rv?: string; v: unknown; id?: string } | { t: 'del'; k: string; id?: string } | { t: 'ids'; ids: string[] };
 
 export type ApplyResult = 'applied' | 'duplicate' | 'stale';
 
@@ -53,8 +63,41 @@ const COMPACT_RETRY_MS = 60_000;
 /** Framing bytes per record in the log (length + CRC32). */
 const RECORD_OVERHEAD = 8;
 
-const enc = new TextEncoder();
+/** First byte of a CBOR-format record (format 1). */
+const FORMAT_CBOR = 0x01;
+/** First byte of a JSON-format record (the format before 1): `{`. */
+const FORMAT_JSON = 0x7b;
+
 const dec = new TextDecoder();
+const cborEncoder = new Encoder(cborEncoderOptions);
+// copyBuffers: a decoded byte string gets its own memory instead of pinning the whole record's.
+const cborDecoder = new Decoder({ ...cborDecoderOptions, copyBuffers: true });
+
+/** A record as it goes into the log: the format byte, then CBOR. */
+function encodeRecord(r: StoreRecord): Uint8Array {
+  // cbor-x returns a view of its reusable working buffer: copy it out before the next encode.
+  const body = cborEncoder.encode(r);
+  const out = new Uint8Array(body.length + 1);
+  out[0] = FORMAT_CBOR;
+  out.set(body, 1);
+  return out;
+}
+
+/** Reads a log record of either format; throws on anything else. */
+export function decodeRecord(raw: Uint8Array): StoreRecord {
+  let r: unknown;
+  if (raw[0] === FORMAT_CBOR) {
+    // A plain Uint8Array view, so byte strings come back as Uint8Array whatever buffer the log read into.
+    r = cborDecoder.decode(new Uint8Array(raw.buffer, raw.byteOffset + 1, raw.length - 1));
+  } else if (raw[0] === FORMAT_JSON) {
+    r = JSON.parse(dec.decode(raw));
+  } else {
+    throw new Error(`unknown record format byte ${raw[0] ?? '(empty record)'}`);
+  }
+  const t = (r as { t?: unknown } | null)?.t;
+  if (t !== 'put' && t !== 'del' && t !== 'ids') throw new Error('not a metadata store record');
+  return r as StoreRecord;
+}
 
 export class MetaStore {
   private readonly objects = new Map<string, StoredObject>();
@@ -88,9 +131,9 @@ export class MetaStore {
     const onRecord = (raw: Uint8Array): void => {
       let r: StoreRecord;
       try {
-        r = JSON.parse(dec.decode(raw)) as StoreRecord;
-      } catch {
-        logger.error('metadata store record unreadable, skipped', { code: ErrorCode.Storage });
+        r = decodeRecord(raw);
+      } catch (err) {
+        logger.error(`metadata store record unreadable, skipped: ${errorMessage(err)}`, { code: ErrorCode.Storage });
         return;
       }
       store.applyRecord(r, raw.length);
@@ -172,7 +215,9 @@ export class MetaStore {
   async delete(resource: string, messageId?: string): Promise<ApplyResult> {
     if (messageId !== undefined && this.ids.has(messageId)) return 'duplicate';
     if (!this.objects.has(resource)) {
-      this.remember(messageId);
+      // Nothing to delete, but the id must outlive a restart like any applied one: a resend of this
+      // delete arriving after the object was recreated must not delete it.
+      if (messageId !== undefined) await this.write({ t: 'ids', ids: [messageId] });
       return 'stale';
     }
     await this.write({ t: 'del', k: resource, ...(messageId !== undefined ? { id: messageId } : {}) });
@@ -180,7 +225,7 @@ export class MetaStore {
   }
 
   private async write(r: StoreRecord): Promise<void> {
-    const bytes = enc.encode(JSON.stringify(r));
+    const bytes = encodeRecord(r);
     try {
       await this.log.append(bytes);
     } catch (err) {
@@ -206,7 +251,7 @@ export class MetaStore {
   /** By count (many records per object) or by size (many bytes per live byte). */
   private needsCompaction(): boolean {
     if (this.records > this.compactAfter && this.records > this.objects.size * 2) return true;
-    // The snapshot also writes the remembered ids (a UUID and its JSON punctuation each).
+    // The snapshot also writes the remembered ids (a UUID and its CBOR header each).
     return this.log.shouldCompact(this.liveBytes + this.ids.size * 40, this.compactPolicy);
   }
 
@@ -218,8 +263,8 @@ export class MetaStore {
       const ids = [...this.ids];
       const objects = [...this.objects.values()];
       return (function* () {
-        yield enc.encode(JSON.stringify({ t: 'ids', ids }));
-        for (const o of objects) yield enc.encode(JSON.stringify({ t: 'put', k: o.resource, v: o.value, ...(o.resourceVersion !== undefined ? { rv: o.resourceVersion } : {}) }));
+        yield encodeRecord({ t: 'ids', ids });
+        for (const o of objects) yield encodeRecord({ t: 'put', k: o.resource, v: o.value, ...(o.resourceVersion !== undefined ? { rv: o.resourceVersion } : {}) });
       })();
     };
     try {

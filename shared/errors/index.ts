@@ -47,6 +47,8 @@ export const ErrorCode = {
   ProtobufUnsupported: 'LEDGE_ERR_PROTOBUF_UNSUPPORTED',
   /** A Kubernetes API request failed (the apiserver's ApiError; client calls that failed). */
   Api: 'LEDGE_ERR_API',
+  /** A pod given to Edged's runtime is not one it can run (no containers, duplicate names, unknown pod). */
+  PodSpec: 'LEDGE_ERR_POD_SPEC',
 
   // Log-line codes for failures that are not Ledge errors (node, ws, client-node raise them).
   /** A TLS handshake with CloudHub failed. */
@@ -160,6 +162,8 @@ export const UnsupportedError = defineError(ErrorCode.Unsupported, 'UnsupportedE
 export const ProtobufDecodeError = defineError(ErrorCode.ProtobufDecode, 'ProtobufDecodeError', 'malformed protobuf body', { httpStatus: 400 });
 /** A Kubernetes protobuf body cannot be decoded exactly (a kind or field outside the server's schema): HTTP 415. */
 export const ProtobufUnsupportedError = defineError(ErrorCode.ProtobufUnsupported, 'ProtobufUnsupportedError', 'protobuf body cannot be decoded exactly', { httpStatus: 415 });
+/** A pod given to Edged's runtime cannot be run as given (no containers, duplicate container names, an unknown pod uid). */
+export const PodSpecError = defineError(ErrorCode.PodSpec, 'PodSpecError', 'invalid pod for the runtime');
 
 /* Each class is also a type (`err: StorageError`). */
 export type ConfigError = InstanceType<typeof ConfigError>;
@@ -183,6 +187,7 @@ export type ForbiddenError = InstanceType<typeof ForbiddenError>;
 export type UnsupportedError = InstanceType<typeof UnsupportedError>;
 export type ProtobufDecodeError = InstanceType<typeof ProtobufDecodeError>;
 export type ProtobufUnsupportedError = InstanceType<typeof ProtobufUnsupportedError>;
+export type PodSpecError = InstanceType<typeof PodSpecError>;
 
 /** Returns the stable code of any error (or `{code}` object), or {@link ErrorCode.Unknown}. */
 export function errorCode(err: unknown): string {

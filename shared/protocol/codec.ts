@@ -81,16 +81,28 @@ export function toWire(m: Message): unknown[] {
   ];
 }
 
+// Plain RFC 8949: no records, no packing, no tag 259, no tag 64; maps decode to objects.
+// useTag259ForMaps and int64AsNumber are honoured by cbor-x but missing from its typings.
+// Shared with the edge metadata store (edge/metamanager/store.ts), which writes its records the same way.
+/** cbor-x encoder options of the wire profile. */
+export const cborEncoderOptions = {
+  useRecords: false,
+  mapsAsObjects: true,
+  pack: false,
+  structuredClone: false,
+  tagUint8Array: false,
+  useTag259ForMaps: false,
+  variableMapSize: true,
+};
+/** cbor-x decoder options of the wire profile. */
+export const cborDecoderOptions = { useRecords: false, mapsAsObjects: true, int64AsNumber: true };
+
 /** Creates the CBOR codec used on the wire. */
 export function createCborCodec(options: CodecOptions = {}): Codec {
   const maxFrameBytes = options.maxFrameBytes ?? Limits.maxFrameBytes;
   const maxDepth = options.maxDepth ?? Limits.maxDepth;
-  // Plain RFC 8949: no records, no packing, no tag 259, no tag 64; maps decode to objects.
-  // useTag259ForMaps and int64AsNumber are honoured by cbor-x but missing from its typings.
-  const encoderOptions = { useRecords: false, mapsAsObjects: true, pack: false, structuredClone: false, tagUint8Array: false, useTag259ForMaps: false, variableMapSize: true };
-  const decoderOptions = { useRecords: false, mapsAsObjects: true, int64AsNumber: true };
-  const encoder = new Encoder(encoderOptions);
-  const decoder = new Decoder(decoderOptions);
+  const encoder = new Encoder(cborEncoderOptions);
+  const decoder = new Decoder(cborDecoderOptions);
   return {
     name: 'cbor',
     encode(message: Message): Uint8Array {

@@ -7,14 +7,16 @@
  *   refused: only the version check catches it.
  * Both survive a reopen (the ids and versions are in the log) and a compaction (the ids
  * are in the snapshot).
+ * Records are CBOR (byte strings survive a restart); logs written as JSON by the previous
+ * version still open.
  */
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MetaStore, type MetaStoreOptions } from '../../edge/metamanager/index.js';
 import { createLogger, silentLogger } from '../../shared/log/index.js';
-import { frameRecord } from '../../shared/wal/index.js';
+import { frameRecord, readRecords } from '../../shared/wal/index.js';
 import { tempDir, readMetaLog } from '../helpers/files.js';
 
 const cleanups: (() => void)[] = [];
@@ -101,6 +103,24 @@ describe('MetaStore: de-duplication by message id', () => {
     }
   });
 
+  test('a delete that found nothing remembers its id on disk: its resend after a restart does not delete the recreated object', async () => {
+    const d = dir();
+    const store = await open(d);
+    assert.equal(await store.delete(CM, 'del-absent'), 'stale');
+    assert.equal(store.seen('del-absent'), true);
+    await store.close();
+
+    const again = await open(d);
+    try {
+      assert.equal(again.seen('del-absent'), true, 'the id survived the restart');
+      assert.equal(await again.put(CM, { gen: 2 }, '4', 'put-recreate'), 'applied');
+      assert.equal(await again.delete(CM, 'del-absent'), 'duplicate', 'the resent delete');
+      assert.deepEqual(again.get(CM)?.value, { gen: 2 });
+    } finally {
+      await again.close();
+    }
+  });
+
   test('the id window is bounded: the oldest ids are forgotten first, in memory and after a reopen', async () => {
     const d = dir();
     const store = await open(d, { idWindow: 3 });
@@ -173,6 +193,129 @@ describe('MetaStore: durability', () => {
       );
       assert.equal(again.seen('p-c'), false, 'the torn write was never acknowledged');
       assert.equal(lines.filter((l) => /torn tail/.test(l)).length, 1);
+    } finally {
+      await again.close();
+    }
+  });
+});
+
+/** The first byte of every record in a store's log: 0x01 for CBOR, 0x7b (`{`) for JSON. */
+function formats(d: string): number[] {
+  return readRecords(readFileSync(join(d, 'meta.log'))).records.map((r) => r[0] ?? -1);
+}
+/** A log written by the previous version: JSON records. */
+function writeJsonLog(d: string, records: object[]): void {
+  writeFileSync(join(d, 'meta.log'), Buffer.concat(records.map((r) => frameRecord(new TextEncoder().encode(JSON.stringify(r))))));
+}
+
+describe('MetaStore: record format', () => {
+  const value = () => ({
+    binaryData: { 'blob.bin': new Uint8Array([0, 1, 2, 127, 128, 254, 255]), empty: new Uint8Array(0) },
+    fromBuffer: Buffer.from('héllo, bytes'),
+    numbers: [0, -1, 0.1, 1.5e300, -2.5, 2 ** 53 - 1, -(2 ** 31)],
+    strings: ['', 'plain', 'ünïcödé €', '😀 astral', '{"looks":"like json"}'],
+    nested: { a: [{ b: null, c: true, d: false }] },
+  });
+  /** What the value must read back as: byte strings as Uint8Array, byte for byte. */
+  const expected = () => {
+    const v = value();
+    return { ...v, fromBuffer: new Uint8Array(v.fromBuffer) };
+  };
+
+  test('byte strings, numbers and strings round-trip exactly through a reopen and a compaction', async () => {
+    const d = dir();
+    const store = await open(d, { compactAfter: 10 });
+    await store.put(CM, value(), '1', 'bytes-1');
+    await store.close();
+
+    const again = await open(d, { compactAfter: 10 });
+    const got = again.get(CM)?.value as ReturnType<typeof value>;
+    assert.ok(got.binaryData['blob.bin'] instanceof Uint8Array, 'bytes come back as bytes, not as an object of indexes');
+    assert.deepEqual(got, expected());
+    // Enough writes to compact: the snapshot carries the bytes too.
+    for (let i = 2; i <= 30; i++) await again.put('default/configmap/churn', { i }, String(i), `churn-${i}`);
+    await again.close();
+    assert.ok(formats(d).length < 31, 'compacted');
+
+    const third = await open(d);
+    try {
+      assert.deepEqual(third.get(CM)?.value, expected());
+      assert.equal(third.get(CM)?.resourceVersion, '1');
+    } finally {
+      await third.close();
+    }
+  });
+
+  test('a log written in the old JSON format opens: its objects, versions and ids are served', async () => {
+    const d = dir();
+    writeJsonLog(d, [
+      { t: 'ids', ids: ['old-snap-id'] },
+      { t: 'put', k: CM, rv: '7', v: { data: { k: 'v' } }, id: 'old-put' },
+      { t: 'put', k: 'default/secret/gone', rv: '2', v: { x: 1 }, id: 'old-put-2' },
+      { t: 'del', k: 'default/secret/gone', id: 'old-del' },
+    ]);
+    const store = await open(d);
+    try {
+      assert.deepEqual(store.list(), [{ resource: CM, resourceVersion: '7', value: { data: { k: 'v' } } }]);
+      for (const id of ['old-snap-id', 'old-put', 'old-put-2', 'old-del']) assert.equal(store.seen(id), true, id);
+      assert.equal(await store.put(CM, { data: { k: 'older' } }, '6', 'new-id'), 'stale', 'the old version is held');
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('old JSON and new CBOR records in one log; new records are CBOR and compaction rewrites all in CBOR', async () => {
+    const d = dir();
+    writeJsonLog(d, [
+      { t: 'put', k: 'default/configmap/old', rv: '1', v: { from: 'json' }, id: 'j-1' },
+      { t: 'put', k: CM, rv: '1', v: { gen: 1 }, id: 'j-2' },
+    ]);
+    const store = await open(d, { compactAfter: 10 });
+    await store.put(CM, { gen: 2, raw: new Uint8Array([9, 8, 7]) }, '2', 'c-1');
+    await store.put('default/configmap/new', { from: 'cbor' }, '1', 'c-2');
+    await store.close();
+    assert.deepEqual(formats(d), [0x7b, 0x7b, 0x01, 0x01], 'old records kept as they are, new ones in CBOR');
+
+    const mixed = await open(d, { compactAfter: 10 });
+    assert.deepEqual(
+      mixed.list().map((o) => [o.resource, o.resourceVersion, o.value]),
+      [
+        ['default/configmap/old', '1', { from: 'json' }],
+        [CM, '2', { gen: 2, raw: new Uint8Array([9, 8, 7]) }],
+        ['default/configmap/new', '1', { from: 'cbor' }],
+      ],
+    );
+    for (const id of ['j-1', 'j-2', 'c-1', 'c-2']) assert.equal(mixed.seen(id), true, id);
+    for (let i = 1; i <= 20; i++) await mixed.put('default/configmap/churn', { i }, String(i), `churn-${i}`);
+    await mixed.close();
+    const after = formats(d);
+    assert.ok(after.length < 24, `compacted (${after.length} records)`);
+    assert.ok(
+      after.every((f) => f === 0x01),
+      `every record CBOR after compaction: ${after.join(',')}`,
+    );
+
+    const compacted = await open(d);
+    try {
+      assert.deepEqual(compacted.get('default/configmap/old')?.value, { from: 'json' });
+      assert.deepEqual(compacted.get(CM)?.value, { gen: 2, raw: new Uint8Array([9, 8, 7]) });
+      assert.equal(compacted.seen('j-1'), true, 'ids from JSON records carried into the snapshot');
+    } finally {
+      await compacted.close();
+    }
+  });
+
+  test('a record of an unknown format is skipped with one error line; the others are served', async () => {
+    const d = dir();
+    const store = await open(d);
+    await store.put(CM, { ok: true }, '1', 'known');
+    await store.close();
+    appendFileSync(join(d, 'meta.log'), frameRecord(new Uint8Array([0x02, 0xa0])));
+    const lines: string[] = [];
+    const again = await MetaStore.open(d, createLogger({ level: 'debug', format: 'json', write: (l) => void lines.push(l) }));
+    try {
+      assert.deepEqual(again.get(CM)?.value, { ok: true });
+      assert.equal(lines.filter((l) => /record unreadable.*format byte 2/.test(l)).length, 1, lines.join('\n'));
     } finally {
       await again.close();
     }

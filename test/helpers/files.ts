@@ -5,6 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readRecords } from '../../shared/wal/index.js';
+import { decodeRecord } from '../../edge/metamanager/store.js';
 
 export function tempDir(prefix = 'ledge-test-'): { path: string; cleanup: () => void } {
   const path = mkdtempSync(join(tmpdir(), prefix));
@@ -19,11 +20,11 @@ export interface MetaRecord {
   id?: string;
 }
 
-/** Every record of an edge metadata store log (meta.log), in order. */
+/** Every record of an edge metadata store log (meta.log), in order (either record format). */
 export function readMetaLog(dataDir: string): MetaRecord[] {
   const file = join(dataDir, 'meta.log');
   if (!existsSync(file)) return [];
-  return readRecords(readFileSync(file)).records.map((r) => JSON.parse(Buffer.from(r).toString('utf8')) as MetaRecord);
+  return readRecords(readFileSync(file)).records.map((r) => decodeRecord(r) as MetaRecord);
 }
 
 /** JSON lines of a file (the harness's logs of ACKed and received messages). */
