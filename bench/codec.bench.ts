@@ -26,7 +26,7 @@ import cbor from 'cbor';
 import { Encoder } from 'cbor-x/encode';
 import { Decoder, isNativeAccelerationEnabled } from 'cbor-x/decode';
 import { build } from 'esbuild';
-import { createCborCodec, toWire } from '../shared/protocol/index.js';
+import { cborDecoderOptions, cborEncoderOptions, createCborCodec, toWire } from '../shared/protocol/index.js';
 import type { Message } from '../shared/protocol/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -155,21 +155,9 @@ const messages = [
 // Codecs
 // ---------------------------------------------------------------------------
 
-/**
- * cbor-x options copied from createCborCodec() in shared/protocol/codec.ts. Held in
- * variables because cbor-x 1.6.9's typings lack `useTag259ForMaps` and `int64AsNumber`
- * (both honoured at run time), which an object literal would fail the excess-property check on.
- */
-const encoderOptions = {
-  useRecords: false,
-  mapsAsObjects: true,
-  pack: false,
-  structuredClone: false,
-  tagUint8Array: false,
-  useTag259ForMaps: false,
-  variableMapSize: true,
-};
-const decoderOptions = { useRecords: false, mapsAsObjects: true, int64AsNumber: true };
+/** cbor-x options of the wire profile, exactly as createCborCodec() uses them. */
+const encoderOptions = cborEncoderOptions;
+const decoderOptions = cborDecoderOptions;
 const cborxEncoder = new Encoder(encoderOptions);
 const cborxDecoder = new Decoder(decoderOptions);
 const ledge = createCborCodec();

@@ -5,6 +5,6 @@
  */
 export * from './constants.js';
 export * from './message.js';
-export { createCborCodec, fromWire, toWire, messageIdOf } from './codec.js';
+export { cborDecoderOptions, cborEncoderOptions, createCborCodec, fromWire, toWire, messageIdOf } from './codec.js';
 export type { Codec, CodecOptions } from './codec.js';
 export { validateCbor } from './cbor-validate.js';
