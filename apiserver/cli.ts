@@ -6,7 +6,7 @@ import { moduleFields, type ConfigOf, type ConfigSpec } from '../shared/config/i
 import { logConfigFields, loggerFromConfig } from '../shared/log/index.js';
 import { startApiServer } from './server.js';
 import { defaultApiServerOptions } from './options.js';
-import { handleStopSignals, installCrashHandlers, loadCommandConfig } from '../shared/runtime/index.js';
+import { startCommand } from '../shared/runtime/index.js';
 import { errorCode, errorMessage } from '../shared/errors/index.js';
 
 /** The command's options; the server's own defaults (./options.ts) are the fields' defaults. */
@@ -46,14 +46,9 @@ const usage = 'Usage: ledge apiserver [--data-dir <dir>] [--port <n>] [--write-k
 
 /** Runs the apiserver until SIGTERM/SIGINT. */
 export async function runApiServerCli(argv: string[]): Promise<void> {
-  const loaded = await loadCommandConfig('apiserver', apiServerConfigSpec, usage, argv);
-  if (!loaded) return;
-  const { config } = loaded;
-  const log = loggerFromConfig(config.log);
-  for (const w of loaded.warnings) log.warn(w);
-  // Handlers first: a supervisor may signal as soon as it reads "listening".
-  const crash = installCrashHandlers(log);
-  const untilStopSignal = handleStopSignals(log);
+  const started = await startCommand('apiserver', apiServerConfigSpec, usage, argv, (c) => loggerFromConfig(c.log));
+  if (!started) return;
+  const { config, log, crash, untilStopSignal } = started;
   let handle: Awaited<ReturnType<typeof startApiServer>>;
   try {
     handle = await startApiServer({

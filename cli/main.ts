@@ -10,7 +10,7 @@ import { runEdge } from '../edge/main.js';
 import { cloudConfigSpec } from '../cloud/config.js';
 import { loggerFromConfig } from '../shared/log/index.js';
 import { ConfigError, errorMessage } from '../shared/errors/index.js';
-import { handleStopSignals, installCrashHandlers, loadCommandConfig } from '../shared/runtime/index.js';
+import { startCommand } from '../shared/runtime/index.js';
 
 declare const LEDGE_VERSION: string | undefined;
 const version = typeof LEDGE_VERSION === 'string' ? LEDGE_VERSION : 'dev';
@@ -48,14 +48,10 @@ const upUsage =
 
 /** `ledge up`: CloudCore in this process and one EdgeCore child, data under ./.ledge. */
 async function runUp(argv: string[]): Promise<void> {
-  const loaded = await loadCommandConfig('up', cloudConfigSpec, upUsage, argv);
-  if (!loaded) return;
-  const { config } = loaded;
-  const log = loggerFromConfig(config.log);
-  for (const w of loaded.warnings) log.warn(w);
+  const started = await startCommand('up', cloudConfigSpec, upUsage, argv, (c) => loggerFromConfig(c.log));
+  if (!started) return;
+  const { config, log, crash, untilStopSignal } = started;
   if (config.hub.host !== LOOPBACK) log.warn(`ledge up keeps CloudHub on ${LOOPBACK}; --bind-address ${config.hub.host} ignored (use ledge cloud to serve other machines)`);
-  const crash = installCrashHandlers(log);
-  const untilStopSignal = handleStopSignals(log);
   // `up` is the all-in-one local setup: the embedded control plane is on unless --local=false is meaningful later.
   const core = await startCloudCore({ ...config, local: true, hub: { ...config.hub, host: LOOPBACK } }, log.child({ side: 'cloud' }), { startControlPlane });
   const edgecore = edgecorePath();

@@ -8,7 +8,7 @@ import { Beehive } from '../shared/beehive/index.js';
 // Types only: the control plane's code reaches CloudCore through `startControlPlane` (see CloudCoreExtras).
 import type { ApiServerHandle, ApiServerOptions } from '../apiserver/index.js';
 import { loggerFromConfig, type Logger } from '../shared/log/index.js';
-import { handleStopSignals, installCrashHandlers, loadCommandConfig } from '../shared/runtime/index.js';
+import { startCommand } from '../shared/runtime/index.js';
 import { ConfigError, errorCode, errorMessage } from '../shared/errors/index.js';
 import type { Module } from '../shared/beehive/index.js';
 import { ModuleName } from '../shared/protocol/index.js';
@@ -132,13 +132,9 @@ export async function startCloudCore(config: CloudConfig, log: Logger, extras: C
 
 /** `ledge cloud`: parses flags, starts, and handles signals. */
 export async function runCloud(argv: string[], extras: Pick<CloudCoreExtras, 'startControlPlane'> = {}): Promise<void> {
-  const loaded = await loadCommandConfig('cloud', cloudConfigSpec, cloudUsage, argv);
-  if (!loaded) return;
-  const { config } = loaded;
-  const log = loggerFromConfig(config.log);
-  for (const w of loaded.warnings) log.warn(w);
-  const crash = installCrashHandlers(log);
-  const untilStopSignal = handleStopSignals(log);
+  const started = await startCommand('cloud', cloudConfigSpec, cloudUsage, argv, (c) => loggerFromConfig(c.log));
+  if (!started) return;
+  const { config, log, crash, untilStopSignal } = started;
   let core: CloudCore;
   try {
     core = await startCloudCore(config, log, extras);

@@ -7,7 +7,7 @@ import { mkdirSync } from 'node:fs';
 import v8 from 'node:v8';
 import { Beehive } from '../shared/beehive/index.js';
 import { loggerFromConfig, type Logger } from '../shared/log/index.js';
-import { handleStopSignals, installCrashHandlers, loadCommandConfig } from '../shared/runtime/index.js';
+import { startCommand } from '../shared/runtime/index.js';
 import { errorCode, errorMessage, ConfigError, StorageError } from '../shared/errors/index.js';
 import { lockDataDir } from '../shared/lock/index.js';
 import { createEdgeHub } from './edgehub/index.js';
@@ -70,14 +70,10 @@ function interpretOnly(log: Logger): void {
 
 /** `ledge edge` / `node edgecore.js`: parses flags, starts, and handles signals. */
 export async function runEdge(argv: string[]): Promise<void> {
-  const loaded = await loadCommandConfig('edge', edgeConfigSpec, edgeUsage, argv);
-  if (!loaded) return;
-  const { config } = loaded;
-  const log = loggerFromConfig(config.log).child({ node: config.nodeName });
-  for (const w of loaded.warnings) log.warn(w);
-  const crash = installCrashHandlers(log);
+  const started = await startCommand('edge', edgeConfigSpec, edgeUsage, argv, (c) => loggerFromConfig(c.log).child({ node: c.nodeName }));
+  if (!started) return;
+  const { config, log, crash, untilStopSignal } = started;
   if (!config.jit) interpretOnly(log);
-  const untilStopSignal = handleStopSignals(log);
   let core: EdgeCore;
   try {
     core = startEdgeCore(config, log);

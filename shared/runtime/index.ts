@@ -120,3 +120,34 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener('abort', done, { once: true });
   });
 }
+
+/** What {@link startCommand} hands an entry point. */
+export interface StartedCommand<C> {
+  config: C;
+  log: Logger;
+  crash: CrashHandlers;
+  /** Waits for SIGTERM/SIGINT, then runs `stop` (see {@link handleStopSignals}). */
+  untilStopSignal: (stop: () => Promise<void>) => Promise<void>;
+}
+
+/**
+ * The first steps of every command (`ledge cloud|edge|apiserver|up`, `edgecore.js`): its config
+ * (or `--help`, or one error line and exit 2: then undefined), a logger built from it, the
+ * deprecation warnings logged, then crash and stop-signal handlers — installed before the command
+ * can announce anything, since a supervisor may signal as soon as it reads "started".
+ */
+export async function startCommand<const S extends ConfigSpec>(
+  command: string,
+  spec: S,
+  usage: string,
+  argv: string[],
+  makeLog: (config: ConfigOf<S>) => Logger,
+): Promise<StartedCommand<ConfigOf<S>> | undefined> {
+  const loaded = await loadCommandConfig(command, spec, usage, argv);
+  if (!loaded) return undefined;
+  const log = makeLog(loaded.config);
+  for (const w of loaded.warnings) log.warn(w);
+  const crash = installCrashHandlers(log);
+  const untilStopSignal = handleStopSignals(log);
+  return { config: loaded.config, log, crash, untilStopSignal };
+}
