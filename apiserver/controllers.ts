@@ -1,26 +1,22 @@
 /**
  * @module
- * The two bits of kube-scheduler / kube-controller-manager the edge needs:
- *  - a scheduler: a pod without spec.nodeName (schedulerName default-scheduler) is
- *    bound, through the same code path as pods/binding, to a Ready, schedulable node
- *    that matches its nodeSelector and required node affinity and whose NoSchedule /
- *    NoExecute taints it tolerates; the least-loaded such node wins;
- *  - node lifecycle: a node whose Lease (kube-node-lease/<node>) or Ready heartbeat has
- *    not changed for `nodeLeaseTimeoutMs` gets Ready=Unknown (kubectl: NotReady) and
- *    the node.kubernetes.io/unreachable taints, which go away when it reports Ready.
- * Renewals are timed by when the server observes them, not by the client's clock.
+ * The bit of kube-scheduler the edge needs: a pod without spec.nodeName (schedulerName
+ * default-scheduler) is bound, through the same code path as pods/binding, to a Ready,
+ * schedulable node that matches its nodeSelector and required node affinity and whose
+ * NoSchedule / NoExecute taints it tolerates; the least-loaded such node wins.
+ * kube-controller-manager's node controllers (node lifecycle, taint eviction, pod GC) are in
+ * ./nodelifecycle.ts.
  */
 import type { Logger } from '../shared/log/index.js';
 import { ApiError } from './errors.js';
 import type { Rest } from './rest.js';
 import type { StoreEvent } from './store.js';
 import type { KObject, ResourceType } from './types.js';
+import { toleratesTaint, type Taint, type Toleration } from './taints.js';
 
 type R = Record<string, unknown>;
 const arr = (v: unknown): R[] => (Array.isArray(v) ? (v as R[]).filter((x) => x !== null && typeof x === 'object') : []);
 const obj = (v: unknown): R => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as R) : {});
-
-const UNREACHABLE = 'node.kubernetes.io/unreachable';
 
 function rfc3339(): string {
   return new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
@@ -31,11 +27,7 @@ function readyCondition(node: KObject): R | undefined {
 }
 
 function tolerates(tolerations: R[], taint: R): boolean {
-  return tolerations.some((t) => {
-    if (t.effect && t.effect !== taint.effect) return false;
-    if (t.operator === 'Exists') return !t.key || t.key === taint.key;
-    return t.key === taint.key && (t.value ?? '') === (taint.value ?? '');
-  });
+  return tolerations.some((t) => toleratesTaint(t as Toleration, taint as unknown as Taint));
 }
 
 function matchExpr(labels: Record<string, string>, e: R): boolean {
@@ -80,11 +72,9 @@ export function nodeIsReady(node: KObject): boolean {
 export interface ControllerOptions {
   rest: Rest;
   log: Logger;
-  nodeLeaseTimeoutMs: number;
 }
 
 export class Controllers {
-  private readonly lastSeen = new Map<string, number>();
   private readonly unsubscribe: () => void;
   private readonly timer: NodeJS.Timeout;
   private scheduling = false;
@@ -101,12 +91,9 @@ export class Controllers {
     const reg = o.rest.registry;
     this.pods = reg.lookup('', 'v1', 'pods')!;
     this.nodes = reg.lookup('', 'v1', 'nodes')!;
-    const t0 = Date.now();
-    for (const n of o.rest.store.list(this.nodes.storageKey)) this.lastSeen.set(n.obj.metadata.name!, t0);
     for (const p of o.rest.store.list(this.pods.storageKey)) this.trackPod(p.obj, false);
     this.unsubscribe = o.rest.store.subscribeAll((ev) => this.onEvent(ev));
-    const period = Math.max(50, Math.min(1000, Math.floor(o.nodeLeaseTimeoutMs / 4)));
-    this.timer = setInterval(() => this.tick(), period);
+    this.timer = setInterval(() => this.tick(), 1000);
     this.timer.unref();
     setImmediate(() => this.kickScheduler());
   }
@@ -118,17 +105,7 @@ export class Controllers {
   }
 
   private onEvent(ev: StoreEvent): void {
-    if (ev.storageKey === 'coordination.k8s.io/leases' && ev.obj.metadata.namespace === 'kube-node-lease' && ev.type !== 'DELETED') {
-      this.lastSeen.set(ev.obj.metadata.name!, Date.now());
-    } else if (ev.storageKey === this.nodes.storageKey) {
-      const name = ev.obj.metadata.name!;
-      if (ev.type === 'DELETED') this.lastSeen.delete(name);
-      else {
-        const hb = readyCondition(ev.obj)?.lastHeartbeatTime;
-        const prevHb = ev.prev ? readyCondition(ev.prev)?.lastHeartbeatTime : undefined;
-        if (ev.type === 'ADDED' || !this.lastSeen.has(name) || (hb !== undefined && hb !== prevHb)) this.lastSeen.set(name, Date.now());
-        if (readyCondition(ev.obj)?.status === 'True' && arr(obj((ev.obj as R).spec).taints).some((t) => t.key === UNREACHABLE)) void this.untaint(name);
-      }
+    if (ev.storageKey === this.nodes.storageKey) {
       this.rescan = true;
       this.kickScheduler();
     } else if (ev.storageKey === this.pods.storageKey) {
@@ -158,64 +135,9 @@ export class Controllers {
   private tick(): void {
     if (this.stopped) return;
     const now = Date.now();
-    for (const e of this.o.rest.store.list(this.nodes.storageKey)) {
-      const name = e.obj.metadata.name!;
-      const seen = this.lastSeen.get(name) ?? now;
-      if (!this.lastSeen.has(name)) this.lastSeen.set(name, now);
-      const ready = readyCondition(e.obj);
-      if (now - seen > this.o.nodeLeaseTimeoutMs && ready?.status !== 'Unknown') void this.markUnknown(name);
-    }
     // Unschedulable pods are retried when nodes change, and every few seconds anyway.
     if (this.pending.size > 0 && now - this.lastFullRetry > 5000) this.rescan = true;
     if (this.rescan) this.kickScheduler();
-  }
-
-  private async markUnknown(name: string): Promise<void> {
-    const rest = this.o.rest;
-    const cur = rest.store.get(this.nodes.storageKey, '', name);
-    if (!cur) return;
-    const next = JSON.parse(cur.json) as KObject & { status?: R; spec?: R };
-    const status = (next.status ??= {});
-    const conds = arr(status.conditions).filter((c) => c.type !== 'Ready');
-    const prev = readyCondition(cur.obj);
-    conds.push({
-      type: 'Ready',
-      status: 'Unknown',
-      reason: 'NodeStatusUnknown',
-      message: 'Kubelet stopped posting node status.',
-      lastHeartbeatTime: prev?.lastHeartbeatTime ?? null,
-      lastTransitionTime: rfc3339(),
-    });
-    status.conditions = conds;
-    try {
-      await rest.update(this.nodes, '', name, next, 'status', {});
-      this.o.log.info('node not ready: lease not renewed', { node: name, timeoutMs: this.o.nodeLeaseTimeoutMs });
-      const after = rest.store.get(this.nodes.storageKey, '', name);
-      if (!after) return;
-      const spec = JSON.parse(after.json) as KObject & { spec?: R };
-      const s = (spec.spec ??= {});
-      const taints = arr(s.taints).filter((t) => t.key !== UNREACHABLE);
-      taints.push({ key: UNREACHABLE, effect: 'NoSchedule' }, { key: UNREACHABLE, effect: 'NoExecute', timeAdded: rfc3339() });
-      s.taints = taints;
-      await rest.update(this.nodes, '', name, spec, '', {});
-    } catch (err) {
-      if (!(err instanceof ApiError)) this.o.log.warn('node lifecycle update failed', { err, node: name });
-    }
-  }
-
-  private async untaint(name: string): Promise<void> {
-    const rest = this.o.rest;
-    const cur = rest.store.get(this.nodes.storageKey, '', name);
-    if (!cur) return;
-    const next = JSON.parse(cur.json) as KObject & { spec?: R };
-    const s = (next.spec ??= {});
-    s.taints = arr(s.taints).filter((t) => t.key !== UNREACHABLE);
-    if ((s.taints as R[]).length === 0) delete s.taints;
-    try {
-      await rest.update(this.nodes, '', name, next, '', {});
-    } catch (err) {
-      if (!(err instanceof ApiError)) this.o.log.warn('node untaint failed', { err, node: name });
-    }
   }
 
   private kickScheduler(): void {

@@ -14,6 +14,31 @@ export const defaultApiServerOptions = {
   host: '127.0.0.1',
   /** HTTPS with a generated CA and bearer-token / client-certificate auth. */
   tls: true,
-  /** A node whose Lease is not renewed for this long becomes NotReady, ms (kube-controller-manager's node-monitor-grace-period). */
-  nodeLeaseTimeoutMs: 40_000,
+  /**
+   * A node whose Lease and Ready heartbeat are not renewed for this long becomes Ready=Unknown, ms
+   * (kube-controller-manager's --node-monitor-grace-period: 50 s since Kubernetes 1.32).
+   */
+  nodeLeaseTimeoutMs: 50_000,
+  /** How often the node lifecycle controller checks node health, ms (--node-monitor-period). */
+  nodeMonitorPeriodMs: 5_000,
+  /** Grace for a node that never posted a Ready condition, ms (--node-startup-grace-period). */
+  nodeStartupGracePeriodMs: 60_000,
+  /** Nodes per second tainted NoExecute in a healthy zone (--node-eviction-rate). */
+  nodeEvictionRate: 0.1,
+  /** The same in an unhealthy zone of a large cluster (--secondary-node-eviction-rate). */
+  secondaryNodeEvictionRate: 0.01,
+  /** Above this many nodes a zone counts as large (--large-cluster-size-threshold). */
+  largeClusterSizeThreshold: 50,
+  /** Fraction of not-Ready nodes (at least 3) that makes a zone unhealthy (--unhealthy-zone-threshold). */
+  unhealthyZoneThreshold: 0.55,
+  /** tolerationSeconds of the not-ready:NoExecute toleration the DefaultTolerationSeconds admission adds (kube-apiserver's flag). */
+  defaultNotReadyTolerationSeconds: 300,
+  /** tolerationSeconds of the unreachable:NoExecute toleration the DefaultTolerationSeconds admission adds. */
+  defaultUnreachableTolerationSeconds: 300,
+  /** Pod garbage collector period, ms (kube-controller-manager's podgc gcCheckPeriod, a constant there). */
+  podGcPeriodMs: 20_000,
+  /** How long a node must stay missing before its pods are force-deleted, ms (podgc's quarantineTime, a constant there). */
+  podGcQuarantineMs: 40_000,
+  /** Terminated pods kept before the oldest are deleted; 0 = never (--terminated-pod-gc-threshold). */
+  terminatedPodGcThreshold: 12_500,
 } as const;

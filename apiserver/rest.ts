@@ -88,11 +88,20 @@ export function apiVersionOf(t: ResourceType): string {
   return t.group ? `${t.group}/${t.version}` : t.version;
 }
 
+/** Built-in admission plugins' settings (kube-apiserver flags). */
+export interface AdmissionOptions {
+  /** DefaultTolerationSeconds: tolerationSeconds of the not-ready:NoExecute toleration it adds. Default 300. */
+  defaultNotReadyTolerationSeconds: number;
+  /** DefaultTolerationSeconds: tolerationSeconds of the unreachable:NoExecute toleration it adds. Default 300. */
+  defaultUnreachableTolerationSeconds: number;
+}
+
 export class Rest {
   constructor(
     readonly store: Store,
     readonly registry: Registry,
     private readonly log: Logger,
+    private readonly admission: AdmissionOptions = { defaultNotReadyTolerationSeconds: 300, defaultUnreachableTolerationSeconds: 300 },
   ) {}
 
   /** Registers stored CRDs and creates the system namespaces if absent. */
@@ -252,6 +261,7 @@ export class Rest {
         break;
       case PODS:
         defaultPod(o);
+        admitDefaultTolerationSeconds(o, this.admission);
         break;
       case '/services': {
         // A spec that is not an object is left to validation (no defaults on a number).
@@ -337,7 +347,10 @@ export class Rest {
       const m = next.metadata;
       m.generation = old.metadata.generation ?? 1;
       if (!deepEqual(specPart(next), specPart(old))) m.generation += 1;
-      if (t.storageKey === PODS) checkPodUpdate(t, old, next);
+      if (t.storageKey === PODS) {
+        admitDefaultTolerationSeconds(next, this.admission);
+        checkPodUpdate(t, old, next);
+      }
       if (old.metadata.deletionTimestamp) {
         const added = (m.finalizers ?? []).filter((f) => !(old.metadata.finalizers ?? []).includes(f));
         if (added.length)
@@ -638,10 +651,6 @@ function defaultPod(o: KObject & { spec?: JsonObject; status?: JsonObject }): vo
   spec.enableServiceLinks ??= true;
   spec.priority ??= 0;
   spec.preemptionPolicy ??= 'PreemptLowerPriority';
-  spec.tolerations ??= [
-    { key: 'node.kubernetes.io/not-ready', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 300 },
-    { key: 'node.kubernetes.io/unreachable', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 300 },
-  ];
   let hasResources = false;
   for (const list of [spec.containers, spec.initContainers]) {
     if (!Array.isArray(list)) continue;
@@ -658,6 +667,86 @@ function defaultPod(o: KObject & { spec?: JsonObject; status?: JsonObject }): vo
     }
   }
   o.status = { phase: 'Pending', qosClass: hasResources ? 'Burstable' : 'BestEffort' };
+}
+
+/**
+ * kube-apiserver's DefaultTolerationSeconds admission (create and update of pods, not their
+ * subresources): a pod without a toleration for node.kubernetes.io/not-ready:NoExecute (or
+ * unreachable) — one with that key or no key, and effect NoExecute or none — gets
+ * `{key, operator: Exists, effect: NoExecute, tolerationSeconds}` appended.
+ */
+function admitDefaultTolerationSeconds(o: KObject, a: AdmissionOptions): void {
+  const spec = (o as { spec?: unknown }).spec;
+  if (!isObj(spec)) return; // refused by validation
+  if (spec.tolerations !== undefined && spec.tolerations !== null && !Array.isArray(spec.tolerations)) return;
+  const tolerations = (spec.tolerations ?? []) as Json[];
+  const covers = (key: string) => tolerations.some((t) => isObj(t) && (t.key === key || !t.key) && (t.effect === 'NoExecute' || !t.effect));
+  const add: JsonObject[] = [];
+  if (!covers('node.kubernetes.io/not-ready'))
+    add.push({ key: 'node.kubernetes.io/not-ready', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: a.defaultNotReadyTolerationSeconds });
+  if (!covers('node.kubernetes.io/unreachable'))
+    add.push({ key: 'node.kubernetes.io/unreachable', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: a.defaultUnreachableTolerationSeconds });
+  if (add.length) spec.tolerations = [...tolerations, ...add];
+}
+
+/** Kubernetes' ValidateTolerations (the operator, effect, key/value and tolerationSeconds rules). */
+function validateTolerations(list: unknown, causes: StatusCause[]): void {
+  if (list === undefined || list === null) return;
+  if (!Array.isArray(list)) {
+    causes.push({ reason: 'FieldValueInvalid', message: 'Invalid value: must be a list', field: 'spec.tolerations' });
+    return;
+  }
+  list.forEach((t, i) => {
+    const f = `spec.tolerations[${i}]`;
+    if (!isObj(t)) {
+      causes.push({ reason: 'FieldValueInvalid', message: 'Invalid value: must be an object', field: f });
+      return;
+    }
+    const op = t.operator ?? '';
+    if (op !== '' && op !== 'Equal' && op !== 'Exists') {
+      causes.push({ reason: 'FieldValueNotSupported', message: `Unsupported value: ${JSON.stringify(op)}: supported values: "Equal", "Exists"`, field: `${f}.operator` });
+    }
+    if (!t.key && op !== 'Exists') {
+      causes.push({
+        reason: 'FieldValueInvalid',
+        message: `Invalid value: ${JSON.stringify(op)}: operator must be Exists when \`key\` is empty, which means "match all values and all keys"`,
+        field: `${f}.operator`,
+      });
+    }
+    if (op === 'Exists' && t.value) {
+      causes.push({ reason: 'FieldValueInvalid', message: `Invalid value: ${JSON.stringify(t.value)}: value must be empty when \`operator\` is 'Exists'`, field: `${f}.value` });
+    }
+    const effect = t.effect ?? '';
+    if (effect !== '' && effect !== 'NoSchedule' && effect !== 'PreferNoSchedule' && effect !== 'NoExecute') {
+      causes.push({
+        reason: 'FieldValueNotSupported',
+        message: `Unsupported value: ${JSON.stringify(effect)}: supported values: "NoExecute", "NoSchedule", "PreferNoSchedule"`,
+        field: `${f}.effect`,
+      });
+    }
+    if (t.tolerationSeconds !== undefined && t.tolerationSeconds !== null && effect !== 'NoExecute') {
+      causes.push({
+        reason: 'FieldValueInvalid',
+        message: `Invalid value: ${JSON.stringify(effect)}: effect must be 'NoExecute' when \`tolerationSeconds\` is set`,
+        field: `${f}.effect`,
+      });
+    }
+  });
+}
+
+/**
+ * Kubernetes' validateOnlyAddedTolerations: every existing toleration must still be there,
+ * equal but for its tolerationSeconds (which may change to any value or none).
+ */
+function onlyAddedTolerations(oldList: unknown, newList: unknown): boolean {
+  const strip = (t: unknown) => {
+    if (!isObj(t)) return t;
+    const { tolerationSeconds: _s, ...rest } = t;
+    void _s;
+    return rest;
+  };
+  const news = (Array.isArray(newList) ? newList : []).map(strip);
+  return (Array.isArray(oldList) ? oldList : []).every((o) => news.some((n) => deepEqual(strip(o), n)));
 }
 
 function validatePod(o: KObject): StatusCause[] {
@@ -680,6 +769,7 @@ function validatePod(o: KObject): StatusCause[] {
     else names.add(c.name);
     if (typeof c.image !== 'string' || !c.image) causes.push({ reason: 'FieldValueRequired', message: 'Required value', field: `spec.containers[${i}].image` });
   });
+  validateTolerations(spec.tolerations, causes);
   return causes;
 }
 
@@ -687,6 +777,11 @@ function validatePod(o: KObject): StatusCause[] {
 function checkPodUpdate(t: ResourceType, old: KObject, next: KObject): void {
   const os = structuredClone((old as { spec?: JsonObject }).spec ?? {});
   const ns = structuredClone((next as { spec?: JsonObject }).spec ?? {});
+  if (!onlyAddedTolerations(os.tolerations, ns.tolerations)) {
+    throw errors.invalid(t.kind, t.group, old.metadata.name!, [
+      { reason: 'FieldValueForbidden', message: 'Forbidden: existing toleration can not be modified except its tolerationSeconds', field: 'spec.tolerations' },
+    ]);
+  }
   for (const s of [os, ns]) {
     delete s.activeDeadlineSeconds;
     delete s.tolerations;

@@ -15,6 +15,8 @@ import { silentLogger, type Logger } from '../shared/log/index.js';
 import { lockDataDir } from '../shared/lock/index.js';
 import { Authenticator } from './authn.js';
 import { Controllers } from './controllers.js';
+import { NodeControllers } from './nodelifecycle.js';
+import type { Clock } from './timerqueue.js';
 import { HttpApi } from './http.js';
 import { loadOrCreatePki } from './pki.js';
 import { Registry } from './registry.js';
@@ -34,8 +36,25 @@ export interface ApiServerOptions {
   tls?: boolean;
   /** Where to write the kubeconfig. Default `<dataDir>/kubeconfig`. */
   kubeconfigPath?: string;
-  /** A node whose lease is not renewed for this long becomes NotReady. Default 40000. */
+  /**
+   * Node lifecycle, taint eviction, pod GC and DefaultTolerationSeconds admission, as
+   * kube-controller-manager / kube-apiserver 1.35 (defaults: `defaultApiServerOptions`,
+   * docs/apiserver.md "Node lifecycle"). `nodeLeaseTimeoutMs` is --node-monitor-grace-period (50 s).
+   */
   nodeLeaseTimeoutMs?: number;
+  nodeMonitorPeriodMs?: number;
+  nodeStartupGracePeriodMs?: number;
+  nodeEvictionRate?: number;
+  secondaryNodeEvictionRate?: number;
+  largeClusterSizeThreshold?: number;
+  unhealthyZoneThreshold?: number;
+  defaultNotReadyTolerationSeconds?: number;
+  defaultUnreachableTolerationSeconds?: number;
+  podGcPeriodMs?: number;
+  podGcQuarantineMs?: number;
+  terminatedPodGcThreshold?: number;
+  /** The node controllers' clock (tests). Default: performance.now / Date.now / setTimeout. */
+  clock?: Clock;
   log?: Logger;
   /** Interval of BOOKMARK events on watches that allow them. Default 30000. */
   bookmarkIntervalMs?: number;
@@ -133,7 +152,11 @@ async function startLocked(options: ApiServerOptions): Promise<ApiServerHandle> 
     ...(options.compactMinBytes !== undefined ? { compactMinBytes: options.compactMinBytes } : {}),
   });
   const registry = new Registry();
-  const rest = new Rest(store, registry, log);
+  const d = defaultApiServerOptions;
+  const rest = new Rest(store, registry, log, {
+    defaultNotReadyTolerationSeconds: options.defaultNotReadyTolerationSeconds ?? d.defaultNotReadyTolerationSeconds,
+    defaultUnreachableTolerationSeconds: options.defaultUnreachableTolerationSeconds ?? d.defaultUnreachableTolerationSeconds,
+  });
   await rest.bootstrap();
 
   const pki = tls ? await loadOrCreatePki(dataDir, [host]) : undefined;
@@ -161,7 +184,24 @@ async function startLocked(options: ApiServerOptions): Promise<ApiServerHandle> 
   address = `${urlHost(host)}:${port}`;
   const url = `${pki ? 'https' : 'http'}://${address}`;
   writeKubeconfig(kubeconfigPath, url, pki?.caCertPem ?? '', pki?.token ?? '');
-  const controllers = new Controllers({ rest, log, nodeLeaseTimeoutMs: options.nodeLeaseTimeoutMs ?? defaultApiServerOptions.nodeLeaseTimeoutMs });
+  const controllers = new Controllers({ rest, log });
+  const nodeControllers = new NodeControllers({
+    rest,
+    log: log.child({ controller: 'node' }),
+    ...(options.clock ? { clock: options.clock } : {}),
+    options: {
+      nodeMonitorGracePeriodMs: options.nodeLeaseTimeoutMs ?? d.nodeLeaseTimeoutMs,
+      nodeMonitorPeriodMs: options.nodeMonitorPeriodMs ?? d.nodeMonitorPeriodMs,
+      nodeStartupGracePeriodMs: options.nodeStartupGracePeriodMs ?? d.nodeStartupGracePeriodMs,
+      nodeEvictionRate: options.nodeEvictionRate ?? d.nodeEvictionRate,
+      secondaryNodeEvictionRate: options.secondaryNodeEvictionRate ?? d.secondaryNodeEvictionRate,
+      largeClusterSizeThreshold: options.largeClusterSizeThreshold ?? d.largeClusterSizeThreshold,
+      unhealthyZoneThreshold: options.unhealthyZoneThreshold ?? d.unhealthyZoneThreshold,
+      podGcPeriodMs: options.podGcPeriodMs ?? d.podGcPeriodMs,
+      podGcQuarantineMs: options.podGcQuarantineMs ?? d.podGcQuarantineMs,
+      terminatedPodGcThreshold: options.terminatedPodGcThreshold ?? d.terminatedPodGcThreshold,
+    },
+  });
   log.debug('apiserver started', { url, dataDir, rv: store.currentRv });
 
   let closing: Promise<void> | undefined;
@@ -178,6 +218,7 @@ async function startLocked(options: ApiServerOptions): Promise<ApiServerHandle> 
     close: () =>
       (closing ??= (async () => {
         controllers.stop();
+        nodeControllers.stop();
         api.closeWatches();
         const closed = new Promise<void>((r) => server.close(() => r()));
         server.closeIdleConnections();

@@ -24,7 +24,7 @@ import { createServer } from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { forkTracked, killAll, root, sleep, spawnTracked, stopChild, waitMessage, type Tracked } from './lib/children.js';
-import { MiB, median, readRss, type RssSample } from './lib/rss.js';
+import { MiB, median, readRss, slope, type RssSample } from './lib/rss.js';
 
 const env = process.env;
 const MINUTES = Number(env.BENCH_MINUTES ?? 15);
@@ -43,21 +43,6 @@ interface Proc {
   exited?: string;
   /** [seconds since sampling started, sample] */
   samples: [number, RssSample][];
-}
-
-/** Least-squares slope of y over x. */
-function slope(points: [number, number][]): number {
-  const n = points.length;
-  if (n < 2) return Number.NaN;
-  const mx = points.reduce((s, p) => s + p[0], 0) / n;
-  const my = points.reduce((s, p) => s + p[1], 0) / n;
-  let num = 0;
-  let den = 0;
-  for (const [x, y] of points) {
-    num += (x - mx) * (y - my);
-    den += (x - mx) ** 2;
-  }
-  return den === 0 ? Number.NaN : num / den;
 }
 
 /** A port on loopback that refuses connections (bound, then closed). */

@@ -9,8 +9,13 @@ import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
-/** Budget for the finished EdgeCore (issue #3): 400 KB minified. */
-const EDGE_BUDGET = 400 * 1024;
+/**
+ * Budget for the finished EdgeCore, minified: 400 KB for the link (issue #3), raised to 480 KB when
+ * EdgeCore learned to run pods (issue 10: Edged and its two runtimes ≈ 100 KB, MetaServer ≈ 22 KB;
+ * docs/benchmarks.md, "Edge bundle by module"). `npm run build -- --sizes` prints what each part costs.
+ */
+const EDGE_BUDGET = 480 * 1024;
+const SHOW_SIZES = process.argv.includes('--sizes');
 
 // Optional native accelerators of ws and cbor-x: never in the edge bundle. The stub
 // throws, exactly like a missing optional package, so the libraries use their JS paths.
@@ -38,8 +43,8 @@ const common = {
 
 mkdirSync(`${root}/dist`, { recursive: true });
 const started = Date.now();
-const [, cloudcore] = await Promise.all([
-  build({ ...common, entryPoints: ['edge/edgecore.ts'], outfile: 'dist/edgecore.js', minify: true, plugins: [stubNative], banner, metafile: false }),
+const [edgecore, cloudcore] = await Promise.all([
+  build({ ...common, entryPoints: ['edge/edgecore.ts'], outfile: 'dist/edgecore.js', minify: true, plugins: [stubNative], banner, metafile: SHOW_SIZES }),
   build({ ...common, entryPoints: ['cloud/cloudcore.ts'], outfile: 'dist/cloudcore.js', packages: 'external', sourcemap: true, metafile: true }),
   build({ ...common, entryPoints: ['cli/ledge.ts'], outfile: 'dist/ledge.js', packages: 'external', sourcemap: true }),
 ]);
@@ -52,6 +57,21 @@ function size(file) {
 const rows = ['dist/edgecore.js', 'dist/cloudcore.js', 'dist/ledge.js'].map(size);
 for (const r of rows) console.log(`${r.file.padEnd(20)} ${r.kb.padStart(8)} KB  (gzip ${r.gzipKb} KB)`);
 console.log(`built in ${Date.now() - started} ms`);
+if (SHOW_SIZES) {
+  // Bytes of dist/edgecore.js per package (node_modules) or per module folder (edge/edged, shared/wal, …).
+  const by = new Map();
+  for (const [file, info] of Object.entries(Object.values(edgecore.metafile.outputs)[0].inputs)) {
+    const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(file);
+    const key = m
+      ? m[1]
+      : file
+          .split('/')
+          .slice(0, file.startsWith('edge/') || file.startsWith('shared/') ? 2 : 1)
+          .join('/');
+    by.set(key, (by.get(key) ?? 0) + info.bytesInOutput);
+  }
+  for (const [k, v] of [...by].sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(28)} ${(v / 1024).toFixed(1).padStart(7)} KB`);
+}
 // The in-cluster CloudCore has no embedded control plane (docs/design.md, "The control plane is
 // not part of CloudCore"): only the ledge CLI loads apiserver/, for --local and `ledge up`.
 // apiserver/options.ts is the exception: its option defaults, a module without imports.

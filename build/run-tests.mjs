@@ -34,5 +34,7 @@ await provisionAll();
 // also bounds each file), so 120 s leaves more than 3x. Raise it only with a measurement.
 const TEST_TIMEOUT_MS = 120_000;
 const args = ['--import', 'tsx', '--test', `--test-timeout=${TEST_TIMEOUT_MS}`, ...files];
-const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit', env: { ...process.env, LEDGE_LOG_LEVEL: process.env.LEDGE_LOG_LEVEL ?? 'warn' } });
+// Many EdgeCores run at once: each MetaServer takes a free port instead of all trying 10550.
+const env = { ...process.env, LEDGE_LOG_LEVEL: process.env.LEDGE_LOG_LEVEL ?? 'warn', LEDGE_METASERVER_PORT: process.env.LEDGE_METASERVER_PORT ?? '0' };
+const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit', env });
 process.exit(r.status ?? 1);

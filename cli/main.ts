@@ -23,6 +23,7 @@ Commands:
   up          all-in-one local setup: CloudCore (+ local control plane when available) and one EdgeCore
   cloud       run CloudCore (cloud side)
   edge        run EdgeCore on a device (same flags as 'node edgecore.js')
+  edge get    show what an edge node holds, through its MetaServer ('ledge edge get --help')
   apiserver   run the local Kubernetes-API control plane alone
   version     print the version
 
@@ -86,6 +87,7 @@ export async function main(argv: string[]): Promise<void> {
       case 'cloud':
         return await runCloud(rest, { startControlPlane });
       case 'edge':
+        if (rest[0] === 'get') return await (await import('./edge-get.js')).runEdgeGet(rest.slice(1));
         return await runEdge(rest);
       case 'up':
         return await runUp(rest);

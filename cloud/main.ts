@@ -14,6 +14,7 @@ import type { Module } from '../shared/beehive/index.js';
 import { ModuleName } from '../shared/protocol/index.js';
 import { createCloudHub, type CloudHub, type CloudHubOptions } from './cloudhub/index.js';
 import { createEdgeController } from './edgecontroller/index.js';
+import { EvictionProtection } from './edgecontroller/tolerations.js';
 import { SyncController } from './synccontroller/index.js';
 import { LeaderElector, defaultIdentity } from './leaderelection/index.js';
 import { loadKube, loadKubeConfig } from './kube/index.js';
@@ -92,10 +93,12 @@ export async function startCloudCore(config: CloudConfig, log: Logger, extras: C
     { ...hubOptionsFrom(config), ...(kc ? { sessionSubscribers: [ModuleName.SyncController] } : {}), ...extras.hubOverrides },
     { log: log.child({ module: 'cloudhub' }) },
   );
-  const edgeController = createEdgeController(kc, log.child({ module: 'edgecontroller' }));
   const elector = kc
     ? new LeaderElector(kc, { ...config.leaderElection, identity: config.leaderElection.identity ?? defaultIdentity() }, log.child({ module: 'leaderelection' }))
     : undefined;
+  // Pods bound to edge nodes tolerate the unreachable taint without a time limit (docs/design.md): the leader patches them.
+  const protection = kc ? new EvictionProtection(kc, () => elector?.isLeader() ?? false, log.child({ module: 'evictionprotection' })) : undefined;
+  const edgeController = createEdgeController(kc, log.child({ module: 'edgecontroller' }), protection ? { informerObservers: [protection] } : {});
   const sync = kc
     ? new SyncController(
         kc,
@@ -109,7 +112,7 @@ export async function startCloudCore(config: CloudConfig, log: Logger, extras: C
         log.child({ module: 'synccontroller' }),
       )
     : undefined;
-  const modules: Module[] = [hub, edgeController, ...(sync ? [sync] : []), ...(elector ? [elector] : [])];
+  const modules: Module[] = [hub, edgeController, ...(sync ? [sync] : []), ...(elector ? [elector] : []), ...(protection ? [protection] : [])];
 
   const bee = new Beehive({ log });
   const extra = extras.modules ?? [];

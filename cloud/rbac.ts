@@ -15,8 +15,9 @@ export const cloudcoreRules: PolicyRule[] = [
   // EdgeController: informers; node registration and status (readNode/createNode/replaceNode/replaceNodeStatus).
   { apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list', 'watch', 'create', 'update'] },
   { apiGroups: [''], resources: ['nodes/status'], verbs: ['update'] },
-  // Pods: informer, status from the edge (readNamespacedPod + replaceNamespacedPodStatus), graceful deletion.
-  { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'delete'] },
+  // Pods: informer, status from the edge (readNamespacedPod + replaceNamespacedPodStatus), graceful deletion,
+  // and the eviction protection's toleration patch (edgecontroller/tolerations.ts).
+  { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'delete', 'patch'] },
   { apiGroups: [''], resources: ['pods/status'], verbs: ['update'] },
   // Only read, and only those referenced by pods are sent to nodes.
   { apiGroups: [''], resources: ['configmaps', 'secrets'], verbs: ['get', 'list', 'watch'] },

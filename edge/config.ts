@@ -10,7 +10,9 @@ import { moduleFields, type ConfigOf, type ConfigSpec } from '../shared/config/i
 import { logConfigFields } from '../shared/log/index.js';
 import { defaultEdgeHubOptions } from './edgehub/options.js';
 import { defaultNodeStatusOptions } from './nodestatus/options.js';
-import { defaultMetaStoreOptions } from './metamanager/options.js';
+import { defaultMetaManagerOptions, defaultMetaStoreOptions } from './metamanager/options.js';
+import { defaultMetaServerOptions } from './metaserver/options.js';
+import { defaultContainerRuntimeOptions, defaultEdgedOptions } from './edged/options.js';
 
 export const edgeConfigSpec = {
   jit: {
@@ -44,11 +46,67 @@ export const edgeConfigSpec = {
   'hub.caFile': { type: 'string', flag: 'ca-file', env: 'LEDGE_CA_FILE', optional: true, description: "PEM CA bundle that signed CloudHub's certificate" },
   ...moduleFields('nodeStatus', defaultNodeStatusOptions, {
     intervalMs: { type: 'integer', min: 10, flag: 'node-status-interval-ms', deprecatedFlags: ['node-status-interval'], description: 'node status report interval (ms)' },
+    kubeletVersion: { type: 'string', description: "nodeInfo.kubeletVersion, kubectl's VERSION column (semver; the default names the Kubernetes version Ledge serves)" },
+    memoryAvailableMinBytes: { type: 'integer', min: 0, description: 'MemoryPressure while MemAvailable is below this (bytes; kubelet: memory.available<100Mi)' },
+    nodefsAvailableMinPercent: { type: 'number', min: 0, max: 100, description: "DiskPressure while the data directory's filesystem has less than this % available" },
+    nodefsInodesFreeMinPercent: { type: 'number', min: 0, max: 100, description: "DiskPressure while the data directory's filesystem has less than this % of its inodes free" },
+    pidAvailableMinPercent: { type: 'number', min: 0, max: 100, description: 'PIDPressure while fewer than this % of PIDs (min of pid_max, threads-max) are available' },
+    pressureTransitionPeriodMs: { type: 'integer', min: 0, description: 'a pressure condition stays True this long after its signal recovered (ms)' },
   }),
-  ...moduleFields('meta', defaultMetaStoreOptions, {
-    compactAfter: { type: 'integer', min: 10, description: 'compact the store once its log holds this many records (and twice as many as objects)' },
-    compactMinBytes: { type: 'integer', min: 4096, description: 'compact the store by size only once its log is at least this big (bytes)' },
-    compactRatio: { type: 'number', min: 1.5, description: 'compact the store once its log is this many times the size of its live data' },
+  ...moduleFields(
+    'meta',
+    { ...defaultMetaStoreOptions, ...defaultMetaManagerOptions },
+    {
+      compactAfter: { type: 'integer', min: 10, description: 'compact the store once its log holds this many records (and twice as many as objects)' },
+      compactMinBytes: { type: 'integer', min: 4096, description: 'compact the store by size only once its log is at least this big (bytes)' },
+      compactRatio: { type: 'number', min: 1.5, description: 'compact the store once its log is this many times the size of its live data' },
+      maxObjects: { type: 'integer', min: 1, description: 'most objects the metadata store holds; new ones beyond are refused (LEDGE_ERR_STORE_LIMIT)' },
+      maxObjectBytes: { type: 'integer', min: 1024, max: 64 * 1024 * 1024, description: 'largest object the metadata store accepts (bytes, encoded)' },
+      maxLiveBytes: { type: 'integer', min: 1024 * 1024, description: 'most bytes of objects the metadata store holds; puts that would grow past it are refused' },
+      remoteQueryTimeoutMs: { type: 'integer', min: 100, description: 'how long a query for an object the node does not hold waits for the cloud (ms)' },
+    },
+  ),
+  ...moduleFields('metaServer', defaultMetaServerOptions, {
+    enabled: { type: 'boolean', env: 'LEDGE_METASERVER_ENABLED', description: "serve the node's local read-only Kubernetes API (MetaServer)" },
+    bindAddress: { type: 'string', flag: 'metaserver-bind-address', description: 'MetaServer listen address (plain HTTP: keep it on loopback)' },
+    port: { type: 'integer', min: 0, max: 65535, flag: 'metaserver-port', env: 'LEDGE_METASERVER_PORT', description: 'MetaServer listen port (0: any free port)' },
+    maxWatches: { type: 'integer', min: 1, max: 10_000, description: 'concurrent MetaServer watches; one more is answered 429' },
+    watchHistory: { type: 'integer', min: 10, max: 1_000_000, description: 'recent changes MetaServer keeps so a watch can resume from a resourceVersion (older: 410 Expired)' },
+    maxWatchBufferBytes: { type: 'integer', min: 65_536, description: 'bytes a MetaServer watcher may leave unread before its stream is ended' },
+  }),
+  ...moduleFields('edged', defaultEdgedOptions, {
+    defaultRuntime: {
+      type: 'enum',
+      values: ['process', 'container'],
+      flag: 'runtime',
+      env: 'LEDGE_RUNTIME',
+      description: 'runtime of pods without runtimeClassName: process (child processes, no image) or container (Docker Engine API: Docker or Podman)',
+    },
+    maxPods: { type: 'integer', min: 1, max: 10_000, flag: 'max-pods', description: 'most pods this node runs; past it a pod is rejected (OutOfpods)' },
+    terminationGracePeriodSeconds: { type: 'integer', min: 0, description: 'SIGTERM→SIGKILL grace of pods that set none (s)' },
+    backoffBaseMs: { type: 'integer', min: 10, flag: 'restart-backoff-base-ms', description: 'first restart delay of a crashing container after its immediate first restart (ms)' },
+    backoffMaxMs: { type: 'integer', min: 10, flag: 'restart-backoff-max-ms', description: 'largest restart delay (ms)' },
+    backoffResetMs: { type: 'integer', min: 10, description: 'a run this long starts the restart backoff over (ms)' },
+    containerLogMaxBytes: {
+      type: 'integer',
+      min: 4096,
+      flag: 'container-log-max-bytes',
+      description: 'size of a container log file before it is rotated (bytes; one rotated file kept)',
+    },
+    resyncMs: { type: 'integer', min: 100, flag: 'pod-resync-ms', description: 'every pod is re-examined this often without an event (ms)' },
+    statusResyncMs: { type: 'integer', min: 1000, description: 'pod status is re-sent this often even when unchanged (ms)' },
+    shutdownGraceSeconds: { type: 'integer', min: 0, description: "EdgeCore's shutdown stops process-runtime pods with at most this grace (s)" },
+  }),
+  ...moduleFields('containerRuntime', defaultContainerRuntimeOptions, {
+    socketPath: {
+      type: 'string',
+      flag: 'container-runtime-endpoint',
+      env: 'LEDGE_CONTAINER_RUNTIME_ENDPOINT',
+      description: 'Docker Engine API socket of the container runtime (Docker: /var/run/docker.sock; Podman: /run/podman/podman.sock)',
+    },
+    pauseImage: { type: 'string', flag: 'pod-infra-container-image', description: "image of each pod's infra container (holds the pod's network namespace)" },
+    requestTimeoutMs: { type: 'integer', min: 100, description: 'timeout of one container runtime API request (ms)' },
+    pullProgressDeadlineMs: { type: 'integer', min: 100, description: 'an image pull without progress this long fails with ErrImagePull (ms)' },
   }),
 } as const satisfies ConfigSpec;
 

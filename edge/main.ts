@@ -4,6 +4,8 @@
  * explicit list (KubeEdge's registerModules) and runs until SIGTERM/SIGINT.
  */
 import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { V1Pod } from '@kubernetes/client-node';
 import v8 from 'node:v8';
 import { Beehive } from '../shared/beehive/index.js';
 import { loggerFromConfig, type Logger } from '../shared/log/index.js';
@@ -12,7 +14,9 @@ import { errorCode, errorMessage, ConfigError, StorageError } from '../shared/er
 import { lockDataDir } from '../shared/lock/index.js';
 import { createEdgeHub } from './edgehub/index.js';
 import { createMetaManager } from './metamanager/index.js';
+import { createMetaServer, type MetaServer } from './metaserver/index.js';
 import { createNodeStatusReporter } from './nodestatus/index.js';
+import { createContainerRuntime, createEdged, createProcessRuntime } from './edged/index.js';
 import { edgeConfigSpec, edgeUsage, type EdgeConfig } from './config.js';
 
 export interface EdgeCore {
@@ -21,7 +25,9 @@ export interface EdgeCore {
 }
 
 /** Starts EdgeCore with a loaded config. */
-export function startEdgeCore(config: EdgeConfig, log: Logger): EdgeCore {
+export function startEdgeCore(given: EdgeConfig, log: Logger): EdgeCore {
+  // Absolute: pods run with their own working directory and are given paths under it.
+  const config = { ...given, dataDir: resolve(given.dataDir) };
   try {
     mkdirSync(config.dataDir, { recursive: true });
   } catch (err) {
@@ -29,7 +35,27 @@ export function startEdgeCore(config: EdgeConfig, log: Logger): EdgeCore {
   }
   // One EdgeCore per data directory (a second would interleave writes to the same logs).
   const lock = lockDataDir(config.dataDir, { owner: 'edgecore', log });
+  const meta = createMetaManager({ dataDir: config.dataDir, ...config.meta }, log.child({ module: 'metamanager' }));
+  const metaServer = createMetaServer({ dataDir: config.dataDir, ...config.metaServer }, meta.view, log.child({ module: 'metaserver' }));
+  // Pods: the process runtime always; the container runtime over the Docker Engine API socket (Docker or Podman).
+  const runtimes = [
+    createProcessRuntime({ rootDir: join(config.dataDir, 'edged', 'pods'), log: log.child({ module: 'edged', runtime: 'process' }) }),
+    createContainerRuntime({ ...config.containerRuntime, log: log.child({ module: 'edged', runtime: 'container' }) }),
+  ];
+  const edged = createEdged(
+    {
+      nodeName: config.nodeName,
+      dataDir: config.dataDir,
+      meta: meta.view,
+      runtimes,
+      ...config.edged,
+      // Workloads find MetaServer as in-cluster clients find the API server (docs/metaserver.md).
+      podEnv: (pod) => podServiceEnv(metaServer, config.metaServer.enabled, pod),
+    },
+    log.child({ module: 'edged' }),
+  );
   const bee = new Beehive({ log });
+  // The modules, in one list (KubeEdge's registerModules).
   bee.register(
     createEdgeHub(
       {
@@ -37,16 +63,42 @@ export function startEdgeCore(config: EdgeConfig, log: Logger): EdgeCore {
         nodeName: config.nodeName,
         dataDir: config.dataDir,
         ...config.hub,
+        // The link is back: pod statuses are sent again (the cloud marked them not ready meanwhile).
+        onConnected: () => edged.reconnected(),
       },
       log.child({ module: 'edgehub' }),
     ),
   );
-  const meta = createMetaManager({ dataDir: config.dataDir, ...config.meta }, log.child({ module: 'metamanager' }));
   bee.register(meta);
+  if (config.metaServer.enabled) bee.register(metaServer);
+  bee.register(edged);
   // The node is NotReady while its metadata store cannot write.
-  bee.register(createNodeStatusReporter({ nodeName: config.nodeName, intervalMs: config.nodeStatus.intervalMs, checks: [() => meta.health()] }));
+  bee.register(
+    createNodeStatusReporter({
+      ...config.nodeStatus,
+      nodeName: config.nodeName,
+      dataDir: config.dataDir,
+      checks: [() => meta.health()],
+      conditions: [() => meta.storeCondition()],
+      maxPods: config.edged.maxPods,
+      runtimeVersion: () => edged.runtimeVersion(),
+      images: () => edged.heldImages(),
+    }),
+  );
   bee.start();
   return { bee, stop: () => bee.stop().finally(() => lock.release()) };
+}
+
+/** KUBERNETES_SERVICE_HOST/PORT pointing at MetaServer, and the pod's own token to read it with. */
+function podServiceEnv(metaServer: MetaServer, enabled: boolean, pod: V1Pod): Record<string, string> {
+  const addr = enabled ? metaServer.address() : undefined;
+  const md = pod.metadata ?? {};
+  if (!addr || !md.uid) return {};
+  return {
+    KUBERNETES_SERVICE_HOST: addr.host,
+    KUBERNETES_SERVICE_PORT: String(addr.port),
+    LEDGE_METASERVER_TOKEN: metaServer.podToken(md.uid, md.namespace ?? 'default'),
+  };
 }
 
 /**
@@ -84,7 +136,7 @@ export async function runEdge(argv: string[]): Promise<void> {
   }
   // After a fatal error, close the stores and the session (and release the lock) before exiting.
   crash.setDrain(core.stop);
-  log.info('edgecore started', { cloud: config.cloud.join(','), dataDir: config.dataDir, pid: process.pid });
+  log.info('edgecore started', { cloud: config.cloud.join(','), dataDir: config.dataDir, pid: process.pid, nodeVersion: process.version, arch: process.arch });
   await untilStopSignal(core.stop);
   log.info('edgecore stopped');
 }

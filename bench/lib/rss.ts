@@ -38,6 +38,21 @@ export function percentile(sorted: number[], p: number): number {
   return sorted[rank - 1]!;
 }
 
+/** Least-squares slope of y over x (NaN for fewer than 2 points or no spread in x). */
+export function slope(points: [number, number][]): number {
+  const n = points.length;
+  if (n < 2) return Number.NaN;
+  const mx = points.reduce((s, p) => s + p[0], 0) / n;
+  const my = points.reduce((s, p) => s + p[1], 0) / n;
+  let num = 0;
+  let den = 0;
+  for (const [x, y] of points) {
+    num += (x - mx) * (y - my);
+    den += (x - mx) ** 2;
+  }
+  return den === 0 ? Number.NaN : num / den;
+}
+
 /** Several samples `intervalMs` apart, reduced to their medians. */
 export async function sampleRss(pid: number | 'self', count: number, intervalMs: number): Promise<RssSample & { samples: RssSample[] }> {
   const samples: RssSample[] = [];

@@ -6,7 +6,10 @@
  * every connected node) go through the node's {@link DeliveryQueue}: ordered per
  * resource, coalescing, bounded, retried until ACKed, paused by socket backpressure.
  * Upstream messages are de-duplicated by id, handed to the cloud module of their
- * group, and ACKed only after that module answered.
+ * group, and ACKed only after that module answered. An upstream `query` (a node asking
+ * for an object it does not hold) is answered with a `response` carrying the module's
+ * answer (`parentId` = the query's id) instead of an ACK, and is not de-duplicated: a
+ * query changes nothing, and the edge forgets it on disconnect.
  *
  * Hostile or broken peers are bounded (docs/design.md "Budgets toward hostile peers"):
  * every frame a node sends costs a token of its rate budget, frames ws already parsed
@@ -26,6 +29,7 @@ import {
   messageIdOf,
   newAck,
   newMessage,
+  newResponse,
   Operation,
   ModuleName,
   Group,
@@ -43,8 +47,10 @@ import {
   errorContent,
   errorMessage,
   HandshakeError,
+  hasCode,
   HeartbeatTimeoutError,
   InvalidMessageError,
+  KubeApiError,
   NoSuchModuleError,
   QueueFullError,
   SlowPeerError,
@@ -628,6 +634,7 @@ export class CloudHub implements Module {
 
   private onUpstream(s: NodeState, msg: Message): void {
     s.stats.received++;
+    if (msg.route.operation === Operation.Query) return this.onQuery(s, msg);
     const id = msg.header.id;
     const seen = s.remember(id, this.options.dedupeWindow);
     if (seen !== undefined) {
@@ -655,14 +662,48 @@ export class CloudHub implements Module {
           s,
         );
       })
-      .finally(() => {
-        s.inProgress--;
-        if (s.busy && s.inProgress < this.options.maxUpstreamInProgress / 2) {
-          s.busy = false;
-          this.release(s);
+      .finally(() => this.upstreamDone(s));
+  }
+
+  /** One upstream message of `s` finished: reading resumes once half of the work in progress is done. */
+  private upstreamDone(s: NodeState): void {
+    s.inProgress--;
+    if (s.busy && s.inProgress < this.options.maxUpstreamInProgress / 2) {
+      s.busy = false;
+      this.release(s);
+    }
+    this.settle(s);
+  }
+
+  /**
+   * A node's query: handed to the cloud module of its group like any upstream message, and its
+   * answer (an object, or an error content) sent back as a `response` on the same session. It
+   * counts as upstream work in progress (the node's reading is held beyond the bound).
+   */
+  private onQuery(s: NodeState, msg: Message): void {
+    s.inProgress++;
+    if (s.inProgress >= this.options.maxUpstreamInProgress) s.busy = true;
+    const gen = s.generation;
+    const target = this.options.upstreamRoutes[msg.route.group];
+    const routed: Message = { ...msg, route: { ...msg.route, resource: `node/${s.name}/${msg.route.resource}` } };
+    const answer: Promise<unknown> = target
+      ? this.ctx!.sendSync(target, routed, this.options.upstreamHandleTimeoutMs).then((r) => r.content)
+      : Promise.resolve(errorContent(new NoSuchModuleError(`no handler for group ${msg.route.group}`)));
+    answer
+      .catch((err: unknown) => errorContent(err instanceof NoSuchModuleError ? new NoSuchModuleError(`no handler for group ${msg.route.group}`) : err))
+      .then((content) => {
+        // A new session: the edge failed this query when the old one closed.
+        if (s.generation !== gen) return;
+        let frame: Uint8Array;
+        try {
+          frame = this.codec.encode(newResponse(msg, this.name, content));
+        } catch (err) {
+          // An answer too big for a frame (or unencodable) is still an answer: the error.
+          frame = this.codec.encode(newResponse(msg, this.name, errorContent(err)));
         }
-        this.settle(s);
-      });
+        this.write(s, frame);
+      })
+      .finally(() => this.upstreamDone(s));
   }
 
   /** Returns null when handled, or an error to put in the ACK (message rejected, not retried). */
@@ -676,7 +717,10 @@ export class CloudHub implements Module {
     try {
       const resp = await this.ctx!.sendSync(target, routed, this.options.upstreamHandleTimeoutMs);
       const c = resp.content as ErrorContent | null;
-      return c && typeof c === 'object' && typeof c.code === 'string' ? c : null;
+      if (!c || typeof c !== 'object' || typeof c.code !== 'string') return null;
+      // The module failed to handle it (an API write failed): not ACKed, so the edge's resend is handled again.
+      if (hasCode(c, ErrorCode.Api)) throw new KubeApiError(c.message);
+      return c;
     } catch (err) {
       if (err instanceof NoSuchModuleError) {
         this.rejected(s, `cloud module "${target}" for group "${msg.route.group}" is not running; message rejected`, { code: err.code });

@@ -7,15 +7,21 @@
  *   coalesced per node and microtask).
  *   Informers only; nothing polls.
  * - Upstream: node status reports register/update the Node (edge role label,
- *   addresses, capacity, nodeInfo, conditions) and renew its Lease; pod status
- *   reports go to pods/status. Writes are coalesced per object (latest wins).
- *   A node may write only its own Node and the pods bound to it.
+ *   addresses, capacity, allocatable, nodeInfo, conditions, images) and renew its Lease;
+ *   pod status reports go to pods/status. Writes are coalesced per object (latest wins).
+ *   A node may write only its own Node and the pods bound to it. A report of the shape
+ *   older edges send (no allocatable, osImage, images…) is written as before; a malformed
+ *   entry (a bad quantity, image or condition) is left out with one log line, never silently.
+ * - Queries: a node asks for an object it does not hold (MetaManager's remote query); it is
+ *   answered from the informer caches only for what is in that node's desired set (a pod
+ *   bound to it, a configmap or secret such a pod references) or its own Node, and refused
+ *   with LEDGE_ERR_FORBIDDEN otherwise (whether or not the object exists).
  * - Graceful pod deletion: a pod being deleted is removed from its node's desired set,
  *   so the node is told to delete it; when the node ACKs (it stopped the pod), the
  *   deletion is completed with gracePeriodSeconds=0, as a kubelet does.
  * Without a Kubernetes API (no kubeconfig), status reports are accepted and dropped.
  */
-import { ModuleName, Group, Operation, ResourceType, parseResource, type ErrorContent, type Message } from '../../shared/protocol/index.js';
+import { ModuleName, Group, Operation, ResourceType, parseResource, type ErrorContent, type Message, type ParsedResource } from '../../shared/protocol/index.js';
 import type { Module, ModuleContext } from '../../shared/beehive/index.js';
 import type { Logger } from '../../shared/log/index.js';
 import { ErrorCode, errorCode, errorContent, errorMessage, ForbiddenError, NoSuchModuleError, NotFoundError, StoppedError, UnsupportedError } from '../../shared/errors/index.js';
@@ -27,12 +33,36 @@ import { defaultEdgeControllerOptions } from './options.js';
 export { defaultEdgeControllerOptions } from './options.js';
 
 export const EDGE_ROLE_LABEL = 'node-role.kubernetes.io/edge';
+/** Marks a static pod's mirror in the API (a kubelet's annotation). */
+export const MIRROR_ANNOTATION = 'kubernetes.io/config.mirror';
 
-interface NodeStatusReport {
-  nodeInfo?: { operatingSystem?: string; architecture?: string; kernelVersion?: string; hostname?: string; runtime?: string };
+/**
+ * A node status report as edges send it (edge/nodestatus). Every field is optional: edges
+ * before the full report sent nodeInfo {operatingSystem, architecture (Node's name), kernelVersion,
+ * hostname, runtime}, capacity {cpu, memory} and the Ready condition only.
+ */
+export interface NodeStatusReport {
+  nodeInfo?: {
+    operatingSystem?: string;
+    architecture?: string;
+    kernelVersion?: string;
+    osImage?: string;
+    containerRuntimeVersion?: string;
+    kubeletVersion?: string;
+    bootID?: string;
+    machineID?: string;
+    systemUUID?: string;
+    hostname?: string;
+    /** Older edges' containerRuntimeVersion. */
+    runtime?: string;
+  };
   capacity?: Record<string, string>;
+  /** Absent (older edges): the capacity. */
+  allocatable?: Record<string, string>;
   addresses?: { type: string; address: string }[];
   conditions?: { type: string; status: string; reason?: string; message?: string }[];
+  /** Absent (older edges): the Node's images are left as they are. */
+  images?: { names: string[]; sizeBytes: number }[];
 }
 
 /** Options; defaults in `defaultEdgeControllerOptions` (./options.ts). */
@@ -43,6 +73,8 @@ export interface EdgeControllerOptions {
   leaseDurationSeconds: number;
   /** Wall clock (ms since the epoch) for heartbeat, transition and renew times. Default Date.now. */
   now: () => number;
+  /** Handed the pod and edge-node informers once synced (the eviction protection, ./tolerations.ts). */
+  informerObservers?: { attach(informers: { pods: WatchedResource<k8s.V1Pod>; nodes: WatchedResource<k8s.V1Node> }): void }[];
 }
 
 export class EdgeController implements Module, DesiredSource {
@@ -71,6 +103,8 @@ export class EdgeController implements Module, DesiredSource {
   /** Nodes whose desired set changed since the last flush, with the pods being deleted among the changes. */
   private readonly pendingChanges = new Map<string, ObjectKey[]>();
   private flushQueued = false;
+  /** Per node, the last malformed-report problem logged (logged again only when it changes). */
+  private readonly reportProblems = new Map<string, string>();
 
   constructor(
     private readonly kc: k8s.KubeConfig | undefined,
@@ -100,8 +134,10 @@ export class EdgeController implements Module, DesiredSource {
             if (msg.header.sync) await ctx.respond(msg, reply);
           })
           .catch((err: unknown) => {
-            // No answer: CloudHub withholds the ACK and the edge retries later.
+            // Answered at once with LEDGE_ERR_API ("not handled"): CloudHub withholds the ACK and the
+            // edge's resend is handled again, instead of waiting out CloudHub's handle timeout.
             this.log.warn(`upstream ${msg.route.operation} ${msg.route.resource} failed: ${errorMessage(err)}`, { code: errorCode(err), status: httpStatus(err) });
+            if (msg.header.sync) void ctx.respond(msg, { code: ErrorCode.Api, message: `not handled: ${errorMessage(err)}` } satisfies ErrorContent).catch(() => {});
           });
       }
     } finally {
@@ -157,6 +193,7 @@ export class EdgeController implements Module, DesiredSource {
     }
     await Promise.all([this.nodes.synced, this.pods.synced, this.configMaps.synced, this.secrets.synced]);
     this.nodesSynced = true;
+    for (const o of this.options.informerObservers ?? []) o.attach({ pods: this.pods, nodes: this.nodes });
     this.log.info('edge controller watching', { pods: this.pods.informer.list().length, edgeNodes: this.nodes.informer.list().length });
   }
 
@@ -192,7 +229,6 @@ export class EdgeController implements Module, DesiredSource {
       if (!pod || pod.spec?.nodeName !== node) continue;
       // Being deleted: the node must stop it, so it leaves the desired set (a delete goes down).
       if (pod.metadata?.deletionTimestamp) continue;
-      add(out, pod, 'v1', 'Pod');
       const ns = pod.metadata!.namespace!;
       const refs = podReferences(pod);
       for (const name of refs.configMaps) {
@@ -203,6 +239,8 @@ export class EdgeController implements Module, DesiredSource {
         const s = this.secrets?.informer.get(name, ns);
         if (s) add(out, s, 'v1', 'Secret');
       }
+      // After what it references: the node gets (and can use) them first, so the pod seldom waits.
+      add(out, pod, 'v1', 'Pod');
     }
     return out;
   }
@@ -268,12 +306,13 @@ export class EdgeController implements Module, DesiredSource {
     }
   }
 
-  /** Returns null when handled, an error to ACK with (rejected), or throws (retry later). */
-  private async handle(msg: Message): Promise<ErrorContent | null> {
+  /** Returns null when handled, an error to ACK with (rejected), a query's answer, or throws (retry later). */
+  private async handle(msg: Message): Promise<unknown> {
     const m = /^node\/([^/]+)\/(.*)$/.exec(msg.route.resource);
     if (!m || msg.route.operation === Operation.Ack) return null;
     const [, node, rest] = m as unknown as [string, string, string];
     const r = parseResource(rest);
+    if (msg.route.operation === Operation.Query) return this.answerQuery(node, r);
     switch (r.type) {
       case ResourceType.NodeStatus: {
         // A node reports only for itself: the session's name wins over anything in the resource.
@@ -290,9 +329,106 @@ export class EdgeController implements Module, DesiredSource {
         await this.podStatusWriter.write(`${r.namespace}/${r.name}`, msg.content as k8s.V1PodStatus);
         return null;
       }
+      case ResourceType.Pod:
+        return this.mirrorPod(node, msg.route.operation, r, msg.content);
       default:
         return errorContent(new UnsupportedError(`edgecontroller does not handle ${r.type}`));
     }
+  }
+
+  /**
+   * A static pod's mirror (a pod the node runs from its own manifests directory): created or
+   * deleted in the API for the node, as a kubelet does. A node may write only mirror pods
+   * (annotation `kubernetes.io/config.mirror`) bound to itself — the NodeRestriction rule.
+   */
+  private async mirrorPod(node: string, operation: string, r: ParsedResource, content: unknown): Promise<unknown> {
+    if (!this.core || !r.namespace || !r.name) return null;
+    const namespace = r.namespace;
+    const name = r.name;
+    const isMirrorOf = (p: k8s.V1Pod | undefined) => p?.metadata?.annotations?.[MIRROR_ANNOTATION] !== undefined && p.spec?.nodeName === node;
+    if (operation === Operation.Delete) {
+      const existing = await this.core.readNamespacedPod({ name, namespace }).catch((err: unknown) => {
+        if (httpStatus(err) === 404) return undefined;
+        throw err;
+      });
+      if (!existing) return null;
+      if (!isMirrorOf(existing)) return forbidden(node, `pod ${namespace}/${name} (not its mirror pod)`);
+      await this.core.deleteNamespacedPod({ name, namespace, gracePeriodSeconds: 0, body: { preconditions: { uid: existing.metadata!.uid! } } }).catch((err: unknown) => {
+        if (httpStatus(err) !== 404 && httpStatus(err) !== 409) throw err;
+      });
+      this.log.info(`mirror pod ${namespace}/${name} of node ${node} deleted`);
+      return null;
+    }
+    if (operation !== Operation.Insert && operation !== Operation.Update) return errorContent(new UnsupportedError(`edgecontroller does not handle ${operation} of pods`));
+    const pod = content as k8s.V1Pod;
+    if (!isMirrorOf(pod) || pod.metadata?.name !== name || (pod.metadata?.namespace ?? 'default') !== namespace) {
+      return forbidden(node, `pod ${namespace}/${name}: a node creates only mirror pods of its static pods, bound to itself`);
+    }
+    const body: k8s.V1Pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace, labels: pod.metadata?.labels, annotations: pod.metadata?.annotations }, spec: pod.spec };
+    try {
+      await this.core.createNamespacedPod({ namespace, body });
+      this.log.info(`mirror pod ${namespace}/${name} of node ${node} created`);
+    } catch (err) {
+      if (httpStatus(err) !== 409) throw err;
+      // Already there: it is ours if it is a mirror of this node (a resend), else a name clash the node is told about.
+      const existing = await this.core.readNamespacedPod({ name, namespace });
+      if (!isMirrorOf(existing)) return errorContent(new ForbiddenError(`pod ${namespace}/${name} exists and is not node ${node}'s mirror pod`));
+      // The previous mirror is still going away: not done yet (no answer, the edge resends).
+      if (existing.metadata?.deletionTimestamp) throw new Error(`mirror pod ${namespace}/${name} is still being deleted`);
+    }
+    return null;
+  }
+
+  /**
+   * A node's query for one object: the object (as the desired set sends it) if the node may
+   * read it, else a Forbidden (or NotFound, Unsupported) error content.
+   */
+  private answerQuery(node: string, r: ParsedResource): unknown {
+    const ns = r.namespace ?? 'default';
+    const name = r.name;
+    if (!name) return errorContent(new UnsupportedError(`edgecontroller answers queries for one object, not ${r.type} collections`));
+    if (!this.pods) return errorContent(new UnsupportedError('edgecontroller has no Kubernetes API to answer queries from'));
+    const refused = (what: string) => errorContent(new ForbiddenError(`node ${node} may not read ${what}: it is not in the node's desired set`));
+    switch (r.type) {
+      case ResourceType.Pod: {
+        const pod = this.pods.informer.get(name, ns);
+        if (!pod || pod.spec?.nodeName !== node) return refused(`pod ${ns}/${name}`);
+        if (pod.metadata?.deletionTimestamp) return errorContent(new NotFoundError(`pod ${ns}/${name} is being deleted`));
+        return toPlain(pod, 'v1', 'Pod');
+      }
+      case ResourceType.ConfigMap:
+      case ResourceType.Secret: {
+        const bound = [...(this.podsByRef.get(`${ns}/${r.type}/${name}`) ?? [])].some((key) => {
+          if (this.nodeOfPod.get(key) !== node) return false;
+          const i = key.indexOf('/');
+          return !this.pods?.informer.get(key.slice(i + 1), key.slice(0, i))?.metadata?.deletionTimestamp;
+        });
+        if (!bound) return refused(`${r.type} ${ns}/${name}`);
+        const obj = r.type === ResourceType.ConfigMap ? this.configMaps?.informer.get(name, ns) : this.secrets?.informer.get(name, ns);
+        if (!obj) return errorContent(new NotFoundError(`${r.type} ${ns}/${name} does not exist`));
+        return toPlain(obj, 'v1', r.type === ResourceType.ConfigMap ? 'ConfigMap' : 'Secret');
+      }
+      case ResourceType.Node: {
+        if (name !== node) return refused(`node ${name}`);
+        const own = this.nodes?.informer.get(name);
+        if (!own) return errorContent(new NotFoundError(`node ${name} is not registered`));
+        return toPlain(own, 'v1', 'Node');
+      }
+      default:
+        return errorContent(new UnsupportedError(`edgecontroller does not answer queries for ${r.type}`));
+    }
+  }
+
+  /** Logs a node's malformed report entries, once per distinct problem. */
+  private reportProblem(node: string, problems: string[]): void {
+    const key = problems.join('; ');
+    if (!key) {
+      this.reportProblems.delete(node);
+      return;
+    }
+    if (this.reportProblems.get(node) === key) return;
+    this.reportProblems.set(node, key);
+    this.log.warn(`node ${node} reported a malformed status; left out: ${key}`, { code: ErrorCode.InvalidMessage, node });
   }
 
   private async writeNodeStatus(node: string, report: NodeStatusReport): Promise<void> {
@@ -321,26 +457,37 @@ export class EdgeController implements Module, DesiredSource {
     }
     const now = new Date(this.options.now());
     const info = report.nodeInfo ?? {};
-    const capacity = report.capacity ?? {};
+    const problems: string[] = [];
+    const capacity = quantities(report.capacity, 'capacity', problems);
+    const allocatable = report.allocatable === undefined ? capacity : quantities(report.allocatable, 'allocatable', problems);
+    const text = (v: unknown): string => (typeof v === 'string' ? v : '');
+    const conditions = (Array.isArray(report.conditions) ? report.conditions : []).filter((c) => {
+      const ok = typeof c?.type === 'string' && c.type !== '' && (c.status === 'True' || c.status === 'False' || c.status === 'Unknown');
+      if (!ok) problems.push(`condition ${JSON.stringify(c).slice(0, 80)}`);
+      return ok;
+    });
     current.status = {
       ...current.status,
       capacity,
-      allocatable: capacity,
-      addresses: report.addresses ?? [],
+      allocatable,
+      addresses: Array.isArray(report.addresses) ? report.addresses : [],
       nodeInfo: {
-        architecture: nodeArch(info.architecture ?? ''),
-        operatingSystem: info.operatingSystem ?? '',
-        kernelVersion: info.kernelVersion ?? '',
-        osImage: info.operatingSystem ?? '',
-        containerRuntimeVersion: info.runtime ?? '',
-        kubeletVersion: 'ledge',
+        architecture: nodeArch(text(info.architecture)),
+        operatingSystem: text(info.operatingSystem),
+        kernelVersion: text(info.kernelVersion),
+        // Older edges sent no osImage: their OS name, as written before.
+        osImage: text(info.osImage ?? info.operatingSystem),
+        containerRuntimeVersion: text(info.containerRuntimeVersion ?? info.runtime),
+        kubeletVersion: text(info.kubeletVersion ?? 'ledge'),
         kubeProxyVersion: '',
-        bootID: '',
-        machineID: '',
-        systemUUID: '',
+        bootID: text(info.bootID),
+        machineID: text(info.machineID),
+        systemUUID: text(info.systemUUID),
       },
-      conditions: nextConditions(current.status?.conditions ?? [], report.conditions ?? [], now),
+      conditions: nextConditions(current.status?.conditions ?? [], conditions, now),
+      images: report.images === undefined ? (current.status?.images ?? []) : images(report.images, problems),
     };
+    this.reportProblem(node, problems);
     await core.replaceNodeStatus({ name: node, body: current });
   }
 
@@ -368,23 +515,81 @@ export class EdgeController implements Module, DesiredSource {
 
   private async writePodStatus(key: string, status: k8s.V1PodStatus): Promise<void> {
     const [namespace, name] = key.split('/') as [string, string];
-    const pod = await this.core!.readNamespacedPod({ name, namespace });
-    pod.status = status;
-    await this.core!.replaceNamespacedPodStatus({ name, namespace, body: pod });
+    // The pod may change between the read and the write (CloudCore's eviction protection patches new
+    // pods, a controller labels them): on a conflict it is read again, a few times, before giving up.
+    for (let attempt = 1; ; attempt++) {
+      const pod = await this.core!.readNamespacedPod({ name, namespace });
+      pod.status = status;
+      try {
+        await this.core!.replaceNamespacedPodStatus({ name, namespace, body: pod });
+        return;
+      } catch (err) {
+        if (httpStatus(err) !== 409 || attempt >= 3) throw err;
+      }
+    }
   }
 }
 
 /**
  * The reported conditions as Node conditions, as a kubelet writes them: `lastHeartbeatTime`
  * is the report's time; `lastTransitionTime` moves only when the condition's status
- * changed (or the condition is new), else it keeps the stored one.
+ * changed (or the condition is new), else it keeps the stored one. Stored conditions of
+ * other types (written by others, e.g. node-problem-detector) are kept, after the reported ones.
  */
 export function nextConditions(stored: k8s.V1NodeCondition[], reported: NonNullable<NodeStatusReport['conditions']>, now: Date): k8s.V1NodeCondition[] {
-  return reported.map((c) => {
+  const out: k8s.V1NodeCondition[] = reported.map((c) => {
     const prev = stored.find((p) => p.type === c.type);
     const lastTransitionTime = prev && prev.status === c.status && prev.lastTransitionTime ? prev.lastTransitionTime : now;
     return { type: c.type, status: c.status, reason: c.reason ?? '', message: c.message ?? '', lastHeartbeatTime: now, lastTransitionTime };
   });
+  const reportedTypes = new Set(reported.map((c) => c.type));
+  for (const p of stored) if (!reportedTypes.has(p.type)) out.push(p);
+  return out;
+}
+
+/** A Kubernetes quantity (resource.Quantity's serialization: a decimal with an optional suffix or exponent). */
+const QUANTITY = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[numkMGTPE]|[KMGTPE]i)?$/;
+/** A resource name (`cpu`, `ephemeral-storage`, `hugepages-2Mi`, `example.com/gpu`). */
+const RESOURCE_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_./]*[A-Za-z0-9])?$/;
+
+/** The well-formed entries of a capacity/allocatable map; the others are named in `problems`. */
+function quantities(m: unknown, field: string, problems: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (m === undefined || m === null) return out;
+  if (typeof m !== 'object' || Array.isArray(m)) {
+    problems.push(`${field} (not a map)`);
+    return out;
+  }
+  for (const [k, v] of Object.entries(m as Record<string, unknown>)) {
+    if (RESOURCE_NAME.test(k) && k.length <= 253 && typeof v === 'string' && QUANTITY.test(v)) out[k] = v;
+    else problems.push(`${field}.${k.slice(0, 60)}=${JSON.stringify(v)?.slice(0, 40)}`);
+  }
+  return out;
+}
+
+/** Kubelet's bound on node status images (nodeStatusMaxImages). */
+const MAX_NODE_IMAGES = 50;
+
+/** The well-formed images (names: non-empty strings; sizeBytes ≥ 0), at most 50. */
+function images(list: unknown, problems: string[]): k8s.V1ContainerImage[] {
+  if (!Array.isArray(list)) {
+    problems.push('images (not a list)');
+    return [];
+  }
+  const out: k8s.V1ContainerImage[] = [];
+  for (const i of list as { names?: unknown; sizeBytes?: unknown }[]) {
+    const names = Array.isArray(i?.names) ? i.names.filter((n): n is string => typeof n === 'string' && n !== '') : [];
+    if (names.length === 0 || typeof i.sizeBytes !== 'number' || !Number.isFinite(i.sizeBytes) || i.sizeBytes < 0) {
+      problems.push(`image ${JSON.stringify(i).slice(0, 80)}`);
+      continue;
+    }
+    if (out.length === MAX_NODE_IMAGES) {
+      problems.push(`images beyond the first ${MAX_NODE_IMAGES}`);
+      break;
+    }
+    out.push({ names, sizeBytes: Math.floor(i.sizeBytes) });
+  }
+  return out;
 }
 
 function add(out: Map<string, DesiredObject>, obj: k8s.KubernetesObject, apiVersion: string, kind: string): void {
@@ -401,9 +606,9 @@ function forbidden(node: string, what: string): ErrorContent {
   return errorContent(new ForbiddenError(`node ${node} may not write ${what}`));
 }
 
-/** Node's os.arch() names → Kubernetes' GOARCH names. */
+/** Node's os.arch() names (older edges) → Kubernetes' GOARCH names; GOARCH names pass through. */
 function nodeArch(arch: string): string {
-  return ({ x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386' } as Record<string, string>)[arch] ?? arch;
+  return ({ x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', mipsel: 'mipsle' } as Record<string, string>)[arch] ?? arch;
 }
 
 export function createEdgeController(kc?: k8s.KubeConfig, log?: Logger, options?: Partial<EdgeControllerOptions>): EdgeController {

@@ -2,10 +2,27 @@
  * @module
  * Edged defaults, the one place they are written.
  */
+import type { ContainerRuntimeOptions } from './container-runtime.js';
 import type { ProcessRuntimeOptions } from './process-runtime.js';
 
 /** Defaults of the process runtime's options that have one. */
 export const defaultProcessRuntimeOptions = {
+  /** Where the cgroup v2 hierarchy is mounted, for CPU/memory limits (./cgroup.ts). */
+  cgroupRoot: '/sys/fs/cgroup',
+  /** After a container's main process exited, its output is still read this long from a process that holds its pipes, ms. */
+  exitDrainMs: 2000,
+  /** exec output kept per stream, bytes (1 MiB); more is dropped with a marker. */
+  execMaxOutputBytes: 1024 * 1024,
+  /** At a restart, how long the runtime waits for a leftover process it killed to be gone, ms. */
+  leftoverKillWaitMs: 5000,
+} as const satisfies Partial<ProcessRuntimeOptions>;
+
+/** Defaults of Edged's options (./edged.ts), the pod worker's kubelet rules among them. */
+export const defaultEdgedOptions = {
+  /** The runtime a pod without runtimeClassName runs on: `process` or `container`. */
+  defaultRuntime: 'process' as 'process' | 'container',
+  /** Most pods the node runs (kubelet's maxPods); past it a pod is rejected with reason OutOfpods. */
+  maxPods: 110,
   /** Grace between SIGTERM and SIGKILL when the pod sets none, seconds (Kubernetes' default). */
   terminationGracePeriodSeconds: 30,
   /** First restart delay of a crashing container, ms (kubelet: 10 s). */
@@ -14,6 +31,40 @@ export const defaultProcessRuntimeOptions = {
   backoffMaxMs: 300_000,
   /** A container that ran this long before exiting restarts from the first delay again, ms (kubelet: 10 min). */
   backoffResetMs: 600_000,
-  /** Largest size of a container's log file before it is rotated once, bytes (kubelet's containerLogMaxSize, 10 MiB). */
+  /** Largest size of one container log file before it is rotated (kubelet's containerLogMaxSize, 10 MiB). */
+  containerLogMaxBytes: 10 * 1024 * 1024,
+  /** Every pod is re-examined this often even without an event, ms (kubelet's PLEG relist is 1 s; exits arrive as events here). */
+  resyncMs: 10_000,
+  /** Pod status is re-sent this often even when unchanged, ms (a slow resync in case the API lost a write). */
+  statusResyncMs: 600_000,
+  /** EdgeCore's shutdown stops process-runtime pods with at most this grace, seconds (their processes cannot outlive EdgeCore usefully). */
+  shutdownGraceSeconds: 10,
+} as const;
+
+/** Defaults of Edged's volume options (./volumes.ts). */
+export const defaultVolumeOptions = {
+  /** Largest total size of one configMap/secret/downwardAPI/projected volume, bytes (8 MiB; the API caps one object near 1 MiB). */
+  maxVolumeBytes: 8 * 1024 * 1024,
+} as const;
+
+/** Defaults of the container runtime's options (./container-runtime.ts). */
+export const defaultContainerRuntimeOptions = {
+  /** Docker's socket; Podman's rootful API service listens on /run/podman/podman.sock. */
+  socketPath: '/var/run/docker.sock',
+  /** The infra container's image (a kubelet's default sandbox image). */
+  pauseImage: 'registry.k8s.io/pause:3.10',
+  /** One API request, ms (kubelet's runtime-request-timeout, 2 min). */
+  requestTimeoutMs: 120_000,
+  /** A pull with no progress this long fails, ms (dockershim's image-pull-progress-deadline, 1 min). */
+  pullProgressDeadlineMs: 60_000,
+  /** Event stream reconnects: first delay, ms. */
+  eventBackoffBaseMs: 500,
+  /** Event stream reconnects: largest delay, ms. */
+  eventBackoffMaxMs: 30_000,
+  /** Removing a container waits this long for its log copy to finish, ms. */
+  logDrainMs: 2_000,
+  /** Output kept per stream of one exec, bytes. */
+  maxExecOutputBytes: 1024 * 1024,
+  /** Log file bound when a container's label lacks one (Edged always sets it), bytes (kubelet's containerLogMaxSize, 10 MiB). */
   logMaxBytes: 10 * 1024 * 1024,
-} as const satisfies Partial<ProcessRuntimeOptions>;
+} as const satisfies Required<Omit<ContainerRuntimeOptions, 'log'>> & { logMaxBytes: number };

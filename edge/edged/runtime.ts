@@ -1,104 +1,131 @@
 /**
  * @module
- * The runtime interface Edged drives, independent of how containers are run: the `process`
- * runtime (./process-runtime.ts) runs each container as a supervised child process; a
- * `container` runtime (Docker Engine API) implements the same interface later. The types are
- * the subset of Kubernetes' Pod and ContainerStatus shapes a runtime needs, with their field
- * names, so a pod from the store is passed as it is.
+ * The runtime interface Edged drives: a small, CRI-shaped contract (sandboxes, containers,
+ * images, exec, events), so every kubelet rule (init containers in order, restart policy and
+ * CrashLoopBackOff, probes, graceful stop, pod status) lives once, in Edged's pod worker
+ * (./pod-worker.ts), and a runtime only runs what it is told:
+ * - `process` (./process-runtime.ts): a sandbox is a directory, a container a supervised child
+ *   process of EdgeCore (no image, no isolation);
+ * - `container` (./container-runtime.ts): Docker Engine API over a unix socket (Docker or Podman),
+ *   a sandbox is an infra container holding the pod's network namespace.
+ *
+ * Everything a runtime receives is resolved already: environment variables as strings, volumes as
+ * host paths, limits as numbers, the log file to write. A runtime never reads the pod spec nor the
+ * metadata store. Ids are the runtime's own; every sandbox and container carries the pod uid and
+ * container name it was made for, so Edged finds them again after EdgeCore restarts.
+ *
+ * Failures a kubelet reports in a container's status (image pull, create, start) are thrown as
+ * {@link RuntimeError} with that reason (`ErrImagePull`, `CreateContainerError`, `RunContainerError`, …);
+ * anything else thrown is a runtime failure Edged retries with backoff.
  */
+import { RuntimeError as BaseRuntimeError } from '../../shared/errors/index.js';
 
-/** `env[].valueFrom` (Kubernetes EnvVarSource); resourceFieldRef is not supported yet. */
-export interface EnvVarSource {
-  configMapKeyRef?: { name: string; key: string; optional?: boolean };
-  secretKeyRef?: { name: string; key: string; optional?: boolean };
-  fieldRef?: { fieldPath: string; apiVersion?: string };
+/** A container port (Kubernetes ContainerPort). */
+export interface PortMapping {
+  containerPort: number;
+  /** Published on the host when set (container runtime); the process runtime listens on the host anyway. */
+  hostPort?: number;
+  /** Default TCP. */
+  protocol?: 'TCP' | 'UDP' | 'SCTP';
+  hostIP?: string;
 }
 
-export interface EnvVar {
-  name: string;
-  value?: string;
-  valueFrom?: EnvVarSource;
-}
-
-/** `envFrom[]` (Kubernetes EnvFromSource). */
-export interface EnvFromSource {
-  prefix?: string;
-  configMapRef?: { name: string; optional?: boolean };
-  secretRef?: { name: string; optional?: boolean };
-}
-
-/** One container of a pod spec (the fields a runtime reads). */
-export interface ContainerSpec {
-  name: string;
-  /** Recorded in the status; the process runtime does not pull or use it. */
-  image?: string;
-  command?: string[];
-  args?: string[];
-  env?: EnvVar[];
-  envFrom?: EnvFromSource[];
-  workingDir?: string;
-}
-
-export type RestartPolicy = 'Always' | 'OnFailure' | 'Never';
-
-/** A pod sandbox: the pod's identity and the spec fields the runtime needs. */
-export interface PodSandboxSpec {
+/** What a pod's sandbox is made from. */
+export interface SandboxConfig {
+  /** The pod's uid (labels the sandbox). */
   uid: string;
   name: string;
   namespace: string;
-  /** `spec.nodeName` (for `fieldRef: spec.nodeName`). */
-  nodeName: string;
-  /** Default `Always`, as Kubernetes. */
-  restartPolicy?: RestartPolicy;
-  /** Default from the runtime's options (30, as Kubernetes). */
-  terminationGracePeriodSeconds?: number;
-  containers: ContainerSpec[];
+  /** Usually the pod name (or spec.hostname). */
+  hostname: string;
+  /** `spec.hostNetwork`: share the host's network namespace (the process runtime always does). */
+  hostNetwork: boolean;
+  /** Every container's ports. */
+  ports: PortMapping[];
+  /** Labels/annotations of the pod, for the runtime's own bookkeeping (not interpreted). */
+  labels: Record<string, string>;
+  /** A directory Edged made for this pod (`<data-dir>/edged/pods/<uid>`), for the runtime's own files. */
+  podDir: string;
 }
 
-/** Kubernetes ContainerState: exactly one of the three is set. */
-export interface ContainerState {
-  waiting?: { reason: string; message?: string };
-  running?: { startedAt: string };
-  terminated?: { exitCode: number; signal?: number; reason: string; message?: string; startedAt?: string; finishedAt: string; containerID?: string };
-}
-
-/** Kubernetes ContainerStatus. */
-export interface ContainerStatus {
-  name: string;
-  image: string;
-  imageID: string;
-  containerID?: string;
-  state: ContainerState;
-  lastState: ContainerState;
-  ready: boolean;
-  started: boolean;
-  restartCount: number;
-}
-
-/** A sandbox as {@link ContainerRuntime.list} reports it. */
-export interface PodSandboxInfo {
+/** A sandbox as the runtime reports it. */
+export interface SandboxStatus {
+  id: string;
   uid: string;
   name: string;
   namespace: string;
-  /** `running` once started and until stopped. */
-  state: 'created' | 'running' | 'stopped';
+  /** `ready` while its network namespace (or directory) exists and is usable. */
+  state: 'ready' | 'notready';
+  /** The pod's IP (status.podIP); the host's IP for the process runtime and host network. */
+  ip?: string;
   createdAt: string;
 }
 
-export interface PodRuntimeStatus {
+/** A volume mount, resolved: a host path Edged prepared and where the container sees it. */
+export interface Mount {
+  hostPath: string;
+  containerPath: string;
+  readOnly: boolean;
+}
+
+/** Resource limits, resolved from `resources.limits`. */
+export interface ContainerResources {
+  /** CPU limit in millicores. */
+  cpuMillis?: number;
+  /** Memory limit in bytes. */
+  memoryBytes?: number;
+}
+
+/** What one container is made from. */
+export interface ContainerConfig {
+  name: string;
+  /** As the spec says; the process runtime records it only. */
+  image: string;
+  /** The container runtime falls back to the image's entrypoint/cmd; the process runtime requires one (Edged checks). */
+  command?: string[];
+  args?: string[];
+  /** Fully resolved (envFrom, env, valueFrom, $(VAR) expansion, the volume convention of the process runtime). */
+  env: Record<string, string>;
+  workingDir?: string;
+  mounts: Mount[];
+  resources: ContainerResources;
+  stdin?: boolean;
+  stdinOnce?: boolean;
+  tty?: boolean;
+  /** 0 for the first run, +1 per restart (kubelet's attempt). */
+  attempt: number;
+  /** Where stdout/stderr go, as CRI log lines (./logs.ts); Edged owns the layout and rotation bound. */
+  logPath: string;
+  /** Bound of one log file before it is rotated (bytes). */
+  logMaxBytes: number;
+  /** Labels for the runtime's bookkeeping (pod uid, container name, attempt). */
+  labels: Record<string, string>;
+}
+
+export type RuntimeContainerState = 'created' | 'running' | 'exited' | 'unknown';
+
+/** A container as the runtime reports it. */
+export interface RuntimeContainerStatus {
+  id: string;
+  sandboxId: string;
+  /** The pod uid and container name it was created for. */
   uid: string;
-  sandbox: PodSandboxInfo;
-  containerStatuses: ContainerStatus[];
-}
-
-export interface LogsOptions {
-  /** Only the last this many bytes. Default: all that is kept (the rotated file, then the current one). */
-  limitBytes?: number;
-}
-
-export interface StopOptions {
-  /** Overrides the pod's terminationGracePeriodSeconds (fractions allowed). 0 = SIGKILL at once. */
-  gracePeriodSeconds?: number;
+  name: string;
+  attempt: number;
+  state: RuntimeContainerState;
+  createdAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+  exitCode?: number;
+  /** e.g. `OOMKilled`, `Error`, `Completed`. */
+  reason?: string;
+  message?: string;
+  image: string;
+  /** Empty for the process runtime. */
+  imageID: string;
+  /** The runtime's id with its scheme, e.g. `docker://…` or `process://…` (containerStatuses[].containerID). */
+  containerID: string;
+  logPath: string;
 }
 
 /** The result of {@link ContainerRuntime.exec}. */
@@ -106,30 +133,69 @@ export interface ExecResult {
   exitCode: number;
   stdout: string;
   stderr: string;
+  /** True when the command was killed at its timeout. */
+  timedOut: boolean;
 }
 
-/**
- * What Edged asks of a runtime. Pods are keyed by uid. `create` prepares the sandbox (its
- * directories) without running anything; `start` runs the containers and keeps them running
- * as the restart policy says; `stop` ends them gracefully and stops restarting; `remove`
- * forgets the pod and deletes what `create` made (logs included). Failures to run a container
- * are not thrown: they are in its status, as a kubelet reports them.
- */
+export interface ImageInfo {
+  names: string[];
+  sizeBytes: number;
+}
+
+export type PullPolicy = 'Always' | 'IfNotPresent' | 'Never';
+
+/** A runtime event: something of this sandbox or container changed (an exit, most often). */
+export interface RuntimeEvent {
+  sandboxId?: string;
+  containerId?: string;
+  uid?: string;
+}
+
+/** Reasons a runtime reports through {@link RuntimeError}, as a kubelet names them. */
+export type RuntimeErrorReason = 'ErrImagePull' | 'ErrImageNeverPull' | 'InvalidImageName' | 'CreateContainerError' | 'RunContainerError' | 'CreatePodSandboxError';
+
+/** A failure with the kubelet reason Edged puts in the container's waiting state (shared/errors' RuntimeError, reasons typed). */
+export class RuntimeError extends BaseRuntimeError {
+  constructor(
+    readonly reason: RuntimeErrorReason,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** What Edged asks of a runtime. */
 export interface ContainerRuntime {
-  /** `process` or `container` (the runtimeClassName that picks it). */
+  /** `process` or `container`: the runtimeClassName that picks it. */
   readonly name: string;
-  /** For nodeInfo.containerRuntimeVersion, e.g. `process://ledge`. */
-  readonly version: string;
-  /** Throws PodSpecError for a pod it cannot run as given, or a uid it already holds. */
-  create(pod: PodSandboxSpec): Promise<void>;
-  /** Runs the containers of a created pod; a stopped pod is not started again (remove and create it). */
-  start(uid: string): Promise<void>;
-  stop(uid: string, options?: StopOptions): Promise<void>;
-  remove(uid: string): Promise<void>;
-  list(): PodSandboxInfo[];
-  /** Undefined for a pod the runtime does not hold. */
-  status(uid: string): PodRuntimeStatus | undefined;
-  logs(uid: string, container: string, options?: LogsOptions): Promise<string>;
-  /** Runs a command in a container's context (probes, kubectl exec): a later step. */
-  exec?(uid: string, container: string, command: string[], options?: { timeoutMs?: number }): Promise<ExecResult>;
+  /** For nodeInfo.containerRuntimeVersion, e.g. `process://ledge` or `docker://4.3.1`. Throws when the runtime cannot be reached. */
+  version(): Promise<string>;
+  runPodSandbox(config: SandboxConfig): Promise<SandboxStatus>;
+  /** Stops what is left in it (containers SIGKILLed) and its network. Idempotent. */
+  stopPodSandbox(id: string): Promise<void>;
+  /** Removes it and every container in it. Idempotent. */
+  removePodSandbox(id: string): Promise<void>;
+  /** Every sandbox the runtime holds that Edged made, including those from before a restart. */
+  listPodSandboxes(): Promise<SandboxStatus[]>;
+  /** Makes the image present as the policy says; throws RuntimeError(ErrImagePull | ErrImageNeverPull | InvalidImageName). No-op for the process runtime. */
+  ensureImage(image: string, policy: PullPolicy): Promise<void>;
+  /** Throws RuntimeError(CreateContainerError) for a config it cannot run. */
+  createContainer(sandboxId: string, config: ContainerConfig): Promise<string>;
+  /** Throws RuntimeError(RunContainerError) when it cannot be started (command not found, …). */
+  startContainer(id: string): Promise<void>;
+  /** SIGTERM (or the image's stop signal), SIGKILL after `graceSeconds` (0 = at once); resolves once it has exited. Idempotent. */
+  stopContainer(id: string, graceSeconds: number): Promise<void>;
+  removeContainer(id: string): Promise<void>;
+  /** Containers of one sandbox (or all), including exited ones not removed yet. */
+  listContainers(sandboxId?: string): Promise<RuntimeContainerStatus[]>;
+  containerStatus(id: string): Promise<RuntimeContainerStatus | undefined>;
+  /** Runs a command in a running container (exec probes, kubectl exec); killed at `timeoutMs`. */
+  exec(id: string, command: string[], options: { timeoutMs: number }): Promise<ExecResult>;
+  /** Images the runtime holds (node status). Empty for the process runtime. */
+  listImages(): Promise<ImageInfo[]>;
+  /** Subscribes to changes (exits above all); Edged also re-lists periodically. Returns the unsubscribe. */
+  onEvent(listener: (event: RuntimeEvent) => void): () => void;
+  /** Releases connections and timers; leaves containers running (they survive an EdgeCore restart where the runtime allows). */
+  close(): Promise<void>;
 }

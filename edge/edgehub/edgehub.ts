@@ -6,6 +6,10 @@
  * to the module of their group and ACKed only after that module made them durable;
  * messages for one resource are handled in order. Upstream messages that need
  * delivery go through the {@link Outbox} and are resent until the cloud ACKs them.
+ * A `query` from a module (MetaManager asking for an object the node does not hold) is
+ * not queued: it is sent while connected and answered by the cloud's `response` (or an
+ * error ACK, from a cloud that does not answer queries); while disconnected, and for the
+ * queries in flight when the link drops, the module gets LEDGE_ERR_DISCONNECTED at once.
  */
 import { readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
@@ -28,6 +32,7 @@ import {
 } from '../../shared/protocol/index.js';
 import {
   closeReason,
+  DisconnectedError,
   ErrorCode,
   errorCode,
   errorContent,
@@ -38,7 +43,10 @@ import {
   InvalidFrameError,
   LedgeError,
   NoSuchModuleError,
+  QueueFullError,
   TextFrameError,
+  TimeoutError,
+  UnsupportedError,
 } from '../../shared/errors/index.js';
 import type { Module, ModuleContext } from '../../shared/beehive/index.js';
 import type { Logger } from '../../shared/log/index.js';
@@ -55,6 +63,10 @@ const disconnectedChannel = channel('ledge:edgehub:disconnected');
 const SEND_HIGH_WATER = 1024 * 1024;
 /** Rejected cloud messages are logged at most once per this many ms (with a count of the rest). */
 const REJECT_LOG_INTERVAL_MS = 10_000;
+/** Queries waiting for the cloud's answer at most (more are refused at once). */
+const MAX_PENDING_QUERIES = 256;
+/** A query the cloud has not answered after this long is answered with a timeout (its requester usually gave up sooner). */
+const QUERY_TIMEOUT_MS = 60_000;
 
 const defaultSocketFactory: SocketFactory = (url, protocol, options) => new WebSocket(url, protocol, options);
 
@@ -85,6 +97,8 @@ export class EdgeHub implements Module {
   private connectedOnce = false;
   /** Rate limit of the "message rejected" log line: when it was last written, and how many were not. */
   private rejectLog = { at: 0, suppressed: 0 };
+  /** Queries sent to the cloud and not answered yet, by message id. */
+  private readonly queries = new Map<string, { request: Message; timer: NodeJS.Timeout }>();
   stats = { connects: 0, downstream: 0, acksSent: 0, upstreamAcked: 0, duplicates: 0, rejected: 0, unencodable: 0 };
 
   constructor(init: EdgeHubInit, log: Logger) {
@@ -126,6 +140,7 @@ export class EdgeHub implements Module {
       for (const t of timers) clearInterval(t);
       this.ws?.close(1001, 'edgecore shutting down');
       await connector;
+      this.failQueries(new DisconnectedError('edgecore is stopping'));
       await Promise.allSettled([...this.chains.values()]);
       await this.outbox.close();
     }
@@ -138,6 +153,7 @@ export class EdgeHub implements Module {
    * encoder's error (so the outbox never holds a message it could not send).
    */
   private async sendUpstream(msg: Message): Promise<void> {
+    if (msg.route.operation === Operation.Query) return this.sendQuery(msg);
     if (!msg.header.sync) {
       if (!this.connected) {
         this.log.debug(`not connected; best-effort ${msg.route.operation} ${msg.route.resource} dropped`);
@@ -161,6 +177,36 @@ export class EdgeHub implements Module {
 
   private async reply(msg: Message, content: ErrorContent | null): Promise<void> {
     await this.ctx.respond(msg, content).catch(() => {});
+  }
+
+  /** Sends a module's query now (never through the outbox); the cloud's answer is the module's reply. */
+  private async sendQuery(msg: Message): Promise<void> {
+    const what = `${msg.route.operation} ${msg.route.resource}`;
+    if (!this.connected) return this.reply(msg, errorContent(new DisconnectedError(`not connected to the cloud; ${what} not sent`)));
+    if (this.queries.size >= MAX_PENDING_QUERIES)
+      return this.reply(msg, errorContent(new QueueFullError(`${MAX_PENDING_QUERIES} queries already wait for the cloud; ${what} refused`)));
+    const frame = this.tryEncode(msg);
+    if (!(frame instanceof Uint8Array)) return this.reply(msg, frame);
+    const id = msg.header.id;
+    const timer = setTimeout(() => this.answerQuery(id, errorContent(new TimeoutError(`the cloud did not answer ${what} within ${QUERY_TIMEOUT_MS} ms`))), QUERY_TIMEOUT_MS);
+    timer.unref?.();
+    this.queries.set(id, { request: msg, timer });
+    this.write(frame);
+  }
+
+  /** Replies to the module that sent query `id` (if it still waits); true if it did. */
+  private answerQuery(id: string, content: unknown): boolean {
+    const q = this.queries.get(id);
+    if (!q) return false;
+    clearTimeout(q.timer);
+    this.queries.delete(id);
+    this.ctx.respond(q.request, content).catch(() => {});
+    return true;
+  }
+
+  /** The link is gone: every query in flight fails now (the answers would never come). */
+  private failQueries(err: Error): void {
+    for (const id of [...this.queries.keys()]) this.answerQuery(id, errorContent(err));
   }
 
   /** Encodes an upstream message; on failure logs one line and returns the error for the sender. */
@@ -294,6 +340,11 @@ export class EdgeHub implements Module {
         this.connectedOnce = true;
         this.queue.attach();
         if (connectedChannel.hasSubscribers) connectedChannel.publish({ url });
+        try {
+          this.options.onConnected?.();
+        } catch (err) {
+          this.log.warn(`connected listener failed: ${errorMessage(err)}`, { code: errorCode(err) });
+        }
       });
       ws.on('message', (data, isBinary) => this.onFrame(ws, data, isBinary));
       ws.on('error', (err) => {
@@ -306,6 +357,7 @@ export class EdgeHub implements Module {
         signal.removeEventListener('abort', onAbort);
         if (this.ws === ws) this.ws = undefined;
         this.queue.detach();
+        this.failQueries(new DisconnectedError(`the link to the cloud closed (${code}) before the answer`));
         this.paused = false;
         if (opened) {
           this.log.warn(`disconnected from cloud (${code}${reason.length ? ` ${reason.toString()}` : ''})`, { code: ErrorCode.Disconnected });
@@ -338,6 +390,11 @@ export class EdgeHub implements Module {
     switch (msg.route.operation) {
       case Operation.Ack: {
         const id = msg.header.parentId;
+        // A cloud that does not answer queries ACKs them (with the error of the module that got it).
+        if (id && this.queries.has(id)) {
+          this.answerQuery(id, msg.content ?? errorContent(new UnsupportedError('the cloud acknowledged the query without answering it')));
+          return;
+        }
         if (id && this.queue.ack(id)) {
           this.stats.upstreamAcked++;
           this.outbox.ack(id);
@@ -347,6 +404,10 @@ export class EdgeHub implements Module {
         return;
       }
       case Operation.Keepalive:
+        return;
+      case Operation.Response:
+        // The answer to one of our queries; a late one (timed out, or from before a reconnect) is dropped.
+        if (!msg.header.parentId || !this.answerQuery(msg.header.parentId, msg.content)) this.log.debug('response to no pending query dropped', { parentId: msg.header.parentId });
         return;
       default:
         this.onDownstream(ws, msg);

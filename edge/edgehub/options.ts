@@ -14,6 +14,8 @@ export interface EdgeHubOptions {
   nodeName: string;
   /** Directory for the outbox. */
   dataDir: string;
+  /** Called after each (re)connection, once the session is up (Edged re-sends its pod statuses). */
+  onConnected?: () => void;
   /** Keepalive interval in ms. Default 15000 (KubeEdge's heartbeat). */
   heartbeatIntervalMs: number;
   /** Reconnect when nothing arrived from the cloud for this long. Default 45000. */

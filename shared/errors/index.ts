@@ -35,6 +35,8 @@ export const ErrorCode = {
   NotFound: 'LEDGE_ERR_NOT_FOUND',
   Forbidden: 'LEDGE_ERR_FORBIDDEN',
   Unsupported: 'LEDGE_ERR_UNSUPPORTED',
+  /** The edge metadata store refused an object: over its object count, object size or total size limit (error ACK: the cloud retries later). */
+  StoreLimit: 'LEDGE_ERR_STORE_LIMIT',
 
   // In-process and in logs.
   Config: 'LEDGE_ERR_CONFIG',
@@ -49,6 +51,14 @@ export const ErrorCode = {
   Api: 'LEDGE_ERR_API',
   /** A pod given to Edged's runtime is not one it can run (no containers, duplicate names, unknown pod). */
   PodSpec: 'LEDGE_ERR_POD_SPEC',
+  /** A container runtime could not do what Edged asked (pull, create, start); the kubelet reason is in the error's `reason`. */
+  Runtime: 'LEDGE_ERR_RUNTIME',
+  /** A container runtime's API socket cannot be reached (missing, refused): the daemon is not running. */
+  RuntimeUnavailable: 'LEDGE_ERR_RUNTIME_UNAVAILABLE',
+  /** A container runtime's API answered an error status or a malformed or oversized response. */
+  RuntimeApi: 'LEDGE_ERR_RUNTIME_API',
+  /** A container's configuration refers to what the node does not hold (a configmap, secret, key, field): it waits with CreateContainerConfigError. */
+  ContainerConfig: 'LEDGE_ERR_CONTAINER_CONFIG',
 
   // Log-line codes for failures that are not Ledge errors (node, ws, client-node raise them).
   /** A TLS handshake with CloudHub failed. */
@@ -158,12 +168,44 @@ export const NotFoundError = defineError(ErrorCode.NotFound, 'NotFoundError', 'n
 export const ForbiddenError = defineError(ErrorCode.Forbidden, 'ForbiddenError', 'forbidden');
 /** The receiving module does not handle this resource type: error ACK. */
 export const UnsupportedError = defineError(ErrorCode.Unsupported, 'UnsupportedError', 'not supported');
+/** The edge metadata store is at a limit (`meta.maxObjects`, `meta.maxObjectBytes`, `meta.maxLiveBytes`): the object is refused (error ACK), what is held is kept. */
+export const StoreLimitError = defineError(ErrorCode.StoreLimit, 'StoreLimitError', 'metadata store limit reached');
+/** The edge's link to the cloud is down: what needs the cloud now (a remote query) fails at once. */
+export const DisconnectedError = defineError(ErrorCode.Disconnected, 'DisconnectedError', 'not connected to the cloud');
 /** A Kubernetes protobuf body is malformed (truncated, bad lengths, wrong wire type, value out of range): HTTP 400. */
 export const ProtobufDecodeError = defineError(ErrorCode.ProtobufDecode, 'ProtobufDecodeError', 'malformed protobuf body', { httpStatus: 400 });
 /** A Kubernetes protobuf body cannot be decoded exactly (a kind or field outside the server's schema): HTTP 415. */
 export const ProtobufUnsupportedError = defineError(ErrorCode.ProtobufUnsupported, 'ProtobufUnsupportedError', 'protobuf body cannot be decoded exactly', { httpStatus: 415 });
+/**
+ * A Kubernetes API request of a cloud module failed. In a module's reply to an upstream message it
+ * means "not handled": CloudHub withholds the ACK, so the edge's resend is handled again.
+ */
+export const KubeApiError = defineError(ErrorCode.Api, 'KubeApiError', 'Kubernetes API request failed');
 /** A pod given to Edged's runtime cannot be run as given (no containers, duplicate container names, an unknown pod uid). */
 export const PodSpecError = defineError(ErrorCode.PodSpec, 'PodSpecError', 'invalid pod for the runtime');
+/** A container's environment or volumes refer to a configmap, secret, key or field that cannot be resolved (kubelet: CreateContainerConfigError). */
+export const ContainerConfigError = defineError(ErrorCode.ContainerConfig, 'ContainerConfigError', 'container configuration cannot be resolved');
+/**
+ * A container runtime could not do what Edged asked. Edged's runtimes throw the subclass in
+ * edge/edged/runtime.ts, which adds the kubelet reason (`ErrImagePull`, `RunContainerError`, …).
+ */
+export const RuntimeError = defineError(ErrorCode.Runtime, 'RuntimeError', 'container runtime failure');
+
+/** A container runtime's API socket cannot be reached (missing, refused): the message says which path and how to start the daemon. */
+export const RuntimeUnavailableError = defineError(ErrorCode.RuntimeUnavailable, 'RuntimeUnavailableError', 'container runtime not reachable');
+const RuntimeApiErrorBase = defineError(ErrorCode.RuntimeApi, 'RuntimeApiError', 'container runtime API error');
+/** A container runtime's API refused a request (`status` ≥ 400, `daemonMessage` its `message`) or answered something unusable (`status` as received). */
+export class RuntimeApiError extends RuntimeApiErrorBase {
+  constructor(message?: string, options?: { cause?: unknown; status?: number; daemonMessage?: string }) {
+    super(message, options);
+    this.status = options?.status;
+    this.daemonMessage = options?.daemonMessage;
+  }
+  /** The HTTP status the daemon answered (undefined when none was read). */
+  readonly status: number | undefined;
+  /** The daemon's own `message`, when it sent one. */
+  readonly daemonMessage: string | undefined;
+}
 
 /* Each class is also a type (`err: StorageError`). */
 export type ConfigError = InstanceType<typeof ConfigError>;
@@ -185,9 +227,15 @@ export type DataDirLockedError = InstanceType<typeof DataDirLockedError>;
 export type NotFoundError = InstanceType<typeof NotFoundError>;
 export type ForbiddenError = InstanceType<typeof ForbiddenError>;
 export type UnsupportedError = InstanceType<typeof UnsupportedError>;
+export type StoreLimitError = InstanceType<typeof StoreLimitError>;
+export type DisconnectedError = InstanceType<typeof DisconnectedError>;
 export type ProtobufDecodeError = InstanceType<typeof ProtobufDecodeError>;
 export type ProtobufUnsupportedError = InstanceType<typeof ProtobufUnsupportedError>;
 export type PodSpecError = InstanceType<typeof PodSpecError>;
+export type KubeApiError = InstanceType<typeof KubeApiError>;
+export type RuntimeError = InstanceType<typeof RuntimeError>;
+export type RuntimeUnavailableError = InstanceType<typeof RuntimeUnavailableError>;
+export type ContainerConfigError = InstanceType<typeof ContainerConfigError>;
 
 /** Returns the stable code of any error (or `{code}` object), or {@link ErrorCode.Unknown}. */
 export function errorCode(err: unknown): string {

@@ -6,10 +6,13 @@
  * Record layout: `u32 length | u32 crc32(payload) | payload` (big-endian), 1 ≤ length ≤
  * MAX_RECORD_BYTES. On open, the file is streamed in chunks (never read whole, so its size
  * is not limited by what Node can hold in one buffer) and each intact record is handed to
- * `onRecord`; reading stops at the first short, corrupt or zero-length record and the file
- * is truncated there: a torn tail is a write that was never acknowledged (append()
+ * `onRecord`; by default reading stops at the first short, corrupt or zero-length record and
+ * the file is truncated there: a torn tail is a write that was never acknowledged (append()
  * resolves only after fsync), and a zero header is what a crash leaves in space the file
- * system allocated but never wrote. Concurrent appends are group-committed: one write and
+ * system allocated but never wrote. With `resync`, a bad record followed by intact ones is
+ * damage in the middle (bit rot, a bad sector), not a torn tail: it is skipped, reported in
+ * `corruptions`, and reading resumes at the next intact record (see `resync`); only a bad
+ * region with no intact record after it is cut off as a tail. Concurrent appends are group-committed: one write and
  * one fsync per batch. A failed write (ENOSPC, EIO) truncates the partial bytes away and
  * rejects every append of the batch with a StorageError, so no record is ever
  * half-present. `rewrite()` compacts: the snapshot is streamed to a temp file in batches,
@@ -52,6 +55,35 @@ export interface AppendLogOptions {
    * append() and rewrite() wait for fsync and what they do when it fails.
    */
   openFile?: OpenFile;
+  /**
+   * Skip damage in the middle of the log instead of cutting everything after it (default: off,
+   * the log ends at the first bad record). At a bad record at offset X, the reader first tries
+   * X + 8 + its declared length (the payload was damaged, the length is intact: exactly that
+   * record is lost); failing that (the length itself was damaged) it scans forward byte by
+   * byte for the first offset holding a frame whose length is plausible (1..maxRecordBytes,
+   * within the file), whose successor header is plausible too (a cheap filter), and whose
+   * CRC-32 matches. The framing has no sync marker, so this scan can be fooled by a valid
+   * frame embedded in a payload (a log image stored as data): only a damaged length field
+   * makes the reader scan at all, and the CRC makes a chance match ~2⁻³² per candidate.
+   */
+  resync?: {
+    /**
+     * Largest record the scan considers (bounds its cost: each candidate's CRC is computed
+     * over at most this many bytes). Default MAX_RECORD_BYTES. Records longer than this are
+     * still read normally; only a resynchronisation cannot land on one.
+     */
+    maxRecordBytes?: number;
+  };
+}
+
+/** A damaged region that open() skipped (only with `resync`). */
+export interface Corruption {
+  /** File offset of the first bad byte (the start of the record that failed). */
+  offset: number;
+  /** Bytes skipped, up to the next intact record. */
+  bytes: number;
+  /** What was wrong with the record at `offset`. */
+  reason: string;
 }
 
 /** How AppendLog opens a file: `fs/promises.open`'s signature, restricted to what it uses. */
@@ -65,6 +97,8 @@ export interface OpenedLog {
   recordCount: number;
   /** Size of the read buffer open() used: min(readChunkBytes, file size), whatever the file size. */
   readBufferBytes: number;
+  /** Damaged regions skipped in the middle of the log, in file order (always empty without `resync`). */
+  corruptions: Corruption[];
 }
 
 /** When to compact: see shouldCompact(). */
@@ -148,29 +182,24 @@ async function writeAll(fh: FileHandle, buf: Uint8Array, position: number): Prom
  * Streams the records of an open file through one `chunk`-sized buffer. A record bigger
  * than the buffer is read straight into its own payload buffer (the one onRecord gets),
  * so memory is at most chunk + the largest record, whatever the file size. Returns the
- * intact prefix length, the record count and the size of the read buffer.
+ * intact prefix length (with `resync`: the end of the last intact record), the record
+ * count, the size of the read buffer and the damaged regions skipped.
  */
 async function scan(
   fh: FileHandle,
   fileSize: number,
   chunk: number,
   onRecord: ((p: Uint8Array) => void) | undefined,
-): Promise<{ validBytes: number; recordCount: number; bufferBytes: number }> {
+  resync: { maxRecordBytes: number } | undefined,
+): Promise<{ validBytes: number; recordCount: number; bufferBytes: number; corruptions: Corruption[] }> {
   const buf = Buffer.allocUnsafe(Math.min(chunk, Math.max(fileSize, HEADER)));
   let bufPos = 0; // file offset of buf[0]
   let start = 0; // next unparsed byte in buf
   let end = 0; // bytes of buf filled
   let recordCount = 0;
   let scratch: Buffer | undefined;
-  const readAt = async (into: Uint8Array, offset: number, length: number, position: number): Promise<number> => {
-    let got = 0;
-    while (got < length) {
-      const { bytesRead } = await fh.read(into, offset + got, length - got, position + got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
-    }
-    return got;
-  };
+  const corruptions: Corruption[] = [];
+  const readAt = (into: Uint8Array, offset: number, length: number, position: number) => readFully(fh, into, offset, length, position);
   /** Makes at least `n` unparsed bytes available in buf (n ≤ buf.length); false at end of file. */
   const ensure = async (n: number): Promise<boolean> => {
     if (end - start >= n) return true;
@@ -184,35 +213,118 @@ async function scan(
     return end - start >= n;
   };
   for (;;) {
-    if (!(await ensure(HEADER))) break;
-    const len = buf.readUInt32BE(start);
-    if (len === 0 || len > MAX_RECORD_BYTES) break;
+    if (!(await ensure(HEADER))) break; // end of file, or a header cut short by it
     const at = bufPos + start; // file offset of this record
-    if (at + HEADER + len > fileSize) break; // torn: the record runs past the end of the file
-    const crc = buf.readUInt32BE(start + 4);
-    let payload: Uint8Array;
-    if (HEADER + len <= buf.length) {
-      if (!(await ensure(HEADER + len))) break;
-      if (crc32(buf, start + HEADER, start + HEADER + len) !== crc) break;
-      payload = onRecord ? new Uint8Array(buf.subarray(start + HEADER, start + HEADER + len)) : buf;
-      start += HEADER + len;
-    } else {
-      // Bigger than the read buffer: what is buffered, then the rest straight from the file,
-      // into the payload onRecord will own (or, without onRecord, one reused scratch buffer).
-      if (!onRecord && (scratch?.length ?? 0) < len) scratch = Buffer.allocUnsafeSlow(len);
-      const big = onRecord ? Buffer.allocUnsafeSlow(len) : scratch!.subarray(0, len);
-      const have = Math.min(end - start - HEADER, len);
-      buf.copy(big, 0, start + HEADER, start + HEADER + have);
-      if ((await readAt(big, have, len - have, at + HEADER + have)) !== len - have) break;
-      if (crc32(big) !== crc) break;
-      payload = big;
-      bufPos = at + HEADER + len;
-      start = end = 0;
+    const len = buf.readUInt32BE(start);
+    let bad: string | undefined;
+    if (len === 0) bad = 'zero length';
+    else if (len > MAX_RECORD_BYTES) bad = `length ${len} over the ${MAX_RECORD_BYTES}-byte limit`;
+    else if (at + HEADER + len > fileSize) bad = `length ${len} runs past the end of the file`;
+    if (bad === undefined) {
+      const crc = buf.readUInt32BE(start + 4);
+      let payload: Uint8Array | undefined;
+      if (HEADER + len <= buf.length) {
+        if (!(await ensure(HEADER + len))) bad = 'short read';
+        else if (crc32(buf, start + HEADER, start + HEADER + len) !== crc) bad = 'checksum mismatch';
+        else {
+          payload = onRecord ? new Uint8Array(buf.subarray(start + HEADER, start + HEADER + len)) : buf;
+          start += HEADER + len;
+        }
+      } else {
+        // Bigger than the read buffer: what is buffered, then the rest straight from the file,
+        // into the payload onRecord will own (or, without onRecord, one reused scratch buffer).
+        if (!onRecord && (scratch?.length ?? 0) < len) scratch = Buffer.allocUnsafeSlow(len);
+        const big = onRecord ? Buffer.allocUnsafeSlow(len) : scratch!.subarray(0, len);
+        const have = Math.min(end - start - HEADER, len);
+        buf.copy(big, 0, start + HEADER, start + HEADER + have);
+        if ((await readAt(big, have, len - have, at + HEADER + have)) !== len - have) bad = 'short read';
+        else if (crc32(big) !== crc) bad = 'checksum mismatch';
+        else {
+          payload = big;
+          bufPos = at + HEADER + len;
+          start = end = 0;
+        }
+      }
+      if (payload) {
+        if (onRecord) onRecord(payload);
+        recordCount++;
+        continue;
+      }
     }
-    if (onRecord) onRecord(payload);
-    recordCount++;
+    // A bad record. Without resync, or with nothing intact after it, the log ends here (a torn tail).
+    const next = resync ? await findNextRecord(fh, fileSize, at, len, resync.maxRecordBytes) : undefined;
+    if (next === undefined) {
+      bufPos = at;
+      start = end = 0;
+      break;
+    }
+    corruptions.push({ offset: at, bytes: next - at, reason: bad! });
+    bufPos = next;
+    start = end = 0;
   }
-  return { validBytes: bufPos + start, recordCount, bufferBytes: buf.length };
+  return { validBytes: bufPos + start, recordCount, bufferBytes: buf.length, corruptions };
+}
+
+async function readFully(fh: FileHandle, into: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+  let got = 0;
+  while (got < length) {
+    const { bytesRead } = await fh.read(into, offset + got, length - got, position + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return got;
+}
+
+/** Scan window of findNextRecord(). */
+const RESYNC_WINDOW = 1024 * 1024;
+
+/**
+ * The offset of the first intact record after a bad one at `from` (declared length
+ * `declaredLen`), or undefined if none: see AppendLogOptions.resync.
+ */
+async function findNextRecord(fh: FileHandle, fileSize: number, from: number, declaredLen: number, maxLen: number): Promise<number | undefined> {
+  const head = Buffer.allocUnsafe(HEADER);
+  let scratch: Buffer | undefined;
+  const crcAt = async (y: number, len: number, crc: number): Promise<boolean> => {
+    if ((scratch?.length ?? 0) < len) scratch = Buffer.allocUnsafeSlow(Math.max(len, 4096));
+    const p = scratch!.subarray(0, len);
+    return (await readFully(fh, p, 0, len, y + HEADER)) === len && crc32(p) === crc;
+  };
+  // The damage spared the length: the next record starts right after this one's declared extent.
+  const y0 = from + HEADER + declaredLen;
+  if (declaredLen >= 1 && declaredLen <= MAX_RECORD_BYTES && y0 + HEADER <= fileSize && (await readFully(fh, head, 0, HEADER, y0)) === HEADER) {
+    const len = head.readUInt32BE(0);
+    if (len >= 1 && len <= MAX_RECORD_BYTES && y0 + HEADER + len <= fileSize && (await crcAt(y0, len, head.readUInt32BE(4)))) return y0;
+  }
+  // The length was damaged too: scan for the next frame that checks out.
+  const win = Buffer.allocUnsafe(Math.min(RESYNC_WINDOW, Math.max(HEADER, fileSize - from)));
+  for (let wpos = from + 1; wpos + HEADER <= fileSize; ) {
+    const n = await readFully(fh, win, 0, Math.min(win.length, fileSize - wpos), wpos);
+    if (n < HEADER) break;
+    const last = n - HEADER;
+    for (let i = 0; i <= last; i++) {
+      const len = win.readUInt32BE(i);
+      if (len === 0 || len > maxLen) continue;
+      const y = wpos + i;
+      const z = y + HEADER + len;
+      if (z > fileSize) continue;
+      // Cheap filter before the CRC: what follows must look like a header too (or be the end).
+      if (fileSize - z >= HEADER) {
+        let succ: number;
+        if (z - wpos + 4 <= n) succ = win.readUInt32BE(z - wpos);
+        else {
+          if ((await readFully(fh, head, 0, 4, z)) !== 4) continue;
+          succ = head.readUInt32BE(0);
+        }
+        if (succ > maxLen) continue;
+      }
+      const crc = win.readUInt32BE(i + 4);
+      const ok = z - wpos <= n ? crc32(win, i + HEADER, i + HEADER + len) === crc : await crcAt(y, len, crc);
+      if (ok) return y;
+    }
+    wpos += last + 1;
+  }
+  return undefined;
 }
 
 export class AppendLog {
@@ -233,7 +345,9 @@ export class AppendLog {
   /**
    * Opens (creating if needed) the log at `path`, streaming its intact records to
    * `options.onRecord` in order. A torn or corrupt tail is cut off; `truncatedBytes` says
-   * how much. Memory: one read buffer (see `readChunkBytes`), whatever the file size.
+   * how much. With `options.resync`, damage followed by intact records is skipped and
+   * listed in `corruptions` (the file keeps those bytes: the caller decides whether to
+   * rewrite it). Memory: one read buffer (see `readChunkBytes`), whatever the file size.
    */
   static async open(path: string, options: AppendLogOptions = {}): Promise<OpenedLog> {
     const chunk = Math.max(HEADER, Math.floor(options.readChunkBytes ?? DEFAULT_CHUNK_BYTES));
@@ -245,12 +359,19 @@ export class AppendLog {
       const st = await fh.stat();
       // Only regular files hold records (a device such as /dev/full reads as empty).
       const fileSize = st.isFile() ? st.size : 0;
-      const { validBytes, recordCount, bufferBytes } = await scan(fh, fileSize, chunk, options.onRecord);
+      const resync = options.resync ? { maxRecordBytes: Math.max(1, Math.min(MAX_RECORD_BYTES, options.resync.maxRecordBytes ?? MAX_RECORD_BYTES)) } : undefined;
+      const { validBytes, recordCount, bufferBytes, corruptions } = await scan(fh, fileSize, chunk, options.onRecord, resync);
       if (validBytes !== fileSize) {
         await fh.truncate(validBytes);
         await fh.sync();
       }
-      return { log: new AppendLog(path, fh, validBytes, options.fsync ?? true, openFile), truncatedBytes: fileSize - validBytes, recordCount, readBufferBytes: bufferBytes };
+      return {
+        log: new AppendLog(path, fh, validBytes, options.fsync ?? true, openFile),
+        truncatedBytes: fileSize - validBytes,
+        recordCount,
+        readBufferBytes: bufferBytes,
+        corruptions,
+      };
     } catch (err) {
       await fh?.close().catch(() => {});
       throw new StorageError(`cannot open log ${path}: ${(err as Error).message}`, { cause: err });

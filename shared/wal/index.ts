@@ -4,5 +4,5 @@
  * metadata store and the local control plane.
  */
 export { AppendLog, frameRecord, readRecords, shouldCompact, MAX_RECORD_BYTES, DEFAULT_CHUNK_BYTES, DEFAULT_COMPACTION_POLICY } from './append-log.js';
-export type { AppendLogOptions, OpenedLog, CompactionPolicy, Snapshot, OpenFile } from './append-log.js';
+export type { AppendLogOptions, OpenedLog, Corruption, CompactionPolicy, Snapshot, OpenFile } from './append-log.js';
 export { crc32 } from './crc32.js';

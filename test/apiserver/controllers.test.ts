@@ -7,7 +7,7 @@ import { eventually, expectStatus, raw, startTestServer, type TestServer } from 
 
 let s: TestServer;
 before(async () => {
-  s = await startTestServer({ nodeLeaseTimeoutMs: 1500 });
+  s = await startTestServer({ nodeLeaseTimeoutMs: 1500, nodeMonitorPeriodMs: 200 });
 });
 after(async () => {
   await s.stop();

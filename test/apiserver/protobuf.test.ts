@@ -295,7 +295,12 @@ describe('protobuf decoding', () => {
     assert.equal(p.spec.serviceAccount, undefined);
     assert.equal(p.spec.nodeName, 'edge-1');
     assert.equal(p.spec.hostNetwork, undefined);
-    assert.deepEqual(p.spec.tolerations, [{ key: 'k', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 60 }]);
+    // …followed by the two the DefaultTolerationSeconds admission adds.
+    assert.deepEqual(p.spec.tolerations, [
+      { key: 'k', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 60 },
+      { key: 'node.kubernetes.io/not-ready', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 300 },
+      { key: 'node.kubernetes.io/unreachable', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 300 },
+    ]);
     assert.deepEqual(p.spec.volumes, [
       { name: 'cfg', configMap: { name: 'settings', defaultMode: 420 } },
       { name: 'scratch', emptyDir: {} },
@@ -778,7 +783,12 @@ const richPod = (name: string): Obj => ({
       },
     },
     schedulerName: 'manual',
-    tolerations: [{ key: 'k', operator: 'Equal', value: 'v', effect: 'NoExecute', tolerationSeconds: 0 }],
+    // With the two the DefaultTolerationSeconds admission would add, so that what is stored is what was sent.
+    tolerations: [
+      { key: 'k', operator: 'Equal', value: 'v', effect: 'NoExecute', tolerationSeconds: 0 },
+      { key: 'node.kubernetes.io/not-ready', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 300 },
+      { key: 'node.kubernetes.io/unreachable', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 300 },
+    ],
     hostAliases: [{ ip: '10.0.0.1', hostnames: ['a', 'b'] }],
     priority: 0,
     dnsConfig: { nameservers: ['1.1.1.1'], searches: ['svc.local'], options: [{ name: 'ndots', value: '2' }] },

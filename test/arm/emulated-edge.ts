@@ -106,7 +106,14 @@ export function describeEmulatedEdge(arch: Arch, nodeName: string, kubeArch: str
       );
       assert.equal(node.status?.nodeInfo?.architecture, kubeArch, 'nodeInfo.architecture reported by the emulated process');
       assert.equal(node.metadata?.labels?.['kubernetes.io/arch'], kubeArch);
-      assert.equal(node.status?.nodeInfo?.containerRuntimeVersion, `node/${e.nodeVersion}`, 'the ARM Node ran it, not the host Node');
+      // The ARM Node ran it, not the host Node: EdgeCore names the Node that runs it when it starts.
+      const startLine =
+        edge
+          .output()
+          .split('\n')
+          .find((l) => l.includes('"msg":"edgecore started"')) ?? '';
+      assert.match(startLine, new RegExp(`"nodeVersion":"v${e.nodeVersion.replace(/\./g, '\\.')}"`), 'the ARM Node ran it, not the host Node');
+      assert.match(startLine, new RegExp(`"arch":"${kubeArch}"`));
 
       const cm = `${nodeName}-cfg`;
       const secret = `${nodeName}-secret`;

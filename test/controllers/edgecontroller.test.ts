@@ -158,3 +158,24 @@ describe('EdgeController: failures are reported, never unhandled rejections', ()
     });
   });
 });
+
+test('a pod status write that meets a conflict (the pod changed since it was read) is read again and retried', async () => {
+  const ec = new EdgeController(undefined, createLogger({ level: 'warn' }));
+  let reads = 0;
+  let writes = 0;
+  // The pod changes between the first read and its write (CloudCore's eviction protection patched it).
+  const conflict = Object.assign(new Error('Operation cannot be fulfilled: the object has been modified'), { code: 409 });
+  const core = {
+    readNamespacedPod: async () => ({ metadata: { name: 'p', namespace: 'default', resourceVersion: String(++reads) } }),
+    replaceNamespacedPodStatus: async ({ body }: { body: { metadata: { resourceVersion: string }; status: unknown } }) => {
+      writes++;
+      if (body.metadata.resourceVersion === '1') throw conflict;
+      assert.deepEqual(body.status, { phase: 'Running' });
+    },
+  };
+  const inner = ec as unknown as { core: unknown; writePodStatus(key: string, status: unknown): Promise<void> };
+  inner.core = core;
+  await inner.writePodStatus('default/p', { phase: 'Running' });
+  assert.equal(reads, 2, 'read again after the conflict');
+  assert.equal(writes, 2);
+});

@@ -185,6 +185,18 @@ describe('controllers: cluster state reaches edge nodes', () => {
     await cluster.core.createNamespacedConfigMap({ namespace: ns, body: cm('c-cfg', { v: '1' }) });
     await cluster.core.createNamespacedPod({ namespace: ns, body: pod('c-app', 'edge-c', { cm: 'c-cfg' }) });
     await eventually(async () => (await records('edge-c')).size === 2, 15_000, 'records');
+    // The pod settles first (its node reports it — no command, so CreateContainerError — and CloudCore's
+    // eviction protection patches it once): a later change of the pod would resend the configmap through
+    // the watch path and hide what the periodic reconcile does.
+    await eventually(
+      async () => {
+        const p = await cluster.core.readNamespacedPod({ name: 'c-app', namespace: ns });
+        return p.metadata?.annotations?.['ledge.io/eviction-protection'] !== undefined && p.status?.containerStatuses?.[0]?.state?.waiting?.reason === 'CreateContainerError';
+      },
+      15_000,
+      'the pod to settle',
+    );
+    await eventually(async () => (await records('edge-c')).get('Pod/c-app') === (await rvOf('pod', 'c-app')), 15_000, 'the pod record up to date');
     // Lose a record (as if an ACK had never been recorded): the reconcile resends, the edge
     // recognises the version it has, ACKs, and the record is back.
     const list = (await cluster.objects.listNamespacedCustomObject({ ...SYNC, namespace: ns })) as { items: { metadata: { name: string }; spec: { objectName: string } }[] };

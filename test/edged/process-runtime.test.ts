@@ -1,379 +1,585 @@
 /**
- * The `process` runtime with real child processes (`node -e …` through process.execPath, no
- * shell): env from values, configmaps, secrets and the pod's fields; logs captured, bounded and
- * rotated once; restart policies with the backoff visible as CrashLoopBackOff; graceful stop
- * (SIGTERM, then SIGKILL for a process that ignores it); exit codes; and the reasons a container
- * that cannot run waits with.
+ * The `process` runtime (edge/edged/process-runtime.ts) with real child processes (/bin/sh,
+ * sleep, node through process.execPath): sandboxes as directories found again after a restart;
+ * the reasons a container cannot be created or started; exits, exit codes and CRI logs; graceful
+ * and forced stop of the whole process group; exec with its bound and timeout; the recovery of a
+ * new runtime on the same root (a leftover process killed, a reused pid left alone); limits
+ * through a fake cgroupfs and the message when cgroups are unusable; events.
  */
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { LogFile } from '../../edge/edged/process-runtime.js';
-import { ProcessRuntime, resolveEnv, type ConfigLookup, type ContainerStatus, type KeyValueObject, type PodSandboxSpec } from '../../edge/edged/index.js';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { parseCriLine, readCriLog } from '../../edge/edged/logs.js';
+import { ProcessRuntime, procStat, type ProcessRuntimeOptions } from '../../edge/edged/process-runtime.js';
+import { type ContainerConfig, RuntimeError, type RuntimeContainerStatus, type RuntimeEvent, type SandboxStatus } from '../../edge/edged/runtime.js';
 import { ErrorCode } from '../../shared/errors/index.js';
+import { createLogger } from '../../shared/log/index.js';
 import { eventually, within } from '../helpers/process.js';
 import { tempDir } from '../helpers/files.js';
 
 const WAIT_MS = 10_000;
-const b64 = (s: string) => Buffer.from(s).toString('base64');
+const node = (script: string) => [process.execPath, '-e', script];
 
 const dirs: { cleanup: () => void }[] = [];
 const runtimes: ProcessRuntime[] = [];
+const strays: number[] = [];
 after(async () => {
-  for (const rt of runtimes) await within(rt.stopAll({ gracePeriodSeconds: 0 }), WAIT_MS, 'cleanup stop');
+  for (const rt of runtimes) {
+    for (const c of await rt.listContainers()) if (c.state === 'running') await within(rt.stopContainer(c.id, 0), WAIT_MS, 'cleanup stop');
+    await rt.close();
+  }
+  for (const pid of strays) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }
   for (const d of dirs) d.cleanup();
 });
 
-/** A store of configmaps and secrets keyed `ns/name`, mutable by the test. */
-function lookupOf(configMaps: Record<string, KeyValueObject> = {}, secrets: Record<string, KeyValueObject> = {}): ConfigLookup {
-  return { configMap: (ns, name) => configMaps[`${ns}/${name}`], secret: (ns, name) => secrets[`${ns}/${name}`] };
+function temp(prefix: string): string {
+  const d = tempDir(prefix);
+  dirs.push(d);
+  return d.path;
 }
 
-/** Every status the runtime reported for a pod, in order (through onChange). */
-type History = Map<string, ContainerStatus[][]>;
+/** A cgroup root that is no cgroup v2 hierarchy: tests never touch the host's cgroups unless they inject a fake one. */
+const noCgroups = temp('ledge-nocg-');
 
-function makeRuntime(opts: { lookup?: ConfigLookup; logMaxBytes?: number; backoffBaseMs?: number; backoffMaxMs?: number; path?: string } = {}) {
-  const dir = tempDir('ledge-edged-');
-  dirs.push(dir);
-  const history: History = new Map();
-  const rt: ProcessRuntime = new ProcessRuntime({
-    dataDir: dir.path,
-    lookup: opts.lookup ?? lookupOf(),
-    backoffBaseMs: opts.backoffBaseMs ?? 50,
-    backoffMaxMs: opts.backoffMaxMs ?? 200,
-    ...(opts.logMaxBytes !== undefined ? { logMaxBytes: opts.logMaxBytes } : {}),
-    ...(opts.path !== undefined ? { path: opts.path } : {}),
-    onChange: (uid) => {
-      const s = rt.status(uid);
-      if (!s) return;
-      const list = history.get(uid) ?? [];
-      list.push(structuredClone(s.containerStatuses));
-      history.set(uid, list);
-    },
-  });
+function capture() {
+  const lines: Record<string, unknown>[] = [];
+  const log = createLogger({ level: 'debug', format: 'json', write: (l) => void lines.push(JSON.parse(l) as Record<string, unknown>) });
+  return { log, lines, warns: () => lines.filter((l) => l.level === 'warn') };
+}
+
+function makeRuntime(opts: Partial<ProcessRuntimeOptions> = {}) {
+  const rootDir = opts.rootDir ?? join(temp('ledge-edged-'), 'pods');
+  const logDir = join(rootDir, '..', 'logs');
+  const rt = new ProcessRuntime({ cgroupRoot: noCgroups, exitDrainMs: 2000, ...opts, rootDir });
   runtimes.push(rt);
-  return { rt, history, dataDir: dir.path };
+  const events: RuntimeEvent[] = [];
+  rt.onEvent((e) => events.push(e));
+  return { rt, rootDir, logDir, events };
 }
 
 let seq = 0;
-function pod(containers: PodSandboxSpec['containers'], extra: Partial<PodSandboxSpec> = {}): PodSandboxSpec {
-  seq++;
-  return { uid: `uid-${seq}`, name: `pod-${seq}`, namespace: 'default', nodeName: 'edge-1', restartPolicy: 'Never', containers, ...extra };
+async function sandbox(rt: ProcessRuntime, rootDir: string, uid = `uid-${++seq}`): Promise<SandboxStatus> {
+  return rt.runPodSandbox({ uid, name: `pod-${seq}`, namespace: 'default', hostname: `pod-${seq}`, hostNetwork: false, ports: [], labels: {}, podDir: join(rootDir, uid) });
 }
 
-const node = (script: string) => [process.execPath, '-e', script];
-
-function status(rt: ProcessRuntime, uid: string, name = 'c'): ContainerStatus {
-  const s = rt.status(uid)?.containerStatuses.find((c) => c.name === name);
-  assert.ok(s, `no status for ${uid}/${name}`);
-  return s;
+function config(logDir: string, command: string[] | undefined, extra: Partial<ContainerConfig> = {}): ContainerConfig {
+  const name = extra.name ?? `c${++seq}`;
+  return {
+    name,
+    image: 'busybox:1.36',
+    ...(command ? { command } : {}),
+    args: [],
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+    mounts: [],
+    resources: {},
+    attempt: 0,
+    logPath: join(logDir, `${name}.log`),
+    logMaxBytes: 1 << 20,
+    labels: {},
+    ...extra,
+  };
 }
 
-function until(rt: ProcessRuntime, uid: string, what: string, pred: (s: ContainerStatus) => boolean, name = 'c'): Promise<ContainerStatus> {
+/** Creates and starts a container; returns its id and log path. */
+async function run(rt: ProcessRuntime, sb: SandboxStatus, cfg: ContainerConfig): Promise<{ id: string; log: string }> {
+  const id = await rt.createContainer(sb.id, cfg);
+  await rt.startContainer(id);
+  return { id, log: cfg.logPath };
+}
+
+async function until(rt: ProcessRuntime, id: string, what: string, pred: (s: RuntimeContainerStatus) => boolean): Promise<RuntimeContainerStatus> {
+  let last: RuntimeContainerStatus | undefined;
   return eventually(
-    () => {
-      const s = status(rt, uid, name);
-      return pred(s) ? s : undefined;
+    async () => {
+      last = await rt.containerStatus(id);
+      return last && pred(last) ? last : undefined;
     },
     WAIT_MS,
-    `${what} (last: ${JSON.stringify(rt.status(uid)?.containerStatuses)})`,
+    `${what} (last: ${JSON.stringify(last)})`,
   );
 }
 
-async function runPod(rt: ProcessRuntime, p: PodSandboxSpec): Promise<string> {
-  await rt.create(p);
-  await rt.start(p.uid);
-  return p.uid;
+const exited = (rt: ProcessRuntime, id: string) => until(rt, id, 'exited', (s) => s.state === 'exited');
+
+/** Waits for `marker` in a container's log. */
+function logged(path: string, marker: string): Promise<string> {
+  return eventually(
+    async () => {
+      const t = await readCriLog(path);
+      return t.includes(marker) ? t : undefined;
+    },
+    WAIT_MS,
+    `"${marker}" in ${path}`,
+  );
 }
 
-describe('env', () => {
-  test('values, configMapKeyRef, secretKeyRef, fieldRef and envFrom reach the process, and nothing of EdgeCore’s own env', async () => {
-    const lookup = lookupOf(
-      { 'default/app': { data: { mode: 'fast', level: '3', 'bad=key': 'x' } } },
-      { 'default/creds': { data: { password: b64('s3cr3t'), token: b64('tok') } } },
+/** True once a process is gone (or a zombie: it ended, its parent has not reaped it yet). */
+function gone(pid: number): boolean {
+  const s = procStat(pid);
+  return s === undefined || s.state === 'Z';
+}
+
+async function rejectsWith(p: Promise<unknown>, reason: string, message: RegExp): Promise<void> {
+  await assert.rejects(p, (err: unknown) => {
+    assert.ok(err instanceof RuntimeError, `a RuntimeError: ${String(err)}`);
+    assert.equal(err.code, ErrorCode.Runtime);
+    assert.equal(err.reason, reason);
+    assert.match(err.message, message);
+    return true;
+  });
+}
+
+describe('sandboxes', () => {
+  test('a sandbox is a 0700 directory with sandbox.json; listed; one per directory; stop and remove are idempotent', async () => {
+    const { rt, rootDir } = makeRuntime();
+    assert.equal(await rt.version(), 'process://ledge');
+    assert.deepEqual(await rt.listImages(), []);
+    await rt.ensureImage('anything:latest', 'Always');
+    const sb = await sandbox(rt, rootDir, 'uid-sb');
+    const dir = join(rootDir, 'uid-sb');
+    assert.equal(sb.state, 'ready');
+    assert.equal(sb.uid, 'uid-sb');
+    assert.match(sb.ip ?? '', /^\d+\.\d+\.\d+\.\d+$/);
+    assert.equal(statSync(dir).mode & 0o777, 0o700);
+    const rec = JSON.parse(readFileSync(join(dir, 'sandbox.json'), 'utf8')) as Record<string, unknown>;
+    assert.equal(rec.id, sb.id);
+    assert.equal(rec.uid, 'uid-sb');
+    assert.equal(statSync(join(dir, 'sandbox.json')).mode & 0o777, 0o600);
+    assert.deepEqual(
+      (await rt.listPodSandboxes()).map((s) => s.id),
+      [sb.id],
     );
-    const { rt } = makeRuntime({ lookup });
-    const p = pod([
-      {
-        name: 'c',
-        command: node('console.log("ENV=" + JSON.stringify(process.env))'),
-        envFrom: [{ configMapRef: { name: 'app' }, prefix: 'CM_' }, { secretRef: { name: 'creds' } }, { configMapRef: { name: 'absent', optional: true } }],
-        env: [
-          { name: 'PLAIN', value: 'v' },
-          { name: 'MODE', valueFrom: { configMapKeyRef: { name: 'app', key: 'mode' } } },
-          { name: 'PASS', valueFrom: { secretKeyRef: { name: 'creds', key: 'password' } } },
-          { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
-          { name: 'POD_NS', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
-          { name: 'POD_UID', valueFrom: { fieldRef: { fieldPath: 'metadata.uid' } } },
-          { name: 'NODE', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
-          { name: 'OPT', valueFrom: { configMapKeyRef: { name: 'app', key: 'nope', optional: true } } },
-          // env wins over envFrom
-          { name: 'token', value: 'overridden' },
-        ],
-      },
-    ]);
-    const uid = await runPod(rt, p);
-    await until(rt, uid, 'exit 0', (s) => s.state.terminated?.exitCode === 0);
-    const out = await eventually(async () => (await rt.logs(uid, 'c')).match(/^ENV=(.*)$/m)?.[1], WAIT_MS, 'env line in the log');
-    const env = JSON.parse(out) as Record<string, string>;
-    delete env.PATH;
-    assert.deepEqual(env, {
-      HOSTNAME: p.name,
-      CM_mode: 'fast',
-      CM_level: '3',
-      password: 's3cr3t',
-      token: 'overridden',
-      PLAIN: 'v',
-      MODE: 'fast',
-      PASS: 's3cr3t',
-      POD_NAME: p.name,
-      POD_NS: 'default',
-      POD_UID: p.uid,
-      NODE: 'edge-1',
+    assert.equal((await sandbox(rt, rootDir, 'uid-sb')).id, sb.id, 'the ready sandbox of the same pod is returned');
+    await rejectsWith(
+      rt.runPodSandbox({ uid: 'other', name: 'x', namespace: 'default', hostname: 'x', hostNetwork: true, ports: [], labels: {}, podDir: dir }),
+      'CreatePodSandboxError',
+      /holds the sandbox of pod uid uid-sb/,
+    );
+    await rt.stopPodSandbox(sb.id);
+    await rt.stopPodSandbox(sb.id);
+    assert.equal((await rt.listPodSandboxes())[0]?.state, 'notready');
+    const again = await sandbox(rt, rootDir, 'uid-sb');
+    assert.notEqual(again.id, sb.id, 'a stopped sandbox is replaced');
+    assert.deepEqual(
+      (await rt.listPodSandboxes()).map((s) => s.id),
+      [again.id],
+    );
+    await rt.removePodSandbox(again.id);
+    await rt.removePodSandbox(again.id);
+    await rt.removePodSandbox('no-such-sandbox');
+    assert.equal(existsSync(dir), false);
+    assert.deepEqual(await rt.listPodSandboxes(), []);
+  });
+
+  test('a new runtime on the same root finds the sandboxes and containers again', async () => {
+    const { rt, rootDir, logDir } = makeRuntime();
+    const sb = await sandbox(rt, rootDir);
+    const { id } = await run(rt, sb, config(logDir, ['/bin/sh', '-c', 'exit 5']));
+    await exited(rt, id);
+    writeFileSync(join(rootDir, 'garbage'), 'not a pod directory');
+    mkdirSync(join(rootDir, 'torn'));
+    writeFileSync(join(rootDir, 'torn', 'sandbox.json'), '{"id": "x", "ui');
+    const { log, warns } = capture();
+    const { rt: rt2 } = makeRuntime({ rootDir, log });
+    assert.deepEqual(
+      (await rt2.listPodSandboxes()).map((s) => [s.id, s.uid, s.state]),
+      [[sb.id, sb.uid, 'ready']],
+    );
+    const [c] = await rt2.listContainers(sb.id);
+    assert.equal(c?.id, id);
+    assert.equal(c?.state, 'exited');
+    assert.equal(c?.exitCode, 5, 'the recorded exit');
+    assert.equal(warns().length, 1, 'the torn record is reported once');
+    assert.match(String(warns()[0]?.msg), /torn.*sandbox\.json/);
+  });
+});
+
+describe('containers', () => {
+  test('no command: CreateContainerError saying what the process runtime needs', async () => {
+    const { rt, rootDir, logDir } = makeRuntime();
+    const sb = await sandbox(rt, rootDir);
+    await rejectsWith(
+      rt.createContainer(sb.id, config(logDir, undefined)),
+      'CreateContainerError',
+      /has no command: the process runtime runs command \+ args on the host and cannot use the image's entrypoint \(busybox:1\.36\); set command, or use runtimeClassName: container/,
+    );
+    await rejectsWith(rt.createContainer(sb.id, config(logDir, [])), 'CreateContainerError', /has no command/);
+    await rejectsWith(rt.createContainer('nope', config(logDir, ['true'])), 'CreateContainerError', /no sandbox nope/);
+    assert.deepEqual(await rt.listContainers(), []);
+  });
+
+  test('a command not on PATH, or a missing workingDir: RunContainerError, the container exited with StartError', async () => {
+    const { rt, rootDir, logDir } = makeRuntime();
+    const sb = await sandbox(rt, rootDir);
+    const id = await rt.createContainer(sb.id, config(logDir, ['no-such-command-ledge', 'x']));
+    await rejectsWith(rt.startContainer(id), 'RunContainerError', /cannot start no-such-command-ledge: no-such-command-ledge not found on PATH/);
+    const s = await rt.containerStatus(id);
+    assert.equal(s?.state, 'exited');
+    assert.equal(s?.reason, 'StartError');
+    assert.equal(s?.exitCode, 128);
+    await rejectsWith(rt.startContainer(id), 'RunContainerError', /is exited; only a created container can be started/);
+    const id2 = await rt.createContainer(sb.id, config(logDir, ['/bin/true'], { workingDir: join(rootDir, 'missing') }));
+    await rejectsWith(rt.startContainer(id2), 'RunContainerError', /workingDir .*missing does not exist/);
+    const plainFile = join(temp('ledge-noexec-'), 'script');
+    writeFileSync(plainFile, '#!/bin/sh\n', { mode: 0o644 });
+    const id3 = await rt.createContainer(sb.id, config(logDir, [plainFile]));
+    await rejectsWith(rt.startContainer(id3), 'RunContainerError', /not executable/);
+  });
+
+  test('a command that succeeds: running, then exited 0 Completed, stdout and stderr as CRI records, exactly the env given, the sandbox as cwd', async () => {
+    const { rt, rootDir, logDir, events } = makeRuntime();
+    const sb = await sandbox(rt, rootDir);
+    const script = "console.log(JSON.stringify({ env: process.env, cwd: process.cwd() })); console.error('to stderr'); process.stdout.write('no newline')";
+    const cfg = config(logDir, node(script), { env: { GREETING: 'hi there', EMPTY: '' } });
+    const id = await rt.createContainer(sb.id, cfg);
+    const created = await rt.containerStatus(id);
+    assert.equal(created?.state, 'created');
+    assert.equal(created?.containerID, `process://${id}`);
+    assert.equal(created?.imageID, '');
+    assert.equal(created?.image, 'busybox:1.36');
+    await rt.startContainer(id);
+    const s = await exited(rt, id);
+    assert.equal(s.exitCode, 0);
+    assert.equal(s.reason, 'Completed');
+    assert.ok(s.startedAt && s.finishedAt);
+    const recs = readFileSync(cfg.logPath, 'utf8')
+      .split('\n')
+      .slice(0, -1)
+      .map((l) => parseCriLine(l));
+    assert.ok(recs.every((r) => r !== undefined));
+    const out = recs.find((r) => r?.stream === 'stdout' && !r.partial);
+    const got = JSON.parse(out?.content.toString() ?? '{}') as { env: Record<string, string>; cwd: string };
+    assert.deepEqual(got.env, { GREETING: 'hi there', EMPTY: '' }, 'nothing of EdgeCore leaks into the env');
+    assert.equal(got.cwd, join(rootDir, sb.uid));
+    assert.ok(recs.some((r) => r?.stream === 'stderr' && !r.partial && r.content.toString() === 'to stderr'));
+    assert.ok(
+      recs.some((r) => r?.stream === 'stdout' && r.partial && r.content.toString() === 'no newline'),
+      'the unfinished last line as P at the exit',
+    );
+    assert.ok(
+      events.some((e) => e.containerId === id && e.sandboxId === sb.id && e.uid === sb.uid),
+      'events name the container',
+    );
+    const rec = JSON.parse(readFileSync(join(rootDir, sb.uid, 'containers', `${id}.json`), 'utf8')) as Record<string, unknown>;
+    assert.equal(rec.state, 'exited');
+    assert.equal(JSON.stringify(rec).includes('hi there'), false, 'env values are not persisted');
+  });
+
+  test('the whole output is in the log once the container is reported exited (the pipes are drained first)', async () => {
+    const { rt, rootDir, logDir } = makeRuntime();
+    const sb = await sandbox(rt, rootDir);
+    // Far more than a pipe holds: the process exits while the end of its output is still in the pipe.
+    const { id, log } = await run(
+      rt,
+      sb,
+      config(logDir, node("let s = ''; for (let i = 0; i < 20000; i++) s += 'line ' + i + ' ' + 'y'.repeat(40) + '\\n'; process.stdout.write(s);")),
+    );
+    await exited(rt, id);
+    const text = await readCriLog(log);
+    assert.ok(text.endsWith(`line 19999 ${'y'.repeat(40)}\n`), `the last line is there: ${JSON.stringify(text.slice(-80))}`);
+    assert.equal(text.split('\n').length - 1, 20000);
+  });
+
+  test('output a process that left the group writes after the main exit is still read (bounded by exitDrainMs) before the exit is reported', async () => {
+    const { rt, rootDir, logDir } = makeRuntime({ exitDrainMs: WAIT_MS });
+    const sb = await sandbox(rt, rootDir);
+    // A grandchild in its own session (out of reach of the group kill) holds stdout and writes once the main process is gone.
+    const late = "setTimeout(() => console.log('late line'), 200)";
+    const main = `require('node:child_process').spawn(process.execPath, ['-e', ${JSON.stringify(late)}], { detached: true, stdio: ['ignore', 'inherit', 'inherit'] }).unref(); console.log('main done')`;
+    const { id, log } = await run(rt, sb, config(logDir, node(main)));
+    const s = await exited(rt, id);
+    assert.equal(s.exitCode, 0);
+    assert.equal(await readCriLog(log), 'main done\nlate line\n');
+  });
+
+  test('exit 3: exited, Error, exit code 3', async () => {
+    const { rt, rootDir, logDir } = makeRuntime();
+    const sb = await sandbox(rt, rootDir);
+    const { id } = await run(rt, sb, config(logDir, ['/bin/sh', '-c', 'exit 3']));
+    const s = await exited(rt, id);
+    assert.equal(s.exitCode, 3);
+    assert.equal(s.reason, 'Error');
+  });
+
+  test('the exit is an event (no polling needed)', async () => {
+    const { rt, rootDir, logDir } = makeRuntime();
+    const sb = await sandbox(rt, rootDir);
+    const id = await rt.createContainer(sb.id, config(logDir, ['/bin/sh', '-c', 'exit 0']));
+    const exitSeen = new Promise<void>((ok) => {
+      const off = rt.onEvent((e) => {
+        if (e.containerId !== id) return;
+        void rt.containerStatus(id).then((s) => {
+          if (s?.state === 'exited') {
+            off();
+            ok();
+          }
+        });
+      });
     });
+    await rt.startContainer(id);
+    await within(exitSeen, WAIT_MS, 'the exit event');
   });
 
-  test('a missing key waits with CreateContainerConfigError naming it, and starts once the configmap has it', async () => {
-    const cms: Record<string, KeyValueObject> = { 'default/app': { data: {} } };
-    const { rt } = makeRuntime({ lookup: lookupOf(cms) });
-    const uid = await runPod(
+  test('stop: a process that traps SIGTERM exits within the grace; one that ignores it is SIGKILLed after the grace (137); grace 0 is SIGKILL at once', async () => {
+    const { rt, rootDir, logDir } = makeRuntime();
+    const sb = await sandbox(rt, rootDir);
+    const trap = await run(
       rt,
-      pod([{ name: 'c', command: node('console.log(process.env.MODE)'), env: [{ name: 'MODE', valueFrom: { configMapKeyRef: { name: 'app', key: 'mode' } } }] }]),
+      sb,
+      config(logDir, node("process.on('SIGTERM', () => { console.log('got TERM'); process.exit(0); }); console.log('ready'); setInterval(() => {}, 1000);")),
     );
-    const s = await until(rt, uid, 'CreateContainerConfigError', (x) => x.state.waiting?.reason === 'CreateContainerConfigError');
-    assert.match(s.state.waiting?.message ?? '', /couldn't find key mode in ConfigMap default\/app/);
-    assert.equal(s.restartCount, 0);
-    cms['default/app'] = { data: { mode: 'late' } };
-    await until(rt, uid, 'exit 0 after the key appeared', (x) => x.state.terminated?.exitCode === 0);
-    await eventually(async () => (await rt.logs(uid, 'c')).includes('late'), WAIT_MS, 'value in the log');
+    const ignore = await run(rt, sb, config(logDir, node("process.on('SIGTERM', () => console.log('ignored TERM')); console.log('ready'); setInterval(() => {}, 1000);")));
+    const kill = await run(rt, sb, config(logDir, node("process.on('SIGTERM', () => console.log('ignored TERM')); console.log('ready'); setInterval(() => {}, 1000);")));
+    for (const c of [trap, ignore, kill]) await logged(c.log, 'ready');
+    assert.equal((await rt.containerStatus(trap.id))?.state, 'running');
+
+    await within(rt.stopContainer(trap.id, 30), WAIT_MS, 'graceful stop');
+    const t = await rt.containerStatus(trap.id);
+    assert.equal(t?.state, 'exited', 'resolved once exited');
+    assert.equal(t?.exitCode, 0);
+    assert.equal(t?.reason, 'Completed');
+    assert.match(await readCriLog(trap.log), /got TERM/);
+
+    await within(rt.stopContainer(ignore.id, 0.3), WAIT_MS, 'stop after the grace');
+    const i = await rt.containerStatus(ignore.id);
+    assert.equal(i?.exitCode, 137);
+    assert.equal(i?.reason, 'Error');
+    assert.match(await readCriLog(ignore.log), /ignored TERM/, 'SIGTERM came first');
+
+    await within(rt.stopContainer(kill.id, 0), WAIT_MS, 'stop with grace 0');
+    assert.equal((await rt.containerStatus(kill.id))?.exitCode, 137);
+    assert.doesNotMatch(await readCriLog(kill.log), /ignored TERM/, 'no SIGTERM with grace 0');
+
+    // idempotent
+    await within(rt.stopContainer(ignore.id, 0), WAIT_MS, 'stop again');
+    await rt.stopContainer('no-such-container', 0);
   });
 
-  test('resolveEnv: a missing configmap, a missing secret and an unsupported fieldPath are clear errors', () => {
-    const p = pod([]);
-    const lookup = lookupOf();
-    assert.throws(() => resolveEnv(p, { name: 'c', env: [{ name: 'A', valueFrom: { configMapKeyRef: { name: 'cm', key: 'k' } } }] }, lookup), /configmap "cm" not found \(env A\)/);
-    assert.throws(() => resolveEnv(p, { name: 'c', envFrom: [{ secretRef: { name: 's' } }] }, lookup), /secret "s" not found \(envFrom of container c\)/);
-    assert.throws(() => resolveEnv(p, { name: 'c', env: [{ name: 'IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } }] }, lookup), /unsupported fieldPath status\.podIP/);
+  test("stop reaches the container's whole process group; an exit of the main process ends the rest of the group", async () => {
+    const { rt, rootDir, logDir } = makeRuntime();
+    const sb = await sandbox(rt, rootDir);
+    const c = await run(rt, sb, config(logDir, ['/bin/sh', '-c', 'sleep 1000 & echo "child $!"; wait']));
+    const pid = Number(/child (\d+)/.exec(await logged(c.log, 'child '))?.[1]);
+    assert.ok(pid > 0 && !gone(pid));
+    await within(rt.stopContainer(c.id, 0.2), WAIT_MS, 'stop');
+    await eventually(() => gone(pid), WAIT_MS, `the child ${pid} is killed too`);
+
+    const d = await run(rt, sb, config(logDir, ['/bin/sh', '-c', 'sleep 1000 & echo "child $!"']));
+    const pid2 = Number(/child (\d+)/.exec(await logged(d.log, 'child '))?.[1]);
+    assert.ok(pid2 > 0);
+    const s = await exited(rt, d.id);
+    assert.equal(s.exitCode, 0);
+    await eventually(() => gone(pid2), WAIT_MS, `the background child ${pid2} ends with the main process`);
+  });
+
+  test('removeContainer kills a running one and drops its record but keeps its log; removePodSandbox removes the pod directory', async () => {
+    const { rt, rootDir, logDir, events } = makeRuntime();
+    const sb = await sandbox(rt, rootDir);
+    const c = await run(rt, sb, config(logDir, ['/bin/sh', '-c', 'echo up; exec sleep 1000']));
+    await logged(c.log, 'up');
+    const pid = JSON.parse(readFileSync(join(rootDir, sb.uid, 'containers', `${c.id}.json`), 'utf8')).pid as number;
+    await within(rt.removeContainer(c.id), WAIT_MS, 'remove');
+    assert.ok(gone(pid) || (await eventually(() => gone(pid), WAIT_MS, 'killed')));
+    assert.equal(await rt.containerStatus(c.id), undefined);
+    assert.equal(existsSync(join(rootDir, sb.uid, 'containers', `${c.id}.json`)), false);
+    assert.equal(existsSync(c.log), true, 'Edged owns the logs');
+    await rt.removeContainer(c.id);
+
+    const d = await run(rt, sb, config(logDir, ['/bin/sh', '-c', 'echo up; exec sleep 1000']));
+    await logged(d.log, 'up');
+    await within(rt.removePodSandbox(sb.id), WAIT_MS, 'remove sandbox');
+    assert.equal(existsSync(join(rootDir, sb.uid)), false);
+    assert.deepEqual(await rt.listContainers(), []);
+    assert.ok(events.some((e) => e.containerId === d.id));
+  });
+
+  test('stopPodSandbox SIGKILLs what still runs in it', async () => {
+    const { rt, rootDir, logDir } = makeRuntime();
+    const sb = await sandbox(rt, rootDir);
+    const c = await run(rt, sb, config(logDir, node("process.on('SIGTERM', () => {}); console.log('ready'); setInterval(() => {}, 1000);")));
+    await logged(c.log, 'ready');
+    await within(rt.stopPodSandbox(sb.id), WAIT_MS, 'stop sandbox');
+    assert.equal((await rt.containerStatus(c.id))?.exitCode, 137);
+    assert.equal((await rt.listPodSandboxes())[0]?.state, 'notready');
+    await rejectsWith(rt.createContainer(sb.id, config(logDir, ['true'])), 'CreateContainerError', /is stopped/);
   });
 });
 
-describe('containers that cannot run', () => {
-  test('no command: waiting ContainerCommandMissing, saying the process runtime needs command', async () => {
-    const { rt } = makeRuntime();
-    const uid = await runPod(rt, pod([{ name: 'c', image: 'nginx:1.27' }]));
-    const s = await until(rt, uid, 'ContainerCommandMissing', (x) => x.state.waiting?.reason === 'ContainerCommandMissing');
-    assert.match(s.state.waiting?.message ?? '', /process runtime.*command/);
-    assert.equal(s.image, 'nginx:1.27');
-    assert.equal(s.ready, false);
-  });
+describe('exec', () => {
+  test("runs in the container's env and working directory, returns output and exit code; killed at its timeout", async () => {
+    const { rt, rootDir, logDir } = makeRuntime({ execMaxOutputBytes: 1000 });
+    const sb = await sandbox(rt, rootDir);
+    const work = temp('ledge-work-');
+    const c = await run(rt, sb, config(logDir, ['/bin/sh', '-c', 'echo up; exec sleep 1000'], { env: { PATH: process.env.PATH ?? '/bin', FOO: 'bar' }, workingDir: work }));
+    await logged(c.log, 'up');
+    const r = await within(rt.exec(c.id, ['/bin/sh', '-c', 'echo "$FOO"; pwd; echo oops >&2; exit 4'], { timeoutMs: WAIT_MS }), WAIT_MS, 'exec');
+    assert.deepEqual(r, { exitCode: 4, stdout: `bar\n${work}\n`, stderr: 'oops\n', timedOut: false });
 
-  test('a command not on PATH: waiting RunContainerError with the spawn error', async () => {
-    const { rt } = makeRuntime();
-    const uid = await runPod(rt, pod([{ name: 'c', command: ['ledge-no-such-command-xyz'] }]));
-    const s = await until(rt, uid, 'RunContainerError', (x) => x.state.waiting?.reason === 'RunContainerError');
-    assert.match(s.state.waiting?.message ?? '', /ledge-no-such-command-xyz.*ENOENT/);
-  });
+    const t = await within(rt.exec(c.id, ['/bin/sh', '-c', 'sleep 1000 & echo "child $!"; wait'], { timeoutMs: 300 }), WAIT_MS, 'exec with a timeout');
+    assert.equal(t.timedOut, true);
+    assert.equal(t.exitCode, 137);
+    const child = Number(/child (\d+)/.exec(t.stdout)?.[1]);
+    assert.ok(child > 0, t.stdout);
+    await eventually(() => gone(child), WAIT_MS, "the exec's own children are killed at the timeout");
 
-  test('the command is looked up on PATH (no shell)', async () => {
-    const { rt } = makeRuntime({ path: dirname(process.execPath) });
-    const uid = await runPod(rt, pod([{ name: 'c', command: ['node', '-e'], args: ['console.log("via-path", process.argv.length)'] }]));
-    await until(rt, uid, 'exit 0', (s) => s.state.terminated?.exitCode === 0);
-    await eventually(async () => (await rt.logs(uid, 'c')).includes('via-path 1'), WAIT_MS, 'output');
-  });
+    const big = await within(rt.exec(c.id, node("process.stdout.write('x'.repeat(5000))"), { timeoutMs: WAIT_MS }), WAIT_MS, 'exec with much output');
+    assert.equal(big.exitCode, 0);
+    assert.ok(big.stdout.startsWith('x'.repeat(1000)));
+    assert.match(big.stdout, /^x{1000}\n\[output truncated: 4000 more bytes dropped\]\n$/);
 
-  test('a pod the runtime cannot hold is refused with PodSpecError', async () => {
-    const { rt } = makeRuntime();
-    await assert.rejects(rt.create(pod([])), { code: ErrorCode.PodSpec });
-    await assert.rejects(rt.create(pod([{ name: 'c' }, { name: 'c' }])), { code: ErrorCode.PodSpec, message: /duplicate container name c/ });
-    const p = pod([{ name: 'c', command: node('') }]);
-    await rt.create(p);
-    await assert.rejects(rt.create(p), { code: ErrorCode.PodSpec, message: /already exists/ });
-    await assert.rejects(rt.start('uid-unknown'), { code: ErrorCode.PodSpec });
+    const nf = await within(rt.exec(c.id, ['no-such-command-ledge'], { timeoutMs: WAIT_MS }), WAIT_MS, 'exec of a missing command');
+    assert.equal(nf.exitCode, 127);
+    assert.match(nf.stderr, /not found on PATH/);
+
+    await within(rt.stopContainer(c.id, 0), WAIT_MS, 'stop');
+    await rejectsWith(rt.exec(c.id, ['/bin/true'], { timeoutMs: 1000 }), 'RunContainerError', /is not running \(exited\)/);
+    await rejectsWith(rt.exec('nope', ['/bin/true'], { timeoutMs: 1000 }), 'RunContainerError', /no container nope/);
   });
 });
 
-describe('exit codes and restart policy', () => {
-  test('Never: exit 3 is terminated Error with exitCode 3, exit 0 is Completed; neither restarts', async () => {
-    const { rt } = makeRuntime();
-    const uid = await runPod(
-      rt,
-      pod([
-        { name: 'c', command: node('process.exit(3)') },
-        { name: 'ok', command: node('') },
-      ]),
+describe('EdgeCore restarts', () => {
+  test('a container still running from the previous runtime is killed and reported exited: stopped when EdgeCore restarted', async () => {
+    const { rt, rootDir, logDir } = makeRuntime();
+    const sb = await sandbox(rt, rootDir);
+    const c = await run(rt, sb, config(logDir, ['/bin/sh', '-c', 'sleep 1000 & echo "child $!"; wait']));
+    const child = Number(/child (\d+)/.exec(await logged(c.log, 'child '))?.[1]);
+    const pid = JSON.parse(readFileSync(join(rootDir, sb.uid, 'containers', `${c.id}.json`), 'utf8')).pid as number;
+    assert.ok(!gone(pid) && !gone(child));
+    // The old runtime is dropped as it is (EdgeCore killed with -9): a new one on the same root.
+    const { rt: rt2, events } = makeRuntime({ rootDir });
+    const [s] = await rt2.listContainers();
+    assert.equal(s?.id, c.id);
+    assert.equal(s?.state, 'exited');
+    assert.equal(s?.exitCode, 137);
+    assert.equal(s?.reason, 'Error');
+    assert.equal(s?.message, 'stopped when EdgeCore restarted');
+    assert.ok(gone(pid), 'killed before the first answer');
+    await eventually(() => gone(child), WAIT_MS, 'its process group too');
+    assert.ok(events.some((e) => e.containerId === c.id));
+    assert.deepEqual(
+      (await rt2.listPodSandboxes()).map((x) => x.id),
+      [sb.id],
     );
-    const failed = await until(rt, uid, 'exit 3', (s) => s.state.terminated !== undefined);
-    assert.equal(failed.state.terminated?.exitCode, 3);
-    assert.equal(failed.state.terminated?.reason, 'Error');
-    assert.ok(failed.state.terminated?.startedAt && failed.state.terminated.finishedAt);
-    assert.equal(failed.restartCount, 0);
-    const ok = await until(rt, uid, 'exit 0', (s) => s.state.terminated !== undefined, 'ok');
-    assert.equal(ok.state.terminated?.reason, 'Completed');
-    assert.equal(ok.state.terminated?.exitCode, 0);
   });
 
-  test('OnFailure: exit 0 stays Completed, exit 1 restarts with CrashLoopBackOff and lastState', async () => {
-    const { rt, history } = makeRuntime();
-    const uid = await runPod(
-      rt,
-      pod(
-        [
-          { name: 'c', command: node('process.exit(1)') },
-          { name: 'ok', command: node('') },
-        ],
-        { restartPolicy: 'OnFailure' },
-      ),
-    );
-    const s = await until(rt, uid, 'restartCount 2', (x) => x.restartCount >= 2);
-    assert.equal(s.lastState.terminated?.exitCode, 1);
-    const ok = await until(rt, uid, 'ok completed', (x) => x.state.terminated !== undefined, 'ok');
-    assert.equal(ok.state.terminated?.reason, 'Completed');
-    assert.equal(ok.restartCount, 0);
-    const waits = (history.get(uid) ?? []).map((l) => l.find((c) => c.name === 'c')?.state.waiting?.reason).filter(Boolean);
-    assert.ok(waits.includes('CrashLoopBackOff'), `CrashLoopBackOff seen: ${waits.join(',')}`);
+  test('close() leaves the processes running; the next runtime kills them', async () => {
+    const { rt, rootDir, logDir } = makeRuntime();
+    const sb = await sandbox(rt, rootDir);
+    const c = await run(rt, sb, config(logDir, ['/bin/sh', '-c', 'echo up; exec sleep 1000']));
+    await logged(c.log, 'up');
+    const pid = JSON.parse(readFileSync(join(rootDir, sb.uid, 'containers', `${c.id}.json`), 'utf8')).pid as number;
+    await rt.close();
+    assert.equal(gone(pid), false, 'still running after close');
+    const { rt: rt2 } = makeRuntime({ rootDir });
+    assert.equal((await rt2.containerStatus(c.id))?.message, 'stopped when EdgeCore restarted');
+    await eventually(() => gone(pid), WAIT_MS, 'killed by the next runtime');
   });
 
-  test('Always: a container that exits is restarted with doubling delays up to the cap', async () => {
-    const { rt, history } = makeRuntime({ backoffBaseMs: 50, backoffMaxMs: 200 });
-    const uid = await runPod(rt, pod([{ name: 'c', command: node('') }], { restartPolicy: 'Always' }));
-    await until(rt, uid, 'restartCount 4', (x) => x.restartCount >= 4);
-    await within(rt.stop(uid, { gracePeriodSeconds: 0 }), WAIT_MS, 'stop');
-    const messages = (history.get(uid) ?? [])
-      .map((l) => l[0]?.state.waiting)
-      .filter((w) => w?.reason === 'CrashLoopBackOff')
-      .map((w) => w?.message?.match(/back-off (\S+)/)?.[1]);
-    assert.deepEqual(messages.slice(0, 4), ['0.05s', '0.1s', '0.2s', '0.2s']);
+  test('a recorded pid the kernel gave to another process (other start time) is left alone', async () => {
+    const { rt, rootDir, logDir } = makeRuntime();
+    const sb = await sandbox(rt, rootDir);
+    const { id } = await run(rt, sb, config(logDir, ['/bin/sh', '-c', 'exit 0']));
+    await exited(rt, id);
+    // An unrelated process that answers pings, recorded as if it were the container's.
+    const other = spawn(process.execPath, ['-e', "process.stdin.on('data', () => process.stdout.write('pong\\n'))"], { stdio: ['pipe', 'pipe', 'ignore'] });
+    const otherPid = other.pid;
+    assert.ok(otherPid !== undefined);
+    strays.push(otherPid);
+    const otherExit = new Promise<string>((ok) => other.once('exit', (code, signal) => ok(`exited ${code} ${signal}`)));
+    const lines = createInterface({ input: other.stdout });
+    const ping = () =>
+      new Promise<string>((ok) => {
+        lines.once('line', ok);
+        other.stdin.write('ping\n');
+      });
+    assert.equal(await within(Promise.race([ping(), otherExit]), WAIT_MS, 'first pong'), 'pong');
+    const start = await eventually(() => procStat(otherPid)?.startTime, WAIT_MS, 'its start time');
+    const file = join(rootDir, sb.uid, 'containers', `${id}.json`);
+    const rec = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    writeFileSync(file, JSON.stringify({ ...rec, state: 'running', exitCode: undefined, reason: undefined, pid: otherPid, pidStartTime: String(Number(start) + 1) }));
+
+    const { rt: rt2 } = makeRuntime({ rootDir });
+    const s = await rt2.containerStatus(id);
+    assert.equal(s?.state, 'exited');
+    assert.equal(s?.exitCode, 137);
+    assert.match(s?.message ?? '', /ended while EdgeCore was not running/);
+    assert.equal(await within(Promise.race([ping(), otherExit]), WAIT_MS, 'pong after the recovery'), 'pong', 'the unrelated process was not killed');
+    other.kill('SIGKILL');
+    await within(otherExit, WAIT_MS, 'the unrelated process to end');
+  });
+
+  test('a container created but not started before the restart cannot be started (its env was not kept)', async () => {
+    const { rt, rootDir, logDir } = makeRuntime();
+    const sb = await sandbox(rt, rootDir);
+    const id = await rt.createContainer(sb.id, config(logDir, ['/bin/true']));
+    const { rt: rt2 } = makeRuntime({ rootDir });
+    assert.equal((await rt2.containerStatus(id))?.state, 'created');
+    await rejectsWith(rt2.startContainer(id), 'RunContainerError', /created before EdgeCore restarted/);
   });
 });
 
-describe('graceful stop', () => {
-  test('a process that handles SIGTERM exits with its own code within the grace period', async () => {
-    const { rt } = makeRuntime();
-    const uid = await runPod(
-      rt,
-      pod([{ name: 'c', command: node('process.on("SIGTERM",()=>{console.log("got-term");process.exit(0)});console.log("up");setInterval(()=>{},1000)') }], {
-        restartPolicy: 'Always',
-      }),
-    );
-    await eventually(async () => (await rt.logs(uid, 'c')).includes('up'), WAIT_MS, 'handler installed');
-    assert.ok(status(rt, uid).state.running);
-    await within(rt.stop(uid, { gracePeriodSeconds: 30 }), WAIT_MS, 'stop after SIGTERM');
-    const s = status(rt, uid);
-    assert.equal(s.state.terminated?.exitCode, 0);
-    assert.equal(s.restartCount, 0, 'not restarted after stop');
-    await eventually(async () => (await rt.logs(uid, 'c')).includes('got-term'), WAIT_MS, 'SIGTERM seen');
-  });
+describe('limits', () => {
+  function fakeCgroupRoot(): string {
+    const root = temp('ledge-cgfs-');
+    writeFileSync(join(root, 'cgroup.controllers'), 'cpu io memory pids\n');
+    writeFileSync(join(root, 'cgroup.subtree_control'), '');
+    return root;
+  }
 
-  test('a process that ignores SIGTERM gets it, then SIGKILL after the grace period (137)', async () => {
-    const { rt } = makeRuntime();
-    const uid = await runPod(
-      rt,
-      pod([{ name: 'c', command: node('process.on("SIGTERM",()=>console.log("ignored-term"));console.log("up");setInterval(()=>{},1000)') }], {
-        restartPolicy: 'Always',
-        terminationGracePeriodSeconds: 0.3,
-      }),
-    );
-    await eventually(async () => (await rt.logs(uid, 'c')).includes('up'), WAIT_MS, 'handler installed');
-    await within(rt.stop(uid), WAIT_MS, 'stop with SIGKILL after the grace period');
-    const s = status(rt, uid);
-    assert.equal(s.state.terminated?.exitCode, 137);
-    assert.equal(s.state.terminated?.signal, 9);
-    assert.equal(s.restartCount, 0);
-    await eventually(async () => (await rt.logs(uid, 'c')).includes('ignored-term'), WAIT_MS, 'SIGTERM sent first');
-  });
-  test('stop signals the whole process group: what the command started ends too', async () => {
-    const { rt } = makeRuntime();
-    const script = `const c=require("child_process").spawn(process.execPath,["-e","setInterval(()=>{},1000)"],{stdio:"ignore"});console.log("grandchild="+c.pid);setInterval(()=>{},1000)`;
-    const uid = await runPod(rt, pod([{ name: 'c', command: node(script) }], { restartPolicy: 'Always' }));
-    const pid = Number(await eventually(async () => (await rt.logs(uid, 'c')).match(/grandchild=(\d+)/)?.[1], WAIT_MS, 'grandchild pid'));
-    const alive = () => {
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    };
-    try {
-      assert.ok(alive());
-      await within(rt.stop(uid, { gracePeriodSeconds: 5 }), WAIT_MS, 'stop');
-      await eventually(() => !alive(), WAIT_MS, 'grandchild ended by the group SIGTERM');
-    } finally {
-      if (alive()) process.kill(pid, 'SIGKILL');
-    }
-  });
-});
-
-describe('logs', () => {
-  test('stdout and stderr are both captured', async () => {
-    const { rt } = makeRuntime();
-    const uid = await runPod(rt, pod([{ name: 'c', command: node('console.log("to-out");console.error("to-err")') }]));
-    await until(rt, uid, 'exit', (s) => s.state.terminated !== undefined);
-    await eventually(
-      async () => {
-        const l = await rt.logs(uid, 'c');
-        return l.includes('to-out') && l.includes('to-err');
-      },
-      WAIT_MS,
-      'both streams',
+  test('with a (fake) cgroup v2 hierarchy: memory.max and cpu.max written, the pid moved in, OOMKilled from memory.events, removed with the container', async () => {
+    const cgroupRoot = fakeCgroupRoot();
+    const { rt, rootDir, logDir } = makeRuntime({ cgroupRoot, cgroupSelfPath: '/' });
+    const sb = await sandbox(rt, rootDir);
+    const cfg = config(logDir, ['/bin/sh', '-c', 'echo up; exec sleep 1000'], { resources: { memoryBytes: 64 * 1024 * 1024, cpuMillis: 500 } });
+    const id = await rt.createContainer(sb.id, cfg);
+    const dir = join(cgroupRoot, 'ledge', `pod${sb.uid}`, id);
+    assert.equal(readFileSync(join(dir, 'memory.max'), 'utf8'), String(64 * 1024 * 1024));
+    assert.equal(readFileSync(join(dir, 'cpu.max'), 'utf8'), '50000 100000');
+    writeFileSync(join(dir, 'cgroup.kill'), '');
+    await rt.startContainer(id);
+    await logged(cfg.logPath, 'up');
+    const pid = JSON.parse(readFileSync(join(rootDir, sb.uid, 'containers', `${id}.json`), 'utf8')).pid as number;
+    assert.equal(readFileSync(join(dir, 'cgroup.procs'), 'utf8'), String(pid));
+    assert.equal((await rt.containerStatus(id))?.message, undefined);
+    writeFileSync(join(dir, 'memory.events'), 'low 0\nhigh 0\nmax 1\noom 1\noom_kill 1\n');
+    await within(rt.stopContainer(id, 0), WAIT_MS, 'stop');
+    const s = await rt.containerStatus(id);
+    assert.equal(s?.reason, 'OOMKilled');
+    assert.equal(s?.exitCode, 137);
+    assert.equal(readFileSync(join(dir, 'cgroup.kill'), 'utf8'), '1', 'SIGKILL empties the cgroup too');
+    await rt.removeContainer(id);
+    assert.equal(existsSync(dir), false);
+    await rt.removePodSandbox(sb.id);
+    assert.deepEqual(
+      readdirSync(join(cgroupRoot, 'ledge'), { withFileTypes: true }).filter((e) => e.isDirectory()),
+      [],
+      "the pod's cgroup is gone",
     );
   });
 
-  test('a log is bounded: whatever the pipe’s chunking, at most two files of logMaxBytes, the newest output kept', async () => {
-    const { rt } = makeRuntime({ logMaxBytes: 1000 });
-    // 100 lines of 100 bytes in 10 batches, then END: ten times the bound.
-    const script =
-      'let i=0;const t=setInterval(()=>{for(let j=0;j<10;j++)process.stdout.write(String(i++).padStart(99,"x")+"\\n");if(i>=100){clearInterval(t);process.stdout.write("END\\n")}},5)';
-    const uid = await runPod(rt, pod([{ name: 'c', command: node(script) }]));
-    await until(rt, uid, 'exit', (s) => s.state.terminated !== undefined);
-    const path = rt.logPath(uid, 'c');
-    assert.ok(path);
-    const logs = await eventually(
-      async () => {
-        const l = await rt.logs(uid, 'c');
-        return l.endsWith('END\n') ? l : undefined;
-      },
-      WAIT_MS,
-      'END in the log',
-    );
-    assert.ok(!existsSync(`${path}.2`));
-    assert.ok(statSync(path).size <= 1000, `current ${statSync(path).size}`);
-    if (existsSync(`${path}.1`)) assert.ok(statSync(`${path}.1`).size <= 1000, `rotated ${statSync(`${path}.1`).size}`);
-    assert.ok(logs.length <= 2000);
-    assert.ok(!logs.includes(`${'0'.padStart(99, 'x')}\n`), 'the oldest output is gone');
-    assert.equal((await rt.logs(uid, 'c', { limitBytes: 4 })).length, 4);
-  });
-
-  test('LogFile: rotates once past the bound, keeps one old file, keeps the tail of an oversized chunk', () => {
-    const dir = tempDir('ledge-edged-log-');
-    dirs.push(dir);
-    const path = join(dir.path, 'c.log');
-    const f = new LogFile(path, 10);
-    f.write(Buffer.from('aaaaaa'));
-    f.write(Buffer.from('bbbb'));
-    assert.equal(readFileSync(path, 'utf8'), 'aaaaaabbbb');
-    assert.equal(existsSync(`${path}.1`), false);
-    f.write(Buffer.from('cc'));
-    assert.equal(readFileSync(`${path}.1`, 'utf8'), 'aaaaaabbbb');
-    assert.equal(readFileSync(path, 'utf8'), 'cc');
-    f.write(Buffer.from('0123456789XYZ'));
-    assert.equal(readFileSync(`${path}.1`, 'utf8'), 'cc', 'only one old file: the previous one replaced');
-    assert.equal(readFileSync(path, 'utf8'), '3456789XYZ');
-    assert.equal(existsSync(`${path}.2`), false);
-    f.close();
-  });
-
-  test('remove deletes the pod’s directories and logs', async () => {
-    const { rt } = makeRuntime();
-    const uid = await runPod(rt, pod([{ name: 'c', command: node('console.log("x")') }]));
-    await until(rt, uid, 'exit', (s) => s.state.terminated !== undefined);
-    const path = rt.logPath(uid, 'c');
-    assert.ok(path);
-    await eventually(() => existsSync(path), WAIT_MS, 'log file');
-    await rt.remove(uid);
-    assert.equal(rt.status(uid), undefined);
-    assert.equal(existsSync(dirname(path)), false);
-    assert.deepEqual(rt.list(), []);
+  test('without usable cgroups: the containers that ask for limits say "limits not enforced: <reason>", the log says it once', async () => {
+    const { log, warns } = capture();
+    const { rt, rootDir, logDir } = makeRuntime({ log });
+    const sb = await sandbox(rt, rootDir);
+    const plain = await rt.createContainer(sb.id, config(logDir, ['/bin/true']));
+    const a = await rt.createContainer(sb.id, config(logDir, ['/bin/sh', '-c', 'exit 0'], { resources: { memoryBytes: 1 << 26 } }));
+    const b = await rt.createContainer(sb.id, config(logDir, ['/bin/true'], { resources: { cpuMillis: 100 } }));
+    assert.equal((await rt.containerStatus(plain))?.message, undefined);
+    assert.match((await rt.containerStatus(a))?.message ?? '', /^limits not enforced: no cgroup v2 hierarchy at /);
+    assert.match((await rt.containerStatus(b))?.message ?? '', /^limits not enforced: /);
+    await rt.startContainer(a);
+    const s = await exited(rt, a);
+    assert.equal(s.reason, 'Completed');
+    assert.match(s.message ?? '', /^limits not enforced: /, 'kept in the exited status');
+    assert.equal(warns().filter((w) => /not enforced/.test(String(w.msg))).length, 1);
   });
 });

@@ -3,7 +3,7 @@
  * loopback port (data in a temp directory), and client-node configured for it over HTTPS.
  */
 import { before, after } from 'node:test';
-import { startApiServer, type ApiServerHandle } from '../../apiserver/index.js';
+import { startApiServer, type ApiServerHandle, type ApiServerOptions } from '../../apiserver/index.js';
 import { createLogger } from '../../shared/log/index.js';
 import { loadKube, loadKubeConfig, type k8s } from '../../cloud/kube/index.js';
 import { tempDir } from './files.js';
@@ -18,7 +18,7 @@ export interface LocalControlPlane {
  * Registers the calling file's `before` (start) and `after` (close, remove the data) hooks;
  * the fields are readable once `before` ran, i.e. inside the tests.
  */
-export function useLocalControlPlane(dirPrefix: string, options: { nodeLeaseTimeoutMs?: number } = {}): LocalControlPlane {
+export function useLocalControlPlane(dirPrefix: string, options: Partial<Omit<ApiServerOptions, 'dataDir' | 'port' | 'log'>> = {}): LocalControlPlane {
   const dir = tempDir(dirPrefix);
   let state: LocalControlPlane | undefined;
   before(async () => {

@@ -12,6 +12,7 @@ import { startTestCloud, ThinEdge, type TestCloud } from '../helpers/cloud.js';
 import { eventually, repoRoot, startEdge, type Proc } from '../helpers/process.js';
 import { tempDir } from '../helpers/files.js';
 import { newMessage } from '../../shared/protocol/index.js';
+import { readRecords } from '../../shared/wal/index.js';
 
 const tls = (f: string) => join(repoRoot, 'test/fixtures/tls', f);
 const clouds: TestCloud[] = [];
@@ -155,7 +156,8 @@ describe('sessions', () => {
       ];
       const first = startEdge(args, {}, 'offline-1');
       procs.push(first);
-      await eventually(() => readFileSync(join(d.path, 'outbox.log')).length > 2000, 10_000, 'reports queued offline');
+      // Counted in records, not bytes: a report is ~1.5 KiB since it carries the full NodeStatus.
+      await eventually(() => readRecords(readFileSync(join(d.path, 'outbox.log'))).records.length >= 8, 10_000, 'reports queued offline');
       await first.kill9();
       const c = await cloud({ port });
       const second = startEdge(args, {}, 'offline-2');

@@ -76,8 +76,34 @@ export type EdgeChecks = [
   Expect<Equal<EdgeConfig['cloud'], string[]>>,
   Expect<Equal<EdgeConfig['nodeName'], string>>,
   Expect<Equal<EdgeConfig['jit'], boolean>>,
-  Expect<Equal<EdgeConfig['nodeStatus'], { intervalMs: number }>>,
-  Expect<Equal<EdgeConfig['meta'], { compactAfter: number; compactMinBytes: number; compactRatio: number }>>,
+  Expect<
+    Equal<
+      EdgeConfig['nodeStatus'],
+      {
+        intervalMs: number;
+        kubeletVersion: string;
+        memoryAvailableMinBytes: number;
+        nodefsAvailableMinPercent: number;
+        nodefsInodesFreeMinPercent: number;
+        pidAvailableMinPercent: number;
+        pressureTransitionPeriodMs: number;
+      }
+    >
+  >,
+  Expect<
+    Equal<
+      EdgeConfig['meta'],
+      {
+        compactAfter: number;
+        compactMinBytes: number;
+        compactRatio: number;
+        maxObjects: number;
+        maxObjectBytes: number;
+        maxLiveBytes: number;
+        remoteQueryTimeoutMs: number;
+      }
+    >
+  >,
   Expect<Equal<EdgeConfig['hub']['caFile'], string | undefined>>,
   Expect<Equal<EdgeConfig['hub']['insecureSkipTlsVerify'], boolean>>,
 ];

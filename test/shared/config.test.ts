@@ -20,7 +20,7 @@ import { defaultSyncControllerOptions } from '../../cloud/synccontroller/options
 import { defaultLeaderElectionOptions } from '../../cloud/leaderelection/options.js';
 import { defaultEdgeHubOptions } from '../../edge/edgehub/options.js';
 import { defaultNodeStatusOptions } from '../../edge/nodestatus/options.js';
-import { defaultMetaStoreOptions } from '../../edge/metamanager/options.js';
+import { defaultMetaManagerOptions, defaultMetaStoreOptions } from '../../edge/metamanager/options.js';
 
 const required = ['--cloud', 'ws://c:10000', '--node-name', 'n1'];
 
@@ -188,7 +188,7 @@ const backed: { command: string; spec: ConfigSpec; prefix: string; defaults: Rec
   { command: 'cloud', spec: cloudConfigSpec, prefix: 'apiserver.', defaults: defaultApiServerOptions, unbacked: ['kubeconfig'] },
   { command: 'edge', spec: edgeConfigSpec, prefix: 'hub.', defaults: defaultEdgeHubOptions as unknown as Record<string, unknown>, unbacked: ['caFile'] },
   { command: 'edge', spec: edgeConfigSpec, prefix: 'nodeStatus.', defaults: defaultNodeStatusOptions, unbacked: [] },
-  { command: 'edge', spec: edgeConfigSpec, prefix: 'meta.', defaults: defaultMetaStoreOptions, unbacked: [] },
+  { command: 'edge', spec: edgeConfigSpec, prefix: 'meta.', defaults: { ...defaultMetaStoreOptions, ...defaultMetaManagerOptions }, unbacked: [] },
   {
     command: 'apiserver',
     spec: apiServerConfigSpec,
