@@ -27,7 +27,7 @@ import type { Logger } from '../../shared/log/index.js';
 import { ErrorCode, errorCode, errorContent, errorMessage, ForbiddenError, NoSuchModuleError, NotFoundError, StoppedError, UnsupportedError } from '../../shared/errors/index.js';
 import { kube, httpStatus, toPlain, watchResource, CoalescingWriter, type k8s, type WatchedResource } from '../kube/index.js';
 import { desiredChanged, type DesiredObject, type DesiredSource, type ObjectKey } from '../synccontroller/index.js';
-import { podReferences } from './references.js';
+import { podReferences } from '../../shared/references/index.js';
 import { defaultEdgeControllerOptions } from './options.js';
 
 export { defaultEdgeControllerOptions } from './options.js';

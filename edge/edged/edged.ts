@@ -18,6 +18,7 @@ import type { V1Pod, V1PodStatus } from '@kubernetes/client-node';
 import { join } from 'node:path';
 import type { Module, ModuleContext } from '../../shared/beehive/index.js';
 import { sleep } from '../../shared/runtime/index.js';
+import { podReferences } from '../../shared/references/index.js';
 import { ErrorCode, errorCode, errorMessage, hasCode } from '../../shared/errors/index.js';
 import type { Logger } from '../../shared/log/index.js';
 import { Group, ModuleName, Operation, ResourceType, buildResource, newMessage, parseResource, type ErrorContent } from '../../shared/protocol/index.js';
@@ -488,22 +489,10 @@ export class Edged implements Module {
   }
 }
 
-/** Whether the pod uses a configmap/secret in a volume (projected sources included). */
+/** Whether the pod uses the configmap or secret (volumes, env, envFrom; shared/references). */
 function usesObject(pod: V1Pod, type: string, name: string): boolean {
-  for (const v of pod.spec?.volumes ?? []) {
-    if (type === ResourceType.ConfigMap && v.configMap?.name === name) return true;
-    if (type === ResourceType.Secret && v.secret?.secretName === name) return true;
-    for (const s of v.projected?.sources ?? []) {
-      if (type === ResourceType.ConfigMap && s.configMap?.name === name) return true;
-      if (type === ResourceType.Secret && s.secret?.name === name) return true;
-    }
-  }
-  // Env from it: a container waiting with CreateContainerConfigError starts once it arrives.
-  for (const c of [...(pod.spec?.containers ?? []), ...(pod.spec?.initContainers ?? [])]) {
-    for (const f of c.envFrom ?? []) if ((type === ResourceType.ConfigMap ? f.configMapRef?.name : f.secretRef?.name) === name) return true;
-    for (const e of c.env ?? []) if ((type === ResourceType.ConfigMap ? e.valueFrom?.configMapKeyRef?.name : e.valueFrom?.secretKeyRef?.name) === name) return true;
-  }
-  return false;
+  const refs = podReferences(pod);
+  return type === ResourceType.ConfigMap ? refs.configMaps.has(name) : refs.secrets.has(name);
 }
 
 export function createEdged(options: EdgedOptions, log: Logger): Edged {

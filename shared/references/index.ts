@@ -1,16 +1,18 @@
 /**
  * @module
  * Which configmaps and secrets a pod uses: volumes (incl. projected), env and envFrom
- * of every container, and image pull secrets. A node receives only these.
+ * of every container, and image pull secrets. Both sides ask: the EdgeController sends a
+ * node only these; Edged refreshes a pod when one of them changes. Types only from
+ * client-node (erased from the edge bundle).
  */
-import type { k8s } from '../kube/index.js';
+import type { V1Container, V1Pod } from '@kubernetes/client-node';
 
 export interface PodReferences {
   configMaps: Set<string>;
   secrets: Set<string>;
 }
 
-export function podReferences(pod: k8s.V1Pod): PodReferences {
+export function podReferences(pod: V1Pod): PodReferences {
   const configMaps = new Set<string>();
   const secrets = new Set<string>();
   const spec = pod.spec;
@@ -22,7 +24,7 @@ export function podReferences(pod: k8s.V1Pod): PodReferences {
       if (src.secret?.name) secrets.add(src.secret.name);
     }
   }
-  for (const c of [...(spec?.initContainers ?? []), ...(spec?.containers ?? []), ...((spec?.ephemeralContainers ?? []) as k8s.V1Container[])]) {
+  for (const c of [...(spec?.initContainers ?? []), ...(spec?.containers ?? []), ...((spec?.ephemeralContainers ?? []) as V1Container[])]) {
     for (const e of c.envFrom ?? []) {
       if (e.configMapRef?.name) configMaps.add(e.configMapRef.name);
       if (e.secretRef?.name) secrets.add(e.secretRef.name);
