@@ -26,7 +26,6 @@
  * Run:  npm run bench -- edge-startup        (about 2 minutes)
  * Writes bench/results/edge-startup.json. Reports; never fails on a slow figure.
  */
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import {
@@ -46,7 +45,7 @@ import {
   runCleanup,
   type Service,
   sleep,
-  snapshotBundles,
+  benchWorkspace,
   startCloudCore,
   startControlPlane,
   startEdgeCore,
@@ -82,11 +81,7 @@ async function waitStarts(dir: string, names: string[], since: number, timeoutMs
 
 async function main(): Promise<void> {
   const started = Date.now();
-  const bundles = snapshotBundles();
-  const tmp = mkdtempSync(join(os.tmpdir(), 'ledge-bench-boot-'));
-  onCleanup(() => rmSync(tmp, { recursive: true, force: true }));
-  const out = join(tmp, 'out');
-  mkdirSync(out);
+  const { bundles, tmp, out } = benchWorkspace('ledge-bench-boot-');
   const load = loadTracker();
   const cp = await startControlPlane(bundles, tmp);
   const cloud = await startCloudCore(bundles, cp, 'cloud-boot');

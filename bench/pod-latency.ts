@@ -35,7 +35,7 @@
  * Run:  npm run bench -- pod-latency           (about 5 minutes)
  * Writes bench/results/pod-latency.json. Reports; never fails on a slow figure.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import {
@@ -53,7 +53,7 @@ import {
   RUN_ID,
   runCleanup,
   sleep,
-  snapshotBundles,
+  benchWorkspace,
   startCloudCore,
   startControlPlane,
   startEdgeCore,
@@ -99,11 +99,7 @@ async function processStarts(dir: string, names: string[]): Promise<number[]> {
 
 async function main(): Promise<void> {
   const started = Date.now();
-  const bundles = snapshotBundles();
-  const tmp = mkdtempSync(join(os.tmpdir(), 'ledge-bench-podlat-'));
-  onCleanup(() => rmSync(tmp, { recursive: true, force: true }));
-  const out = join(tmp, 'out');
-  mkdirSync(out);
+  const { bundles, tmp, out } = benchWorkspace('ledge-bench-podlat-');
   const load = loadTracker();
   let pm: { socketPath: string; pauseImage: string; busyboxImage: string } | undefined;
   let skipped: string | undefined;

@@ -17,7 +17,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -279,6 +279,19 @@ export function snapshotBundles(): Bundles {
 }
 
 /** A clean environment for measured processes (nothing of the benchmark's own). */
+/**
+ * What every pods benchmark starts with: the bundles copied (`snapshotBundles`), a temp directory
+ * named `<prefix>…` with an `out/` directory for the pods' markers, both removed at cleanup.
+ */
+export function benchWorkspace(prefix: string): { bundles: Bundles; tmp: string; out: string } {
+  const bundles = snapshotBundles();
+  const tmp = mkdtempSync(join(os.tmpdir(), prefix));
+  onCleanup(() => rmSync(tmp, { recursive: true, force: true }));
+  const out = join(tmp, 'out');
+  mkdirSync(out);
+  return { bundles, tmp, out };
+}
+
 export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', LEDGE_LOG_FORMAT: 'json', ...extra };
 }
