@@ -5,51 +5,14 @@
  */
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { EventEmitter } from 'node:events';
 import type WebSocket from 'ws';
 import { Beehive } from '../../shared/beehive/index.js';
 import { EdgeHub } from '../../edge/edgehub/index.js';
 import type { EdgeHubInit } from '../../edge/edgehub/edgehub.js';
 import { captureLog, type LogCapture } from '../helpers/cloud.js';
 import { eventually } from '../helpers/process.js';
+import { FakeSocket } from '../helpers/fake-ws.js';
 import { tempDir } from '../helpers/files.js';
-
-const OPEN = 1;
-
-/** The members of a ws client EdgeHub uses; the test plays the cloud. */
-class FakeSocket extends EventEmitter {
-  readyState = 0;
-  closed: { code?: number; reason?: string } | undefined;
-
-  open(): void {
-    this.readyState = OPEN;
-    this.emit('open');
-  }
-
-  send(_data: Uint8Array, _opts: unknown, cb?: (err?: Error) => void): void {
-    if (cb) setImmediate(cb);
-  }
-
-  close(code?: number, reason?: string): void {
-    this.closed = { ...(code !== undefined ? { code } : {}), ...(reason !== undefined ? { reason } : {}) };
-    this.shut(code ?? 1005);
-  }
-
-  terminate(): void {
-    this.closed ??= { code: 1006 };
-    this.shut(1006);
-  }
-
-  /** The connection fails or drops from the far side. */
-  shut(code: number): void {
-    if (this.readyState === 3) return;
-    this.readyState = 3;
-    setImmediate(() => this.emit('close', code, Buffer.alloc(0)));
-  }
-
-  pause(): void {}
-  resume(): void {}
-}
 
 interface Rig {
   hub: EdgeHub;

@@ -5,7 +5,6 @@
  */
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { EventEmitter } from 'node:events';
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type WebSocket from 'ws';
@@ -15,55 +14,10 @@ import { readRecords } from '../../shared/wal/index.js';
 import { EdgeHub } from '../../edge/edgehub/index.js';
 import { captureLog, type LogCapture } from '../helpers/cloud.js';
 import { eventually } from '../helpers/process.js';
+import { FakeSocket } from '../helpers/fake-ws.js';
 import { tempDir } from '../helpers/files.js';
 
 const codec = createCborCodec();
-const OPEN = 1;
-
-/** Enough of a ws client for EdgeHub: records what is written, lets the test play the cloud. */
-class FakeSocket extends EventEmitter {
-  readyState = 0;
-  readonly frames: Uint8Array[] = [];
-  closed: { code?: number; reason?: string } | undefined;
-
-  open(): void {
-    this.readyState = OPEN;
-    this.emit('open');
-  }
-
-  send(data: Uint8Array, _opts: unknown, cb?: (err?: Error) => void): void {
-    this.frames.push(data);
-    if (cb) setImmediate(cb);
-  }
-
-  /** A frame from the cloud. */
-  receive(frame: Uint8Array): void {
-    this.emit('message', Buffer.from(frame), true);
-  }
-
-  decoded(): Message[] {
-    return this.frames.map((f) => codec.decode(f));
-  }
-
-  close(code?: number, reason?: string): void {
-    this.closed = { ...(code !== undefined ? { code } : {}), ...(reason !== undefined ? { reason } : {}) };
-    this.shut(code ?? 1005);
-  }
-
-  terminate(): void {
-    this.closed = { code: 1006 };
-    this.shut(1006);
-  }
-
-  private shut(code: number): void {
-    if (this.readyState === 3) return;
-    this.readyState = 3;
-    setImmediate(() => this.emit('close', code, Buffer.alloc(0)));
-  }
-
-  pause(): void {}
-  resume(): void {}
-}
 
 interface Rig {
   hub: EdgeHub;
