@@ -381,6 +381,15 @@ export class Edged implements Module {
     }
     this.rejected.delete(resource);
     const { runtime, error } = this.runtimeFor(pod);
+    // What the runtime still holds of this pod from before a restart is taken over before the
+    // worker's first sync (a runtime event may kick it earlier: it must not make a second sandbox).
+    const uid = pod.metadata.uid;
+    const mine = runtime ? held?.get(uid)?.find((h) => h.rt === runtime) : undefined;
+    let adopted: (() => void) | undefined;
+    const waits: Promise<void>[] = [];
+    // Same name, new pod: it runs once the old one stopped (its ports, its name's directories).
+    if (current) waits.push(current.terminate().catch(() => {}));
+    if (mine) waits.push(new Promise<void>((r) => (adopted = r)));
     const w = new PodWorker(pod, {
       runtime,
       ...(error ? { runtimeError: error } : {}),
@@ -390,19 +399,15 @@ export class Edged implements Module {
       hostIP: () => this.hostIP,
       extraEnv: (p) => this.options.podEnv?.(p) ?? {},
       onStatus: () => this.markDirty(resource),
-      // Same name, new pod: it runs once the old one stopped (its ports, its name's directories).
-      ...(current ? { after: current.terminate().catch(() => {}) } : {}),
+      ...(waits.length > 0 ? { after: Promise.all(waits).then(() => {}) } : {}),
     });
-    if (runtime) {
-      const mine = held?.get(w.uid)?.find((h) => h.rt === runtime);
-      if (mine) {
-        held!.delete(w.uid);
-        void this.adopt(w, runtime, mine.sandboxId);
-        this.workers.set(resource, w);
-        return;
-      }
-    } else this.log.warn(`pod ${resource}: ${error}`, { code: ErrorCode.Runtime });
+    if (!runtime) this.log.warn(`pod ${resource}: ${error}`, { code: ErrorCode.Runtime });
     this.workers.set(resource, w);
+    if (mine && runtime) {
+      held!.delete(uid);
+      void this.adopt(w, runtime, mine.sandboxId).finally(() => adopted?.());
+      return;
+    }
     this.markDirty(resource);
     w.kick();
   }

@@ -18,7 +18,7 @@ import type { ModuleContext } from '../../shared/beehive/index.js';
 import { createLogger } from '../../shared/log/index.js';
 import { Group, ModuleName, Operation, parseResource, type Message } from '../../shared/protocol/index.js';
 import { tempDir } from '../helpers/files.js';
-import { FakeRuntime, settle, until } from './fake-runtime.js';
+import { FakeRuntime, settle, turn, until } from './fake-runtime.js';
 
 const T0 = Date.parse('2025-01-01T00:00:00.000Z');
 
@@ -336,5 +336,32 @@ test('the resync loop leaves no listener behind on the module signal, however lo
   const before = getEventListeners(r.signal, 'abort').length;
   for (let i = 0; i < 20; i++) await r.advance(1_000);
   assert.ok(getEventListeners(r.signal, 'abort').length <= before, `abort listeners grew from ${before} to ${getEventListeners(r.signal, 'abort').length}`);
+  await r.stop();
+});
+
+test('a runtime event while a held pod is being taken over does not make it a second sandbox', async (t) => {
+  let release: () => void = () => {};
+  const held = new Promise<void>((r) => (release = r));
+  let owned = '';
+  let holding = true;
+  const r = await rig(t, {}, (rt, meta) => {
+    owned = rt.preload({ uid: 'uid-1', id: 'sb-web' }, [{ name: 'a' }]).id;
+    meta.objects.set(res('web'), { resource: res('web'), value: makePod('web', 'uid-1') });
+    // The takeover's listing of the sandbox's containers is slow.
+    rt.hooks.listContainers = () => (holding ? held : undefined);
+  });
+  // Meanwhile the runtime reports something of this pod (a leftover killed at start, an exit).
+  r.rt.emit({ uid: 'uid-1' });
+  r.rt.emit({});
+  // The kicked worker waits for the takeover (settle() would wait for it too): let the loop turn.
+  for (let i = 0; i < 50; i++) await turn();
+  holding = false;
+  release();
+  await r.settle();
+  assert.deepEqual(r.rt.ops('runPodSandbox', 'createContainer'), [], 'the held pod is taken over, not made again');
+  assert.deepEqual(
+    r.rt.liveSandboxes().map((s) => s.id),
+    [owned],
+  );
   await r.stop();
 });
