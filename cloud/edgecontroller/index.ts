@@ -147,11 +147,10 @@ export class EdgeController implements Module, DesiredSource {
 
   private async startInformers(): Promise<void> {
     const kc = this.kc!;
-    const core = this.core!;
-    this.nodes = watchResource<k8s.V1Node>(kc, '/api/v1/nodes', () => core.listNode({ labelSelector: EDGE_ROLE_LABEL }), this.log, { labelSelector: EDGE_ROLE_LABEL });
-    this.pods = watchResource<k8s.V1Pod>(kc, '/api/v1/pods', () => core.listPodForAllNamespaces(), this.log);
-    this.configMaps = watchResource<k8s.V1ConfigMap>(kc, '/api/v1/configmaps', () => core.listConfigMapForAllNamespaces(), this.log);
-    this.secrets = watchResource<k8s.V1Secret>(kc, '/api/v1/secrets', () => core.listSecretForAllNamespaces(), this.log);
+    this.nodes = watchResource<k8s.V1Node>(kc, '/api/v1/nodes', this.log, { labelSelector: EDGE_ROLE_LABEL });
+    this.pods = watchResource<k8s.V1Pod>(kc, '/api/v1/pods', this.log);
+    this.configMaps = watchResource<k8s.V1ConfigMap>(kc, '/api/v1/configmaps', this.log);
+    this.secrets = watchResource<k8s.V1Secret>(kc, '/api/v1/secrets', this.log);
     const podChanged = (pod: k8s.V1Pod, deleted = false) => {
       const key = `${pod.metadata?.namespace}/${pod.metadata?.name}`;
       const node = deleted ? undefined : pod.spec?.nodeName;

@@ -7,6 +7,8 @@
  * same against a real cluster and against `ledge apiserver`.
  */
 import type * as k8s from '@kubernetes/client-node';
+import http from 'node:http';
+import https from 'node:https';
 import type { Logger } from '../../shared/log/index.js';
 import { ErrorCode, errorCode, errorMessage } from '../../shared/errors/index.js';
 
@@ -82,17 +84,70 @@ export interface WatchedResource<T extends k8s.KubernetesObject> {
   stop(): Promise<void>;
 }
 
+/** Longest a raw list may take, ms (a list of every pod of a big cluster is a few MB). */
+const LIST_TIMEOUT_MS = 120_000;
+
+/**
+ * GET `path` (a collection) as the server sends it: plain JSON, every field kept, key order
+ * and timestamps as the server wrote them. client-node's typed list functions rebuild each
+ * item from their models instead: fields their version does not know are dropped and the keys
+ * come in another order than the watch's, so an object listed after a restart would not equal
+ * the same object received from a watch (the edge would see a spec change that is not one).
+ */
+export async function listRaw<T extends k8s.KubernetesObject>(
+  kc: k8s.KubeConfig,
+  path: string,
+  query: Record<string, string | undefined> = {},
+): Promise<k8s.KubernetesListObject<T>> {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new Error('the kubeconfig has no current cluster');
+  const url = new URL(cluster.server.replace(/\/+$/, '') + path);
+  for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, v);
+  const opts: https.RequestOptions = { method: 'GET', headers: { accept: 'application/json' } };
+  await kc.applyToHTTPSOptions(opts);
+  const request = url.protocol === 'https:' ? https.request : http.request;
+  return new Promise((resolve, reject) => {
+    const req = request(url, opts, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        if (res.statusCode !== 200) {
+          let message = text.slice(0, 300);
+          try {
+            message = (JSON.parse(text) as { message?: string }).message ?? message;
+          } catch {
+            // not a Status: the text itself
+          }
+          reject(Object.assign(new Error(`list ${path}: HTTP ${res.statusCode}: ${message}`), { code: res.statusCode }));
+          return;
+        }
+        try {
+          resolve(JSON.parse(text) as k8s.KubernetesListObject<T>);
+        } catch (err) {
+          reject(new Error(`list ${path}: the answer is not JSON: ${errorMessage(err)}`));
+        }
+      });
+    });
+    req.setTimeout(LIST_TIMEOUT_MS, () => req.destroy(new Error(`list ${path}: no answer within ${LIST_TIMEOUT_MS} ms`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 /**
  * Starts an informer on `path` and keeps it running: on error it logs one line and
- * restarts after a delay (client-node does not restart on its own).
+ * restarts after a delay (client-node does not restart on its own). Its lists are raw
+ * ({@link listRaw}), so listed and watched objects have one form.
  */
 export function watchResource<T extends k8s.KubernetesObject>(
   kc: k8s.KubeConfig,
   path: string,
-  list: k8s.ListPromise<T>,
   log: Logger,
-  options: { labelSelector?: string; restartDelayMs?: number } = {},
+  options: { labelSelector?: string; restartDelayMs?: number /** Replaces the raw list (tests). */; list?: k8s.ListPromise<T> } = {},
 ): WatchedResource<T> {
+  const list: k8s.ListPromise<T> = options.list ?? (() => listRaw<T>(kc, path, { labelSelector: options.labelSelector }));
   // client-node's start() resolves even when its list failed (it only reports the error):
   // `synced` resolves once a list succeeded, after the informer filled its cache with it.
   let markSynced!: () => void;

@@ -226,18 +226,8 @@ export class SyncController implements Module {
     this.ctx = ctx;
     await this.ensureCrds();
     const base = `/apis/${SYNC_GROUP}/${SYNC_VERSION}`;
-    const ns = watchResource<ObjectSync>(
-      this.kc,
-      `${base}/${OBJECT_SYNC_PLURAL}`,
-      () => this.objects.listCustomObjectForAllNamespaces({ group: SYNC_GROUP, version: SYNC_VERSION, plural: OBJECT_SYNC_PLURAL }) as never,
-      this.log,
-    );
-    const cluster = watchResource<ObjectSync>(
-      this.kc,
-      `${base}/${CLUSTER_OBJECT_SYNC_PLURAL}`,
-      () => this.objects.listClusterCustomObject({ group: SYNC_GROUP, version: SYNC_VERSION, plural: CLUSTER_OBJECT_SYNC_PLURAL }) as never,
-      this.log,
-    );
+    const ns = watchResource<ObjectSync>(this.kc, `${base}/${OBJECT_SYNC_PLURAL}`, this.log);
+    const cluster = watchResource<ObjectSync>(this.kc, `${base}/${CLUSTER_OBJECT_SYNC_PLURAL}`, this.log);
     this.watches = [ns, cluster];
     let timer: NodeJS.Timeout | undefined;
     try {

@@ -165,8 +165,13 @@ function sameQuantity(a: unknown, b: unknown): boolean {
   }
 }
 
+/** A container spec's identity: its JSON with keys sorted (the same spec listed or watched may come in another key order). */
 function specHash(c: V1Container): string {
-  return JSON.stringify(c);
+  return JSON.stringify(c, (_key, value: unknown) =>
+    value !== null && typeof value === 'object' && !Array.isArray(value)
+      ? Object.fromEntries(Object.entries(value as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : value,
+  );
 }
 
 export class PodWorker {

@@ -87,7 +87,7 @@ test('kill -9 with the cloud down: the pod runs again from the store; its status
   );
   assert.ok(after.status?.containerStatuses?.[0]?.containerID);
   // Nothing duplicated: one process runs, the one started after the restart.
-  assert.deepEqual(pids(pidFile), [pid1, pid2]);
+  assert.deepEqual(pids(pidFile), [pid1, pid2], `one run after the restart; the edge's log:\n${edge.output()}`);
   assert.ok(alive(pid2));
   await c.core.deleteNamespacedPod({ name: 'keeper', namespace: 'default' });
   await eventually(() => !alive(pid2), 30_000, 'the pod stopped after its deletion');
