@@ -612,7 +612,7 @@ test('an update changing one container image restarts only that container, at on
   assert.equal(r.rt.ops('stopContainer').length, 0);
   // Nor does the same container with its keys in another order (a list and a watch may differ so).
   const reordered = (c: Record<string, unknown>) => Object.fromEntries(Object.entries(c).reverse());
-  r.w.update({ ...pod, spec: { ...pod.spec, containers: (pod.spec?.containers ?? []).map((c) => reordered(c as Record<string, unknown>) as unknown as V1Container) } });
+  r.w.update({ ...pod, spec: { ...pod.spec, containers: (pod.spec?.containers ?? []).map((c) => reordered(c as unknown as Record<string, unknown>) as unknown as V1Container) } });
   await r.settle();
   assert.equal(r.rt.ops('stopContainer').length, 0, 'key order is not a change');
   r.w.update({ ...pod, spec: { ...pod.spec, containers: [ctr('a', { image: 'img/a:2' }), ctr('b')] } });
