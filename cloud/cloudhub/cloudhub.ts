@@ -35,13 +35,19 @@ import {
   Group,
   NODE_NAME_HEADER,
   NODE_SESSION_HEADER,
+  NODE_STREAMS_HEADER,
   SUBPROTOCOL,
+  StreamFrameType,
+  isStreamFrame,
   type Codec,
   type ErrorContent,
   type Message,
+  type StreamFrame,
+  type StreamRequest,
 } from '../../shared/protocol/index.js';
 import {
   closeReason,
+  DisconnectedError,
   ErrorCode,
   errorCode,
   errorContent,
@@ -56,7 +62,9 @@ import {
   SlowPeerError,
   TextFrameError,
   LedgeError,
+  UnsupportedError,
 } from '../../shared/errors/index.js';
+import { Mux, type Stream } from '../../shared/stream/index.js';
 import type { Module, ModuleContext } from '../../shared/beehive/index.js';
 import type { Logger } from '../../shared/log/index.js';
 import { DeliveryQueue } from '../../shared/delivery/index.js';
@@ -68,6 +76,12 @@ import { ackReport, sessionReport, SessionOperation, type AckedObject, type Sess
 const connectedChannel = channel('ledge:cloudhub:connected');
 const disconnectedChannel = channel('ledge:cloudhub:disconnected');
 const ackChannel = channel('ledge:cloudhub:ack');
+
+/**
+ * Stream DATA (stdin to exec) is written only while fewer bytes than this wait in a session's socket,
+ * so sync messages never queue behind more than this much stream data (docs/protocol.md, "Streams").
+ */
+const STREAM_LOW_WATER = 64 * 1024;
 
 /** DNS-1123 subdomain, as Kubernetes requires for node names. */
 const NODE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -238,7 +252,8 @@ export class CloudHub implements Module {
     const node = String(req.headers[NODE_NAME_HEADER] ?? '');
     if (!node || node.length > 253 || !NODE_NAME.test(node)) return this.reject(socket, `missing or invalid node name header ${NODE_NAME_HEADER}`, remote, 'name');
     if (this.wouldExceedNodeLimit(node)) return this.reject(socket, `node limit ${this.options.maxNodes} reached`, remote, 'limit');
-    wss.handleUpgrade(req, socket, head, (ws) => this.acceptSession(ws, node, remote, String(req.headers[NODE_SESSION_HEADER] ?? '')));
+    const streams = req.headers[NODE_STREAMS_HEADER] === '1';
+    wss.handleUpgrade(req, socket, head, (ws) => this.acceptSession(ws, node, remote, String(req.headers[NODE_SESSION_HEADER] ?? ''), { streams }));
   }
 
   /** Live states: connected, or with queued, in-flight or in-progress messages. */
@@ -367,6 +382,29 @@ export class CloudHub implements Module {
     }
     // Below the high-water mark again: let the queue continue.
     if (s.queue && s.unflushed < this.options.sendHighWaterMark) s.queue.pump();
+    if (s.mux && s.unflushed < STREAM_LOW_WATER) s.mux.pump();
+  }
+
+  /** Writes a stream frame of the session `gen` (the mux decides when DATA may go). */
+  private writeStream(s: NodeState, gen: number, frame: StreamFrame): void {
+    if (s.generation !== gen) return;
+    try {
+      this.write(s, this.codec.encodeStream(frame));
+    } catch (err) {
+      this.log.warn(`cannot encode a frame of stream ${frame.id}: ${errorMessage(err)}`, { node: s.name, code: errorCode(err) });
+    }
+  }
+
+  /**
+   * Opens a stream to `node` over its session here (kubectl logs/exec/attach; CloudStream). Throws
+   * DisconnectedError when this replica holds no session of the node, UnsupportedError when its
+   * EdgeCore serves no streams, QueueFullError when its link has as many streams as it takes.
+   */
+  openStream(node: string, request: StreamRequest): Stream {
+    const s = this.nodes.get(node);
+    if (!s?.socket) throw new DisconnectedError(`node ${node} is not connected to this CloudCore`);
+    if (!s.mux) throw new UnsupportedError(`the EdgeCore of node ${node} does not serve streams (it is older than this CloudCore): upgrade it`);
+    return s.mux.open(request);
   }
 
   /**
@@ -391,7 +429,7 @@ export class CloudHub implements Module {
    * Takes over an upgraded socket as the session of `node` (after the handshake checks,
    * including the node limit). Public for tests with fake sockets.
    */
-  acceptSession(ws: WebSocket, node: string, remote: string, session = ''): void {
+  acceptSession(ws: WebSocket, node: string, remote: string, session = '', features: { streams?: boolean } = {}): void {
     const s = this.state(node);
     if (s.socket) {
       this.log.info('node reconnected; replacing its previous connection', { node, remote, previous: s.remote });
@@ -408,6 +446,7 @@ export class CloudHub implements Module {
     s.throttled = false;
     s.overBudget = false;
     s.backlog = undefined;
+    s.mux = features.streams ? new Mux({ write: (f) => this.writeStream(s, gen, f), canWrite: () => s.generation === gen && s.unflushed < STREAM_LOW_WATER }) : undefined;
     // Upstream work of a previous connection still in progress counts against this one.
     s.busy = s.inProgress >= this.options.maxUpstreamInProgress;
     // Kept across reconnects (and while idle): reconnecting does not refill a flooder's budget.
@@ -437,6 +476,8 @@ export class CloudHub implements Module {
     s.socket = undefined;
     s.generation++;
     s.unflushed = 0;
+    s.mux?.closeAll({ code: ErrorCode.Disconnected, message: `node ${s.name} disconnected: ${reason}` });
+    s.mux = undefined;
     s.paused = false;
     s.throttled = false;
     s.overBudget = false;
@@ -547,7 +588,14 @@ export class CloudHub implements Module {
     const frame = toBuffer(data);
     let msg: Message;
     try {
-      msg = this.codec.decode(frame);
+      const decoded = this.codec.decodeFrame(frame);
+      if (isStreamFrame(decoded)) {
+        // DATA of an open stream is bounded by the credit CloudHub granted: free, like an ACK. The rest costs a token.
+        const free = decoded.type === StreamFrameType.Data && s.mux?.has(decoded.id) === true;
+        if (s.mux) s.mux.receive(decoded);
+        return free;
+      }
+      msg = decoded;
     } catch (err) {
       const id = messageIdOf(err);
       if (id !== undefined) {

@@ -6,6 +6,7 @@
  * A state with no connection and no pending work is idle; CloudHub drops it after a
  * grace period (see `idleNodeGraceMs` and docs/design.md "Idle node state is evicted").
  */
+import type { Mux } from '../../shared/stream/index.js';
 import type { WebSocket, RawData } from 'ws';
 import type { DeliveryQueue, Delivery } from '../../shared/delivery/index.js';
 import type { Message } from '../../shared/protocol/index.js';
@@ -57,6 +58,8 @@ export interface HeldFrame {
 
 export class NodeState {
   socket: WebSocket | undefined;
+  /** The streams of the current connection (kubectl logs/exec/attach); undefined when the edge serves none. */
+  mux: Mux | undefined;
   lastSeen = 0;
   remote = '';
   /** Bytes handed to the socket and not yet flushed (our view of bufferedAmount). */

@@ -75,7 +75,16 @@ export interface EdgeControllerOptions {
   now: () => number;
   /** Handed the pod and edge-node informers once synced (the eviction protection, ./tolerations.ts). */
   informerObservers?: { attach(informers: { pods: WatchedResource<k8s.V1Pod>; nodes: WatchedResource<k8s.V1Node> }): void }[];
+  /**
+   * Where the API server reaches the "kubelet" of every edge node: CloudStream (logs, exec, attach
+   * through the link). Written into each Node as its address and kubelet port; the edge's own
+   * addresses go to the `ledge.io/edge-addresses` annotation (docs/streams.md). Unset: the edge's addresses.
+   */
+  streamEndpoint?: () => { address: string; port: number } | undefined;
 }
+
+/** Annotation of an edge Node holding the addresses the edge reported (JSON), when its addresses point at CloudStream. */
+export const EDGE_ADDRESSES_ANNOTATION = 'ledge.io/edge-addresses';
 
 export class EdgeController implements Module, DesiredSource {
   readonly name = ModuleName.EdgeController;
@@ -449,9 +458,17 @@ export class EdgeController implements Module, DesiredSource {
         current = await core.readNode({ name: node });
       }
     }
-    // An existing node gains the edge role label if it lacked it.
-    if (current.metadata?.labels?.[EDGE_ROLE_LABEL] === undefined) {
-      current.metadata = { ...current.metadata, labels: { ...current.metadata?.labels, [EDGE_ROLE_LABEL]: '' } };
+    const reported = Array.isArray(report.addresses) ? report.addresses : [];
+    const endpoint = this.options.streamEndpoint?.();
+    const edgeAddresses = endpoint ? JSON.stringify(reported) : undefined;
+    // An existing node gains the edge role label if it lacked it; the edge's own addresses are kept in an annotation.
+    const md = current.metadata ?? {};
+    if (md.labels?.[EDGE_ROLE_LABEL] === undefined || (edgeAddresses !== undefined && md.annotations?.[EDGE_ADDRESSES_ANNOTATION] !== edgeAddresses)) {
+      current.metadata = {
+        ...md,
+        labels: { ...md.labels, [EDGE_ROLE_LABEL]: '' },
+        ...(edgeAddresses !== undefined ? { annotations: { ...md.annotations, [EDGE_ADDRESSES_ANNOTATION]: edgeAddresses } } : {}),
+      };
       current = await core.replaceNode({ name: node, body: current });
     }
     const now = new Date(this.options.now());
@@ -469,7 +486,14 @@ export class EdgeController implements Module, DesiredSource {
       ...current.status,
       capacity,
       allocatable,
-      addresses: Array.isArray(report.addresses) ? report.addresses : [],
+      // With CloudStream, the API server's node proxy (preferred types Hostname, InternalDNS, InternalIP…) dials CloudStream.
+      addresses: endpoint
+        ? [
+            { type: 'InternalIP', address: endpoint.address },
+            { type: 'Hostname', address: endpoint.address },
+          ]
+        : reported,
+      ...(endpoint ? { daemonEndpoints: { kubeletEndpoint: { Port: endpoint.port } } } : {}),
       nodeInfo: {
         architecture: nodeArch(text(info.architecture)),
         operatingSystem: text(info.operatingSystem),

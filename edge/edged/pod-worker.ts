@@ -870,6 +870,21 @@ export class PodWorker {
     return this.runs.get(container)?.id;
   }
 
+  /** The runtime the pod runs on (undefined: its runtimeClassName names none this node offers). */
+  get runtime(): ContainerRuntime | undefined {
+    return this.deps.runtime;
+  }
+
+  /** The names of the pod's containers (init containers first), as the spec has them. */
+  containerNames(): { init: string[]; main: string[] } {
+    return { init: this.initRuns().map((r) => r.spec.name), main: this.mainRuns().map((r) => r.spec.name) };
+  }
+
+  /** Whether a container's current run is running (logs -f follows it until it is not). */
+  isRunning(container: string): boolean {
+    return this.runs.get(container)?.status?.state === 'running';
+  }
+
   /** The pod's status, as a kubelet reports it. */
   status(): V1PodStatus {
     const hostIP = this.deps.hostIP();

@@ -165,6 +165,54 @@ export class RuntimeError extends BaseRuntimeError {
   }
 }
 
+/** A terminal's size in character cells. */
+export interface TerminalSize {
+  width: number;
+  height: number;
+}
+
+/** Which streams an interactive session has (kubectl exec/attach `-i`, `-t`). */
+export interface StreamOptions {
+  stdin: boolean;
+  stdout: boolean;
+  stderr: boolean;
+  /** A terminal: stdout and stderr are one stream (delivered as stdout), stdin is the terminal's input. */
+  tty: boolean;
+  /** The terminal's first size (tty only). */
+  size?: TerminalSize;
+}
+
+/** Where an interactive session's output goes. Called with the runtime's chunks as they come. */
+export interface StreamOutput {
+  stdout(chunk: Uint8Array): void;
+  stderr(chunk: Uint8Array): void;
+}
+
+/** How an interactive session ended. */
+export interface StreamEnd {
+  /** exec: the command's exit code (137 when killed); attach: the container's, if it exited. */
+  exitCode?: number;
+  /** Why it could not run or was cut (the command was not found, the runtime went away…). */
+  error?: string;
+}
+
+/** A running exec or attach (kubectl exec/attach). */
+export interface StreamSession {
+  /** Bytes for the process's stdin (dropped when the session has no stdin). */
+  writeStdin(chunk: Uint8Array): void;
+  /** The caller's stdin ended (EOF): the process's stdin is closed. */
+  endStdin(): void;
+  /** The terminal was resized (tty only; a no-op otherwise). */
+  resize(size: TerminalSize): void;
+  /** Output back-pressure: stops reading the process's output until `resume()`. */
+  pause(): void;
+  resume(): void;
+  /** Ends it now: an exec's process (group) is killed; an attach detaches (the container runs on). */
+  cancel(): void;
+  /** Settles once it ended and all its output was delivered. Never rejects. */
+  readonly done: Promise<StreamEnd>;
+}
+
 /** What Edged asks of a runtime. */
 export interface ContainerRuntime {
   /** `process` or `container`: the runtimeClassName that picks it. */
@@ -192,6 +240,13 @@ export interface ContainerRuntime {
   containerStatus(id: string): Promise<RuntimeContainerStatus | undefined>;
   /** Runs a command in a running container (exec probes, kubectl exec); killed at `timeoutMs`. */
   exec(id: string, command: string[], options: { timeoutMs: number }): Promise<ExecResult>;
+  /**
+   * Runs a command in a running container with its streams connected (kubectl exec). Rejects with
+   * RuntimeError when the container is not running or the command cannot be started at all.
+   */
+  execStream(id: string, command: string[], options: StreamOptions, output: StreamOutput): Promise<StreamSession>;
+  /** Connects to a running container's main process (kubectl attach); rejects when it is not running. */
+  attach(id: string, options: StreamOptions, output: StreamOutput): Promise<StreamSession>;
   /** Images the runtime holds (node status). Empty for the process runtime. */
   listImages(): Promise<ImageInfo[]>;
   /** Subscribes to changes (exits above all); Edged also re-lists periodically. Returns the unsubscribe. */

@@ -24,7 +24,9 @@ import {
   ModuleName,
   NODE_NAME_HEADER,
   NODE_SESSION_HEADER,
+  NODE_STREAMS_HEADER,
   Operation,
+  isStreamFrame,
   SUBPROTOCOL,
   type Codec,
   type ErrorContent,
@@ -53,6 +55,7 @@ import type { Logger } from '../../shared/log/index.js';
 import { DeliveryQueue } from '../../shared/delivery/index.js';
 import { sleep } from '../../shared/runtime/index.js';
 import { backoff, type Backoff } from '../../shared/backoff/index.js';
+import { Mux } from '../../shared/stream/index.js';
 import { Outbox, type OutboxEntry } from './outbox.js';
 import { resolveEdgeHubOptions, type EdgeHubOptions, type SocketFactory } from './options.js';
 
@@ -61,6 +64,11 @@ const disconnectedChannel = channel('ledge:edgehub:disconnected');
 
 /** Bytes waiting in the socket above which transmission pauses (and error ACKs are not sent). */
 const SEND_HIGH_WATER = 1024 * 1024;
+/**
+ * Stream DATA (logs, exec output) is written only while fewer bytes than this wait in the socket:
+ * messages and ACKs never queue behind more than this much stream output (docs/protocol.md, "Streams").
+ */
+const STREAM_LOW_WATER = 64 * 1024;
 /** Rejected cloud messages are logged at most once per this many ms (with a count of the rest). */
 const REJECT_LOG_INTERVAL_MS = 10_000;
 /** Queries waiting for the cloud's answer at most (more are refused at once). */
@@ -99,6 +107,8 @@ export class EdgeHub implements Module {
   private rejectLog = { at: 0, suppressed: 0 };
   /** Queries sent to the cloud and not answered yet, by message id. */
   private readonly queries = new Map<string, { request: Message; timer: NodeJS.Timeout }>();
+  /** The streams of the current connection (kubectl logs/exec/attach), when streams are served. */
+  private mux: Mux | undefined;
   stats = { connects: 0, downstream: 0, acksSent: 0, upstreamAcked: 0, duplicates: 0, rejected: 0, unencodable: 0 };
 
   constructor(init: EdgeHubInit, log: Logger) {
@@ -240,7 +250,21 @@ export class EdgeHub implements Module {
       if (this.ws !== ws) return;
       this.unflushed -= frame.length;
       this.queue.pump();
+      if (this.unflushed < STREAM_LOW_WATER) this.mux?.pump();
     });
+  }
+
+  /** Writes a stream frame (the mux decides when DATA may go: below STREAM_LOW_WATER). */
+  private writeStream(ws: WebSocket, frame: Parameters<Codec['encodeStream']>[0]): void {
+    if (this.ws !== ws) return;
+    let bytes: Uint8Array;
+    try {
+      bytes = this.codec.encodeStream(frame);
+    } catch (err) {
+      this.log.warn(`cannot encode a frame of stream ${frame.id}: ${errorMessage(err)}`, { code: errorCode(err) });
+      return;
+    }
+    this.write(bytes);
   }
 
   /**
@@ -291,7 +315,7 @@ export class EdgeHub implements Module {
       let ws: WebSocket;
       try {
         ws = (o.createSocket ?? defaultSocketFactory)(url, SUBPROTOCOL, {
-          headers: { [NODE_NAME_HEADER]: o.nodeName, [NODE_SESSION_HEADER]: this.bootId },
+          headers: { [NODE_NAME_HEADER]: o.nodeName, [NODE_SESSION_HEADER]: this.bootId, ...(o.onStream ? { [NODE_STREAMS_HEADER]: '1' } : {}) },
           perMessageDeflate: false,
           // Bounds a message's total size across fragments (ws sums continuation frames) and
           // ws' own maxFragments (16384) bounds empty fragments.
@@ -338,6 +362,10 @@ export class EdgeHub implements Module {
         this.stats.connects++;
         this.log.info(this.connectedOnce ? 'reconnected to cloud' : 'connected to cloud', { url, outbox: this.outbox.size });
         this.connectedOnce = true;
+        if (o.onStream) {
+          const onStream = o.onStream;
+          this.mux = new Mux({ write: (f) => this.writeStream(ws, f), canWrite: () => this.ws === ws && this.unflushed < STREAM_LOW_WATER, onOpen: onStream });
+        }
         this.queue.attach();
         if (connectedChannel.hasSubscribers) connectedChannel.publish({ url });
         try {
@@ -356,6 +384,8 @@ export class EdgeHub implements Module {
         clearTimeout(deadline);
         signal.removeEventListener('abort', onAbort);
         if (this.ws === ws) this.ws = undefined;
+        this.mux?.closeAll({ code: ErrorCode.Disconnected, message: `the link to the cloud closed (${code})` });
+        this.mux = undefined;
         this.queue.detach();
         this.failQueries(new DisconnectedError(`the link to the cloud closed (${code}) before the answer`));
         this.paused = false;
@@ -379,7 +409,13 @@ export class EdgeHub implements Module {
     const frame = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
     let msg: Message;
     try {
-      msg = this.codec.decode(frame);
+      const decoded = this.codec.decodeFrame(frame);
+      if (isStreamFrame(decoded)) {
+        if (this.mux) this.mux.receive(decoded);
+        else this.log.debug(`stream frame for stream ${decoded.id} dropped: this edge serves no streams`);
+        return;
+      }
+      msg = decoded;
     } catch (err) {
       const id = messageIdOf(err);
       if (id !== undefined) return this.rejectMessage(id, err);

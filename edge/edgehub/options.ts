@@ -2,6 +2,7 @@
  * @module
  * EdgeHub options and defaults.
  */
+import type { Stream } from '../../shared/stream/index.js';
 import type WebSocket from 'ws';
 import { HUB_PATH, Limits } from '../../shared/protocol/index.js';
 
@@ -16,6 +17,8 @@ export interface EdgeHubOptions {
   dataDir: string;
   /** Called after each (re)connection, once the session is up (Edged re-sends its pod statuses). */
   onConnected?: () => void;
+  /** Serves a stream the cloud opened (kubectl logs/exec/attach; EdgeStream). Without it, the edge does not offer streams. */
+  onStream?: (stream: Stream) => void;
   /** Keepalive interval in ms. Default 15000 (KubeEdge's heartbeat). */
   heartbeatIntervalMs: number;
   /** Reconnect when nothing arrived from the cloud for this long. Default 45000. */

@@ -44,6 +44,10 @@ export const ErrorCode = {
   RateLimit: 'LEDGE_ERR_RATE_LIMIT',
   Timeout: 'LEDGE_ERR_TIMEOUT',
   QueueFull: 'LEDGE_ERR_QUEUE_FULL',
+  /** A stream peer broke the stream rules (data past its credit, a chunk over the size limit, an id opened twice): that stream is aborted, the link stays. */
+  StreamProtocol: 'LEDGE_ERR_STREAM_PROTOCOL',
+  /** A stream (kubectl logs/exec/attach) asked for what cannot be given: no such pod or container, a container not running, a bad option. */
+  StreamRequest: 'LEDGE_ERR_STREAM_REQUEST',
   DataDirLocked: 'LEDGE_ERR_DATA_DIR_LOCKED',
   ProtobufDecode: 'LEDGE_ERR_PROTOBUF_DECODE',
   ProtobufUnsupported: 'LEDGE_ERR_PROTOBUF_UNSUPPORTED',
@@ -154,6 +158,10 @@ export const HeartbeatTimeoutError = defineError(ErrorCode.HeartbeatTimeout, 'He
 export const TimeoutError = defineError(ErrorCode.Timeout, 'TimeoutError', 'timed out');
 /** A queue or mailbox is full. */
 export const QueueFullError = defineError(ErrorCode.QueueFull, 'QueueFullError', 'queue full');
+/** A stream peer broke the stream rules: the stream is aborted with this code, the link stays. */
+export const StreamProtocolError = defineError(ErrorCode.StreamProtocol, 'StreamProtocolError', 'stream protocol violation');
+/** A stream request cannot be served as asked (HTTP 400 at the kubelet endpoint). */
+export const StreamRequestError = defineError(ErrorCode.StreamRequest, 'StreamRequestError', 'bad stream request', { httpStatus: 400 });
 /** A message was addressed to a module or group that is not registered (also an error ACK). */
 export const NoSuchModuleError = defineError(ErrorCode.NoSuchModule, 'NoSuchModuleError', 'no such module');
 /** The bus or a component was already stopped. */

@@ -12,12 +12,23 @@ import { FrameTooLargeError, InvalidFrameError, InvalidMessageError, UnknownOper
 import { Limits, operations, PROTOCOL_VERSION } from './constants.js';
 import type { Message, MessageHeader } from './message.js';
 import { validateCbor } from './cbor-validate.js';
+import { streamFrameFromWire, type StreamFrame } from './stream-frame.js';
 
 /** Encodes and decodes whole messages. Implementations must throw only Ledge errors from decode. */
 export interface Codec {
   readonly name: string;
   encode(message: Message): Uint8Array;
+  /** Decodes a message frame (a stream frame is an InvalidMessageError here). */
   decode(frame: Uint8Array): Message;
+  /** Encodes a stream frame (`[id, type, data]`). */
+  encodeStream(frame: StreamFrame): Uint8Array;
+  /** Decodes either kind of frame: a message (4 items) or a stream frame (3 items; see `isStreamFrame`). */
+  decodeFrame(frame: Uint8Array): Message | StreamFrame;
+}
+
+/** Whether a decoded frame is a stream frame (else a message). */
+export function isStreamFrame(f: Message | StreamFrame): f is StreamFrame {
+  return (f as StreamFrame).type !== undefined && (f as Message).header === undefined;
 }
 
 export interface CodecOptions {
@@ -103,6 +114,15 @@ export function createCborCodec(options: CodecOptions = {}): Codec {
   const maxDepth = options.maxDepth ?? Limits.maxDepth;
   const encoder = new Encoder(cborEncoderOptions);
   const decoder = new Decoder(cborDecoderOptions);
+  const decodeValue = (frame: Uint8Array): unknown => {
+    if (frame.length > maxFrameBytes) throw new FrameTooLargeError(`frame of ${frame.length} bytes is over the ${maxFrameBytes}-byte limit`);
+    validateCbor(frame, maxDepth);
+    try {
+      return decoder.decode(frame);
+    } catch (err) {
+      throw new InvalidFrameError(`undecodable CBOR: ${(err as Error).message}`, { cause: err });
+    }
+  };
   return {
     name: 'cbor',
     encode(message: Message): Uint8Array {
@@ -124,14 +144,17 @@ export function createCborCodec(options: CodecOptions = {}): Codec {
       return frame;
     },
     decode(frame: Uint8Array): Message {
-      if (frame.length > maxFrameBytes) throw new FrameTooLargeError(`frame of ${frame.length} bytes is over the ${maxFrameBytes}-byte limit`);
-      validateCbor(frame, maxDepth);
-      let value: unknown;
-      try {
-        value = decoder.decode(frame);
-      } catch (err) {
-        throw new InvalidFrameError(`undecodable CBOR: ${(err as Error).message}`, { cause: err });
-      }
+      return fromWire(decodeValue(frame));
+    },
+    encodeStream(f: StreamFrame): Uint8Array {
+      // Stream frames are built by the mux from checked parts (ids, byte strings, the request map).
+      const frame = Uint8Array.prototype.slice.call(encoder.encode([f.id, f.type, f.data === undefined ? null : f.data]));
+      if (frame.length > maxFrameBytes) throw new FrameTooLargeError(`stream frame of stream ${f.id} encodes to ${frame.length} bytes, over the ${maxFrameBytes}-byte limit`);
+      return frame;
+    },
+    decodeFrame(frame: Uint8Array): Message | StreamFrame {
+      const value = decodeValue(frame);
+      if (Array.isArray(value) && value.length === 3) return streamFrameFromWire(value);
       return fromWire(value);
     },
   };

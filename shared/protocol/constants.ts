@@ -15,6 +15,8 @@ export const HUB_PATH = '/v1/edge';
 export const NODE_NAME_HEADER = 'x-ledge-node-name';
 /** Header carrying the edge's session epoch (increments each process start), for diagnostics. */
 export const NODE_SESSION_HEADER = 'x-ledge-session';
+/** Header by which an edge says it serves streams (kubectl logs/exec/attach over the link): `1`. */
+export const NODE_STREAMS_HEADER = 'x-ledge-streams';
 
 /** Operations. KubeEdge's beehive names where they exist. */
 export const Operation = {

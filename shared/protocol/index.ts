@@ -5,6 +5,7 @@
  */
 export * from './constants.js';
 export * from './message.js';
-export { cborDecoderOptions, cborEncoderOptions, createCborCodec, fromWire, toWire, messageIdOf } from './codec.js';
+export { cborDecoderOptions, cborEncoderOptions, createCborCodec, fromWire, toWire, messageIdOf, isStreamFrame } from './codec.js';
+export * from './stream-frame.js';
 export type { Codec, CodecOptions } from './codec.js';
 export { validateCbor } from './cbor-validate.js';

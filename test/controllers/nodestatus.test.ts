@@ -17,8 +17,8 @@ const cp = useLocalControlPlane('ledge-nodestatus-', { nodeLeaseTimeoutMs: 600_0
 /** client-node's model classes as plain data (deepStrictEqual compares prototypes). */
 const plain = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
 
-function harness(log: LogCapture = captureLog()) {
-  const ec = new EdgeController(cp.kc, log.logger);
+function harness(log: LogCapture = captureLog(), options: ConstructorParameters<typeof EdgeController>[2] = {}) {
+  const ec = new EdgeController(cp.kc, log.logger, options);
   const bee = new Beehive({ log: createLogger({ level: 'warn' }) });
   bee.register(ec);
   bee.register({ name: 'cloudhub', group: 'hub', start: async (_ctx: ModuleContext, signal: AbortSignal) => void (await new Promise((r) => signal.addEventListener('abort', r))) });
@@ -73,6 +73,26 @@ function fullReport(over: Partial<NodeStatusReport> = {}): NodeStatusReport {
 }
 
 describe('EdgeController: the full node status report reaches the Node', () => {
+  test("with CloudStream, the Node's address and kubelet port are CloudStream's; the edge's own addresses are kept in an annotation", async () => {
+    const h = harness(captureLog(), { streamEndpoint: () => ({ address: '192.0.2.10', port: 10350 }) });
+    try {
+      await h.report('ns-stream', fullReport());
+      const node = await cp.core.readNode({ name: 'ns-stream' });
+      assert.deepEqual(plain(node.status?.addresses), [
+        { type: 'InternalIP', address: '192.0.2.10' },
+        { type: 'Hostname', address: '192.0.2.10' },
+      ]);
+      assert.equal(node.status?.daemonEndpoints?.kubeletEndpoint?.Port, 10350);
+      assert.deepEqual(JSON.parse(node.metadata?.annotations?.['ledge.io/edge-addresses'] ?? 'null'), fullReport().addresses);
+      // The edge moves: the annotation follows.
+      await h.report('ns-stream', fullReport({ addresses: [{ type: 'InternalIP', address: '10.0.0.8' }] }));
+      const moved = await cp.core.readNode({ name: 'ns-stream' });
+      assert.deepEqual(JSON.parse(moved.metadata?.annotations?.['ledge.io/edge-addresses'] ?? 'null'), [{ type: 'InternalIP', address: '10.0.0.8' }]);
+    } finally {
+      await h.bee.stop();
+    }
+  });
+
   test('capacity, allocatable, nodeInfo, conditions, images and addresses are written as reported', async () => {
     const h = harness();
     try {
