@@ -69,6 +69,19 @@ export const apiServerConfigSpec = {
       min: 0,
       description: 'terminated pods kept before the oldest are deleted; 0 = keep all (--terminated-pod-gc-threshold)',
     },
+    kubeletPreferredAddressTypes: {
+      type: 'string[]',
+      flag: 'kubelet-preferred-address-types',
+      description:
+        'node address types the node proxy (kubectl logs/exec/attach) dials, first present wins; comma-separated (Hostname, InternalDNS, InternalIP, ExternalDNS, ExternalIP)',
+    },
+    kubeletPort: { type: 'integer', flag: 'kubelet-port', min: 1, max: 65535, description: 'kubelet port dialed when a Node has no status.daemonEndpoints.kubeletEndpoint.Port' },
+    kubeletCertificateAuthority: {
+      type: 'string',
+      flag: 'kubelet-certificate-authority',
+      description: "CA file verifying the kubelet's serving certificate; empty = not verified (as kube-apiserver without the flag)",
+    },
+    kubeletTimeoutMs: { type: 'integer', flag: 'kubelet-timeout-ms', min: 1, description: 'bound on connecting to a kubelet (DNS, TCP, TLS), ms; then 503' },
   }),
   insecureHttp: {
     type: 'boolean',
@@ -116,6 +129,10 @@ export async function runApiServerCli(argv: string[]): Promise<void> {
       podGcPeriodMs: config.podGcPeriodMs,
       podGcQuarantineMs: config.podGcQuarantineMs,
       terminatedPodGcThreshold: config.terminatedPodGcThreshold,
+      kubeletPreferredAddressTypes: config.kubeletPreferredAddressTypes,
+      kubeletPort: config.kubeletPort,
+      kubeletCertificateAuthority: config.kubeletCertificateAuthority,
+      kubeletTimeoutMs: config.kubeletTimeoutMs,
       log,
     });
   } catch (err) {

@@ -22,12 +22,24 @@ function resourceEntries(t: ResourceType): Record<string, unknown>[] {
       storageVersionHash: Buffer.from(t.storageKey).toString('base64').slice(0, 11),
     },
   ];
+  const subs: Record<string, unknown>[] = [];
   for (const sub of t.subresources) {
-    if (sub === 'status') out.push({ name: `${t.resource}/status`, singularName: '', namespaced: t.namespaced, kind: t.kind, verbs: ['get', 'patch', 'update'] });
-    else if (sub === 'binding') out.push({ name: `${t.resource}/binding`, singularName: '', namespaced: t.namespaced, kind: 'Binding', verbs: ['create'] });
-    else if (sub === 'finalize') out.push({ name: `${t.resource}/finalize`, singularName: '', namespaced: t.namespaced, kind: t.kind, verbs: ['update'] });
+    if (sub === 'status') subs.push({ name: `${t.resource}/status`, singularName: '', namespaced: t.namespaced, kind: t.kind, verbs: ['get', 'patch', 'update'] });
+    else if (sub === 'binding') subs.push({ name: `${t.resource}/binding`, singularName: '', namespaced: t.namespaced, kind: 'Binding', verbs: ['create'] });
+    else if (sub === 'finalize') subs.push({ name: `${t.resource}/finalize`, singularName: '', namespaced: t.namespaced, kind: t.kind, verbs: ['update'] });
   }
-  return out;
+  // The node proxy's subresources (nodeproxy.ts), as kube-apiserver lists them.
+  if (t.storageKey === '/pods') {
+    const proxied: [string, string, string[]][] = [
+      ['attach', 'PodAttachOptions', ['create', 'get']],
+      ['exec', 'PodExecOptions', ['create', 'get']],
+      ['log', 'Pod', ['get']],
+      ['portforward', 'PodPortForwardOptions', ['create', 'get']],
+    ];
+    for (const [sub, kind, verbs] of proxied) subs.push({ name: `pods/${sub}`, singularName: '', namespaced: true, kind, verbs });
+  }
+  subs.sort((a, b) => String(a.name).localeCompare(String(b.name)));
+  return [...out, ...subs];
 }
 
 export function apiVersions(serverAddress: string): unknown {

@@ -2,9 +2,13 @@
  * @module
  * The HTTP face of the apiserver: authentication, routing of Kubernetes REST paths,
  * body decoding (JSON/YAML/protobuf, 3 MiB limit), list with selectors and pagination, watch
- * streams (bookmarks, timeouts, 410 as an ERROR event), Table output, discovery.
+ * streams (bookmarks, timeouts, 410 as an ERROR event), Table output, discovery, and the
+ * node proxy's pod subresources (log, exec, attach, portforward: ./nodeproxy.ts). Upgrade
+ * requests (kubectl exec) go through the same authentication and routing as any other.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ServerResponse, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { parse as parseYaml } from 'yaml';
 import type { Logger } from '../shared/log/index.js';
 import { SlowPeerError } from '../shared/errors/index.js';
@@ -18,6 +22,7 @@ import { parseFieldSelector, parseLabelSelector } from './selectors.js';
 import type { StoreEvent } from './store.js';
 import { WatchBuffer, sharedEventLine, type WatchBufferLimits, type WatchChunk } from './watch-buffer.js';
 import { toTable, type IncludeObject } from './table.js';
+import { isNodeProxySubresource, type NodeProxy, type UpgradeContext } from './nodeproxy.js';
 import { jsonDepth, MAX_BODY_BYTES, MAX_JSON_DEPTH, RESOURCE_VERSION_WAIT_MS } from './limits.js';
 import type { KObject, ResourceType } from './types.js';
 
@@ -35,6 +40,8 @@ export interface HttpOptions {
   serverAddress: () => string;
   /** How long a list/watch from a future resourceVersion waits for it (default RESOURCE_VERSION_WAIT_MS). */
   resourceVersionWaitMs?: number;
+  /** Serves pods/log, exec, attach, portforward; without it they are unknown resources (404). */
+  nodeProxy?: NodeProxy;
 }
 
 interface Route {
@@ -74,6 +81,10 @@ function boolParam(v: string | null): boolean {
 
 export class HttpApi {
   private readonly watches = new Set<ServerResponse>();
+  /** Requests that came through the server's 'upgrade' event, with their raw connection. */
+  private readonly upgrades = new WeakMap<IncomingMessage, UpgradeContext>();
+  /** Connections of upgrade requests still open (the server's close() does not end them). */
+  private readonly upgradeSockets = new Set<Duplex>();
 
   constructor(private readonly o: HttpOptions) {}
 
@@ -86,6 +97,34 @@ export class HttpApi {
     for (const w of this.watches) w.end();
     this.watches.clear();
   }
+
+  /** Ends every upgraded connection and node proxy stream (server shutdown). */
+  closeUpgrades(): void {
+    this.o.nodeProxy?.closeAll();
+    for (const s of this.upgradeSockets) s.destroy();
+    this.upgradeSockets.clear();
+  }
+
+  /**
+   * The server's 'upgrade' listener. The request is dispatched like any other, its answer
+   * written through a ServerResponse on the raw connection (which is closed after it), unless
+   * the node proxy takes the connection over (exec, attach, portforward).
+   */
+  handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    // Node removed its own listeners from an upgraded socket: an error would otherwise be unhandled.
+    socket.on('error', () => socket.destroy());
+    this.upgradeSockets.add(socket);
+    socket.once('close', () => this.upgradeSockets.delete(socket));
+    const res = new ServerResponse(req);
+    res.shouldKeepAlive = false;
+    res.assignSocket(socket as Socket);
+    res.once('finish', () => {
+      res.detachSocket(socket as Socket);
+      socket.end();
+    });
+    this.upgrades.set(req, { socket, head });
+    this.handle(req, res);
+  };
 
   handle = (req: IncomingMessage, res: ServerResponse): void => {
     this.dispatch(req, res).catch((err: unknown) => {
@@ -187,6 +226,11 @@ export class HttpApi {
     const rest = this.o.rest;
     const t = r.type;
     const ns = t.namespaced ? r.namespace : '';
+    const proxy = this.o.nodeProxy;
+    if (proxy && t.storageKey === '/pods' && !r.watchPrefix && r.name !== undefined && r.namespace !== undefined && isNodeProxySubresource(r.sub)) {
+      const upgrade = this.upgrades.get(req);
+      return proxy.serve(req, res, { sub: r.sub, namespace: r.namespace, name: r.name, query: q, ...(upgrade ? { upgrade } : {}) });
+    }
     if (r.sub && !t.subresources.includes(r.sub)) {
       req.resume();
       throw errors.unknownResource();

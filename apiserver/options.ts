@@ -41,4 +41,18 @@ export const defaultApiServerOptions = {
   podGcQuarantineMs: 40_000,
   /** Terminated pods kept before the oldest are deleted; 0 = never (--terminated-pod-gc-threshold). */
   terminatedPodGcThreshold: 12_500,
+  /**
+   * Node proxy (pods/log, exec, attach, portforward): which of a Node's `status.addresses` is
+   * dialed, first type present wins (kube-apiserver's --kubelet-preferred-address-types default).
+   */
+  kubeletPreferredAddressTypes: ['Hostname', 'InternalDNS', 'InternalIP', 'ExternalDNS', 'ExternalIP'],
+  /** Kubelet port dialed when a Node has no `status.daemonEndpoints.kubeletEndpoint.Port` (--kubelet-port). */
+  kubeletPort: 10250,
+  /**
+   * CA file to verify the kubelet's serving certificate with (--kubelet-certificate-authority);
+   * '' = not verified, as kube-apiserver without the flag.
+   */
+  kubeletCertificateAuthority: '',
+  /** Bound on connecting to a kubelet (DNS, TCP, TLS handshake), ms; past it the request fails with 503. */
+  kubeletTimeoutMs: 10_000,
 } as const;

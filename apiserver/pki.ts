@@ -3,7 +3,9 @@
  * The control plane's credentials, generated once per data directory and reused on
  * restart (so kubeconfigs stay valid): an ECDSA P-256 CA, a serving certificate for
  * 127.0.0.1/localhost/::1 (+ the bind host), an admin client certificate
- * (O=system:masters) and a random bearer token. Pure JS via @peculiar/x509 + webcrypto,
+ * (O=system:masters), the kubelet client certificate the node proxy presents to a node's
+ * kubelet endpoint (CN=kube-apiserver-kubelet-client, O=system:masters, as kubeadm's
+ * `apiserver-kubelet-client`) and a random bearer token. Pure JS via @peculiar/x509 + webcrypto,
  * so no openssl binary or native addon is needed.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
@@ -20,9 +22,18 @@ export interface Pki {
   serverKeyPem: string;
   clientCertPem: string;
   clientKeyPem: string;
+  /** Client certificate and key the apiserver presents to kubelets (node proxy: logs, exec, attach). */
+  kubeletClientCertPem: string;
+  kubeletClientKeyPem: string;
+  /** Paths of the CA certificate (`ca.crt`) and of the kubelet client certificate and key. */
+  caFile: string;
+  kubeletClientCertFile: string;
+  kubeletClientKeyFile: string;
   token: string;
 }
 
+/** Base name of the kubelet client certificate's files (kubeadm's name). */
+const KUBELET_CLIENT = 'apiserver-kubelet-client';
 const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 const TEN_YEARS = 3650 * 86400 * 1000;
 
@@ -85,7 +96,7 @@ export async function loadOrCreatePki(dataDir: string, hosts: string[]): Promise
     write(f('ca.key'), await exportKey(caKey), true);
     write(f('ca.crt'), caCertPem, false);
     // A new CA invalidates the old leaf certificates.
-    for (const n of ['server.crt', 'admin.crt']) if (existsSync(f(n))) writeFileSync(f(n), '');
+    for (const n of ['server.crt', 'admin.crt', `${KUBELET_CLIENT}.crt`]) if (existsSync(f(n))) writeFileSync(f(n), '');
   }
   const caCert = new x509.X509Certificate(caCertPem);
 
@@ -138,6 +149,7 @@ export async function loadOrCreatePki(dataDir: string, hosts: string[]): Promise
   const sans = [...new Set(['127.0.0.1', '::1', 'localhost', ...hosts.filter((h) => h && h !== '0.0.0.0' && h !== '::')])];
   const server = await leaf('server', 'CN=ledge-apiserver', 'server', sans);
   const client = await leaf('admin', 'CN=ledge-admin, O=system:masters', 'client', []);
+  const kubeletClient = await leaf(KUBELET_CLIENT, 'CN=kube-apiserver-kubelet-client, O=system:masters', 'client', []);
 
   let token: string;
   if (existsSync(f('token'))) token = readFileSync(f('token'), 'utf8').trim();
@@ -145,5 +157,17 @@ export async function loadOrCreatePki(dataDir: string, hosts: string[]): Promise
     token = randomBytes(32).toString('base64url');
     write(f('token'), `${token}\n`, true);
   }
-  return { caCertPem, serverCertPem: server.cert, serverKeyPem: server.key, clientCertPem: client.cert, clientKeyPem: client.key, token };
+  return {
+    caCertPem,
+    serverCertPem: server.cert,
+    serverKeyPem: server.key,
+    clientCertPem: client.cert,
+    clientKeyPem: client.key,
+    kubeletClientCertPem: kubeletClient.cert,
+    kubeletClientKeyPem: kubeletClient.key,
+    caFile: f('ca.crt'),
+    kubeletClientCertFile: f(`${KUBELET_CLIENT}.crt`),
+    kubeletClientKeyFile: f(`${KUBELET_CLIENT}.key`),
+    token,
+  };
 }

@@ -1,11 +1,12 @@
 /**
  * @module
  * Assembles the control plane: store (WAL) → registry/REST → HTTP(S) → controllers,
- * plus credentials and the kubeconfig file.
+ * plus credentials, the kubeconfig file and the node proxy (pods/log, exec, attach,
+ * portforward to the node's kubelet endpoint).
  */
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -18,6 +19,7 @@ import { Controllers } from './controllers.js';
 import { NodeControllers } from './nodelifecycle.js';
 import type { Clock } from './timerqueue.js';
 import { HttpApi } from './http.js';
+import { NODE_ADDRESS_TYPES, NodeProxy } from './nodeproxy.js';
 import { loadOrCreatePki } from './pki.js';
 import { Registry } from './registry.js';
 import { Rest } from './rest.js';
@@ -68,6 +70,16 @@ export interface ApiServerOptions {
   compactMinBytes?: number;
   /** Each watcher's backlog bounds; a watcher over them for graceMs (or 4× over) is cut off. */
   watchBuffer?: Partial<WatchBufferLimits>;
+  /**
+   * Node proxy (pods/log, exec, attach, portforward → the node's kubelet endpoint), as
+   * kube-apiserver's --kubelet-* flags (defaults: `defaultApiServerOptions`): the Node address
+   * types dialed, first present wins; the port when a Node has no kubeletEndpoint port; a CA
+   * file verifying the kubelet's serving certificate ('' = not verified); the connect bound, ms.
+   */
+  kubeletPreferredAddressTypes?: readonly string[];
+  kubeletPort?: number;
+  kubeletCertificateAuthority?: string;
+  kubeletTimeoutMs?: number;
 }
 
 export interface ApiServerHandle {
@@ -83,9 +95,38 @@ export interface ApiServerHandle {
   /** Admin client certificate and key (O=system:masters), an alternative to the token. */
   clientCertPem: string;
   clientKeyPem: string;
+  /**
+   * Path of the CA certificate (`<dataDir>/pki/ca.crt`) that signed the kubelet client
+   * certificate (and, with tls, the serving and admin certificates): a kubelet endpoint
+   * verifies the apiserver's client certificate with it. Generated even when tls is false.
+   */
+  caFile: string;
+  /** The client certificate and key the node proxy presents to kubelets (CN=kube-apiserver-kubelet-client, O=system:masters). */
+  kubeletClientCertFile: string;
+  kubeletClientKeyFile: string;
   /** Open watch connections (for diagnostics and tests). */
   activeWatches(): number;
   close(): Promise<void>;
+}
+
+/** The preferred node address types, each one kube-apiserver knows (ConfigError otherwise). */
+function addressTypes(types: readonly string[]): string[] {
+  const known: readonly string[] = NODE_ADDRESS_TYPES;
+  const bad = types.filter((t) => !known.includes(t));
+  if (bad.length || types.length === 0) {
+    throw new ConfigError(`kubeletPreferredAddressTypes: ${bad.length ? `unknown address type(s) ${bad.join(', ')}` : 'empty'}; known: ${NODE_ADDRESS_TYPES.join(', ')}`);
+  }
+  return [...types];
+}
+
+/** The kubelet CA option: '' = the kubelet's serving certificate is not verified. */
+function kubeletCa(file: string): { kubeletCaPem?: string } {
+  if (!file) return {};
+  try {
+    return { kubeletCaPem: readFileSync(file, 'utf8') };
+  } catch (err) {
+    throw new ConfigError(`kubeletCertificateAuthority: cannot read ${file}: ${(err as Error).message}`);
+  }
 }
 
 function isLoopback(host: string): boolean {
@@ -98,14 +139,23 @@ function urlHost(host: string): string {
   return isIP(host) === 6 ? `[${host}]` : host;
 }
 
-function writeKubeconfig(path: string, server: string, caCertPem: string, token: string): void {
+/**
+ * The admin kubeconfig: the token, and the admin client certificate too (`ledge logs`/`ledge exec`
+ * present it to CloudStream, which authenticates client certificates only).
+ */
+function writeKubeconfig(path: string, server: string, caCertPem: string, token: string, client?: { certPem: string; keyPem: string }): void {
   const cluster: Record<string, string> = { server };
   if (caCertPem) cluster['certificate-authority-data'] = Buffer.from(caCertPem).toString('base64');
+  const user: Record<string, string> = token ? { token } : {};
+  if (client?.certPem && client.keyPem) {
+    user['client-certificate-data'] = Buffer.from(client.certPem).toString('base64');
+    user['client-key-data'] = Buffer.from(client.keyPem).toString('base64');
+  }
   const doc = {
     apiVersion: 'v1',
     kind: 'Config',
     clusters: [{ name: 'ledge', cluster }],
-    users: [{ name: 'ledge-admin', user: token ? { token } : {} }],
+    users: [{ name: 'ledge-admin', user }],
     contexts: [{ name: 'ledge', context: { cluster: 'ledge', user: 'ledge-admin', namespace: 'default' } }],
     'current-context': 'ledge',
     preferences: {},
@@ -159,9 +209,22 @@ async function startLocked(options: ApiServerOptions): Promise<ApiServerHandle> 
   });
   await rest.bootstrap();
 
-  const pki = tls ? await loadOrCreatePki(dataDir, [host]) : undefined;
+  // The credentials are made even without tls: the node proxy presents the kubelet client certificate.
+  const credentials = await loadOrCreatePki(dataDir, [host]);
+  const pki = tls ? credentials : undefined;
+  const nodeProxy = new NodeProxy({
+    store,
+    log: log.child({ component: 'nodeproxy' }),
+    preferredAddressTypes: addressTypes(options.kubeletPreferredAddressTypes ?? d.kubeletPreferredAddressTypes),
+    kubeletPort: options.kubeletPort ?? d.kubeletPort,
+    connectTimeoutMs: options.kubeletTimeoutMs ?? d.kubeletTimeoutMs,
+    clientCertPem: credentials.kubeletClientCertPem,
+    clientKeyPem: credentials.kubeletClientKeyPem,
+    ...kubeletCa(options.kubeletCertificateAuthority ?? d.kubeletCertificateAuthority),
+  });
   let address = '';
   const api = new HttpApi({
+    nodeProxy,
     rest,
     log,
     authenticator: new Authenticator(pki ? { token: pki.token, clientCaPem: pki.caCertPem } : {}),
@@ -172,6 +235,7 @@ async function startLocked(options: ApiServerOptions): Promise<ApiServerHandle> 
   const server: Server = pki
     ? createHttpsServer({ cert: pki.serverCertPem, key: pki.serverKeyPem, ca: pki.caCertPem, requestCert: true, rejectUnauthorized: false }, api.handle)
     : createHttpServer(api.handle);
+  server.on('upgrade', api.handleUpgrade);
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((res, rej) => {
     server.once('error', rej);
@@ -183,7 +247,7 @@ async function startLocked(options: ApiServerOptions): Promise<ApiServerHandle> 
   const port = (server.address() as AddressInfo).port;
   address = `${urlHost(host)}:${port}`;
   const url = `${pki ? 'https' : 'http'}://${address}`;
-  writeKubeconfig(kubeconfigPath, url, pki?.caCertPem ?? '', pki?.token ?? '');
+  writeKubeconfig(kubeconfigPath, url, pki?.caCertPem ?? '', pki?.token ?? '', pki ? { certPem: pki.clientCertPem, keyPem: pki.clientKeyPem } : undefined);
   const controllers = new Controllers({ rest, log });
   const nodeControllers = new NodeControllers({
     rest,
@@ -214,12 +278,16 @@ async function startLocked(options: ApiServerOptions): Promise<ApiServerHandle> 
     caCertPem: pki?.caCertPem ?? '',
     clientCertPem: pki?.clientCertPem ?? '',
     clientKeyPem: pki?.clientKeyPem ?? '',
+    caFile: credentials.caFile,
+    kubeletClientCertFile: credentials.kubeletClientCertFile,
+    kubeletClientKeyFile: credentials.kubeletClientKeyFile,
     activeWatches: () => api.activeWatches,
     close: () =>
       (closing ??= (async () => {
         controllers.stop();
         nodeControllers.stop();
         api.closeWatches();
+        api.closeUpgrades();
         const closed = new Promise<void>((r) => server.close(() => r()));
         server.closeIdleConnections();
         setTimeout(() => server.closeAllConnections(), 200).unref();

@@ -35,6 +35,12 @@ await provisionAll();
 const TEST_TIMEOUT_MS = 120_000;
 const args = ['--import', 'tsx', '--test', `--test-timeout=${TEST_TIMEOUT_MS}`, ...files];
 // Many EdgeCores run at once: each MetaServer takes a free port instead of all trying 10550.
-const env = { ...process.env, LEDGE_LOG_LEVEL: process.env.LEDGE_LOG_LEVEL ?? 'warn', LEDGE_METASERVER_PORT: process.env.LEDGE_METASERVER_PORT ?? '0' };
+const env = {
+  ...process.env,
+  LEDGE_LOG_LEVEL: process.env.LEDGE_LOG_LEVEL ?? 'warn',
+  LEDGE_METASERVER_PORT: process.env.LEDGE_METASERVER_PORT ?? '0',
+  // Every CloudCore's CloudStream (kubectl logs/exec) too, instead of all trying 10350.
+  LEDGE_STREAM_PORT: process.env.LEDGE_STREAM_PORT ?? '0',
+};
 const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit', env });
 process.exit(r.status ?? 1);

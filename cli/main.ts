@@ -24,6 +24,9 @@ Commands:
   cloud       run CloudCore (cloud side)
   edge        run EdgeCore on a device (same flags as 'node edgecore.js')
   edge get    show what an edge node holds, through its MetaServer ('ledge edge get --help')
+  logs        print a container's log, from CloudCore's stream server directly
+  exec        run a command in a container, through CloudCore's stream server directly
+  attach      attach to a container's main process, through CloudCore's stream server directly
   apiserver   run the local Kubernetes-API control plane alone
   version     print the version
 
@@ -91,6 +94,12 @@ export async function main(argv: string[]): Promise<void> {
         return await runEdge(rest);
       case 'up':
         return await runUp(rest);
+      case 'logs':
+        return await (await import('./stream.js')).runLogs(rest);
+      case 'exec':
+        return await (await import('./stream.js')).runExec(rest);
+      case 'attach':
+        return await (await import('./stream.js')).runAttach(rest);
       case 'apiserver': {
         const { runApiServerCli } = await import('../apiserver/index.js');
         return await runApiServerCli(rest);

@@ -12,6 +12,7 @@ import { logConfigFields } from '../shared/log/index.js';
 import { defaultCloudHubOptions } from './cloudhub/options.js';
 import { defaultSyncControllerOptions } from './synccontroller/options.js';
 import { defaultLeaderElectionOptions } from './leaderelection/options.js';
+import { defaultCloudStreamOptions } from './cloudstream/options.js';
 // Constants only (no imports): reading them does not bundle the control plane into dist/cloudcore.js.
 import { defaultApiServerOptions } from '../apiserver/options.js';
 
@@ -48,6 +49,61 @@ export const cloudConfigSpec = {
   'hub.tls.certFile': { type: 'string', flag: 'tls-cert-file', env: 'LEDGE_TLS_CERT_FILE', optional: true, description: 'PEM server certificate (enables wss://)' },
   'hub.tls.keyFile': { type: 'string', flag: 'tls-key-file', env: 'LEDGE_TLS_KEY_FILE', optional: true, description: 'PEM server private key' },
   'hub.tls.caFile': { type: 'string', flag: 'tls-ca-file', env: 'LEDGE_TLS_CA_FILE', optional: true, description: 'PEM CA bundle for client certificates' },
+  ...moduleFields('stream', defaultCloudStreamOptions, {
+    enabled: {
+      type: 'boolean',
+      flag: 'stream',
+      env: 'LEDGE_STREAM',
+      description: "serve kubectl logs/exec/attach of edge pods (CloudStream, the edge nodes' kubelet endpoint; docs/streams.md)",
+    },
+    host: {
+      type: 'string',
+      flag: 'stream-bind-address',
+      env: 'LEDGE_STREAM_BIND_ADDRESS',
+      description: 'CloudStream listen address (kube-apiserver and the other replicas must reach it)',
+    },
+    port: { type: 'integer', min: 0, max: 65535, flag: 'stream-port', env: 'LEDGE_STREAM_PORT', description: 'CloudStream HTTPS port (0 = any free port)' },
+    insecureNoClientAuth: { type: 'boolean', flag: 'stream-insecure-no-client-auth', description: 'serve CloudStream without authentication (development only)' },
+    namespace: { type: 'string', flag: 'stream-namespace', description: 'namespace of the per-node stream Leases and the peer Secret' },
+    maxConcurrent: { type: 'integer', min: 1, flag: 'stream-max-concurrent', description: 'streams served at once by this replica (beyond: 503)' },
+    openTimeoutMs: { type: 'integer', min: 100, flag: 'stream-open-timeout-ms', description: 'how long the edge has to accept a stream (beyond: 504)' },
+  }),
+  'stream.advertiseAddress': {
+    type: 'string',
+    flag: 'stream-advertise-address',
+    env: 'LEDGE_STREAM_ADVERTISE_ADDRESS',
+    optional: true,
+    description: 'address written into edge Nodes, what kube-apiserver dials (default: the bind address if specific, else the first non-internal IPv4)',
+  },
+  'stream.advertisePort': {
+    type: 'integer',
+    min: 1,
+    max: 65535,
+    flag: 'stream-advertise-port',
+    optional: true,
+    description: 'port written into edge Nodes (default: the listen port)',
+  },
+  'stream.peerAddress': {
+    type: 'string',
+    flag: 'stream-peer-address',
+    env: 'LEDGE_STREAM_PEER_ADDRESS',
+    optional: true,
+    description: 'https://host:port other replicas use to reach this one (default https://<advertise address>:<port>)',
+  },
+  'stream.tlsCertFile': {
+    type: 'string',
+    flag: 'stream-tls-cert-file',
+    optional: true,
+    description: 'PEM serving certificate of CloudStream (default: self-signed, made once in <data-dir>/cloudstream/)',
+  },
+  'stream.tlsKeyFile': { type: 'string', flag: 'stream-tls-key-file', optional: true, description: 'PEM key of --stream-tls-cert-file' },
+  'stream.clientCaFile': {
+    type: 'string',
+    flag: 'stream-client-ca-file',
+    env: 'LEDGE_STREAM_CLIENT_CA_FILE',
+    optional: true,
+    description: "CA of kube-apiserver's --kubelet-client-certificate (required to serve the API server; in a pod: default the service account's ca.crt)",
+  },
   kubeconfig: {
     type: 'string',
     flag: 'kubeconfig',

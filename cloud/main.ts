@@ -3,6 +3,7 @@
  * CloudCore entry point. Builds the modules in one explicit list, each flow between them
  * on one channel (see startCloudCore), and runs until SIGTERM/SIGINT, draining in-flight work.
  */
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Beehive } from '../shared/beehive/index.js';
 // Types only: the control plane's code reaches CloudCore through `startControlPlane` (see CloudCoreExtras).
@@ -18,6 +19,9 @@ import { EvictionProtection } from './edgecontroller/tolerations.js';
 import { SyncController } from './synccontroller/index.js';
 import { LeaderElector, defaultIdentity } from './leaderelection/index.js';
 import { loadKube, loadKubeConfig } from './kube/index.js';
+import { CloudStream, cloudStreamEndpoint, defaultCloudStreamOptions } from './cloudstream/index.js';
+
+const defaultCloudStreamNamespace = defaultCloudStreamOptions.namespace;
 import { cloudConfigSpec, cloudUsage, type CloudConfig } from './config.js';
 
 export interface CloudCore {
@@ -51,6 +55,23 @@ export function hubOptionsFrom(config: CloudConfig): Partial<CloudHubOptions> {
   return {
     ...rest,
     ...(tls?.certFile && tls.keyFile ? { tls: { certFile: tls.certFile, keyFile: tls.keyFile, ...(tls.caFile ? { caFile: tls.caFile } : {}) } } : {}),
+  };
+}
+
+/** In a pod, the service account's CA: on kubeadm clusters it signs the API server's kubelet client certificate. */
+const SERVICE_ACCOUNT_CA = '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt';
+
+/**
+ * CloudStream's settings that come from where CloudCore runs: its data directory; the CA of the
+ * API server's kubelet client certificate when not given (the local control plane's, or in a pod
+ * the service account's); the namespace of the leader election when not given.
+ */
+function streamDefaultsFor(config: CloudConfig, apiserver: ApiServerHandle | undefined): { dataDir: string; clientCaFile?: string; namespace: string } {
+  const clientCaFile = config.stream.clientCaFile ?? apiserver?.caFile ?? (process.env.KUBERNETES_SERVICE_HOST && existsSync(SERVICE_ACCOUNT_CA) ? SERVICE_ACCOUNT_CA : undefined);
+  return {
+    dataDir: config.dataDir,
+    ...(clientCaFile ? { clientCaFile } : {}),
+    namespace: config.stream.namespace === defaultCloudStreamNamespace ? config.leaderElection.namespace : config.stream.namespace,
   };
 }
 
@@ -89,16 +110,40 @@ export async function startCloudCore(config: CloudConfig, log: Logger, extras: C
   //   sessions    CloudHub → SyncController          Beehive 'connected' / 'disconnected' reports
   // Reads, not flows: the SyncController reads the EdgeController's desired sets (DesiredSource,
   // which it also tells when a node released an object), CloudHub's sessions and the elector.
+  //   streams     CloudStream → CloudHub → node     hub.openStream: kubectl logs/exec/attach over the link (docs/streams.md)
+  const identity = config.leaderElection.identity ?? defaultIdentity();
+  // CloudStream needs the pods (to route by node) and the API (Leases of the sessions each replica holds).
+  const streamConfig = kc && config.stream.enabled ? { ...config.stream, ...streamDefaultsFor(config, apiserver) } : undefined;
   const hub = createCloudHub(
-    { ...hubOptionsFrom(config), ...(kc ? { sessionSubscribers: [ModuleName.SyncController] } : {}), ...extras.hubOverrides },
+    {
+      ...hubOptionsFrom(config),
+      ...(kc ? { sessionSubscribers: [ModuleName.SyncController, ...(streamConfig ? [ModuleName.CloudStream] : [])] } : {}),
+      ...extras.hubOverrides,
+    },
     { log: log.child({ module: 'cloudhub' }) },
   );
-  const elector = kc
-    ? new LeaderElector(kc, { ...config.leaderElection, identity: config.leaderElection.identity ?? defaultIdentity() }, log.child({ module: 'leaderelection' }))
-    : undefined;
+  const elector = kc ? new LeaderElector(kc, { ...config.leaderElection, identity }, log.child({ module: 'leaderelection' })) : undefined;
   // Pods bound to edge nodes tolerate the unreachable taint without a time limit (docs/design.md): the leader patches them.
   const protection = kc ? new EvictionProtection(kc, () => elector?.isLeader() ?? false, log.child({ module: 'evictionprotection' })) : undefined;
-  const edgeController = createEdgeController(kc, log.child({ module: 'edgecontroller' }), protection ? { informerObservers: [protection] } : {});
+  let stream: CloudStream | undefined;
+  const edgeController = createEdgeController(kc, log.child({ module: 'edgecontroller' }), {
+    ...(protection ? { informerObservers: [protection] } : {}),
+    // Edge Nodes point the API server's node proxy at CloudStream (the port once listening, for --stream-port 0).
+    ...(streamConfig ? { streamEndpoint: () => (streamConfig.port !== 0 ? cloudStreamEndpoint(streamConfig) : stream?.isListening() ? stream.nodeEndpoint() : undefined) } : {}),
+  });
+  stream = streamConfig
+    ? new CloudStream(
+        streamConfig,
+        {
+          openStream: (node, request) => hub.openStream(node, request),
+          isConnected: (node) => hub.isConnected(node),
+          podNode: (ns, pod) => edgeController.podNode(ns, pod),
+          kc,
+          identity,
+        },
+        log.child({ module: 'cloudstream' }),
+      )
+    : undefined;
   const sync = kc
     ? new SyncController(
         kc,
@@ -112,7 +157,7 @@ export async function startCloudCore(config: CloudConfig, log: Logger, extras: C
         log.child({ module: 'synccontroller' }),
       )
     : undefined;
-  const modules: Module[] = [hub, edgeController, ...(sync ? [sync] : []), ...(elector ? [elector] : []), ...(protection ? [protection] : [])];
+  const modules: Module[] = [hub, edgeController, ...(sync ? [sync] : []), ...(elector ? [elector] : []), ...(protection ? [protection] : []), ...(stream ? [stream] : [])];
 
   const bee = new Beehive({ log });
   const extra = extras.modules ?? [];
@@ -121,6 +166,7 @@ export async function startCloudCore(config: CloudConfig, log: Logger, extras: C
   for (const m of extra) bee.register(m);
   bee.start();
   await hub.ready();
+  if (stream) await stream.ready();
   return {
     bee,
     hub,

@@ -21,7 +21,9 @@ export const cloudcoreRules: PolicyRule[] = [
   { apiGroups: [''], resources: ['pods/status'], verbs: ['update'] },
   // Only read, and only those referenced by pods are sent to nodes.
   { apiGroups: [''], resources: ['configmaps', 'secrets'], verbs: ['get', 'list', 'watch'] },
-  // Node heartbeats (kube-node-lease) and leader election (kube-system).
+  // CloudStream's peer token: the first replica creates Secret ledge-stream-peer (cloudstream/leases.ts); reading it is the rule above.
+  { apiGroups: [''], resources: ['secrets'], verbs: ['create'] },
+  // Node heartbeats (kube-node-lease), leader election (kube-system) and CloudStream's per-node stream Leases (ledge-stream-<node>).
   { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
   // SyncController installs its CRDs when missing.
   { apiGroups: ['apiextensions.k8s.io'], resources: ['customresourcedefinitions'], verbs: ['get', 'create'] },

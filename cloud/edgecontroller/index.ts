@@ -439,6 +439,11 @@ export class EdgeController implements Module, DesiredSource {
     this.log.warn(`node ${node} reported a malformed status; left out: ${key}`, { code: ErrorCode.InvalidMessage, node });
   }
 
+  /** The node a pod is bound to, from the pod informer (CloudStream routes kubectl logs/exec by it); undefined: unknown or not bound. */
+  podNode(namespace: string, name: string): string | undefined {
+    return this.nodeOfPod.get(`${namespace}/${name}`);
+  }
+
   private async writeNodeStatus(node: string, report: NodeStatusReport): Promise<void> {
     const core = this.core!;
     let current: k8s.V1Node;

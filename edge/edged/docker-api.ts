@@ -10,10 +10,17 @@
  * - {@link DockerClient.stream}: a long response (logs, events, pulls, exec output), bounded by the
  *   timeout until its headers only; the caller reads it (through {@link FrameDemuxer} for Docker's
  *   multiplexed stdout/stderr framing, {@link JsonLines} for event and progress streams) and ends it.
+ * - {@link DockerClient.hijack}: a connection the daemon takes over for a raw two-way stream (exec
+ *   start, attach), asked with `Connection: Upgrade`, `Upgrade: tcp`: the daemon answers 101 (Docker;
+ *   Podman 4.3 too) or 200 and streams on the same connection; both are handed back alike, the bytes
+ *   that came with the headers first, the output paused until the caller resumes it. Bounded by the
+ *   timeout until the headers only.
  * - A socket that is missing or refuses throws {@link RuntimeUnavailableError} naming the path and
  *   how to start a daemon on it; a timeout throws {@link TimeoutError}.
  */
-import http, { type IncomingMessage } from 'node:http';
+import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Readable } from 'node:stream';
 import { errorMessage, RuntimeApiError, RuntimeUnavailableError, TimeoutError } from '../../shared/errors/index.js';
 
 /** Largest body {@link DockerClient.request} reads by default (streams are not capped). */
@@ -49,6 +56,23 @@ export interface ApiResponse<T> {
   status: number;
   /** Parsed JSON when the daemon sent JSON, else undefined (204, 304, empty bodies). */
   body: T | undefined;
+}
+
+/** A connection the daemon took over for a raw two-way stream ({@link DockerClient.hijack}). */
+export interface HijackedConnection {
+  /** 101 (Switching Protocols) or 200 (the daemon streams in the response body on the same connection). */
+  status: number;
+  headers: IncomingHttpHeaders;
+  /**
+   * The daemon's bytes, in order (those that came with its headers first). Handed back paused: add
+   * the listeners, then `resume()`; `pause()` stops reading it (back-pressure up to the daemon).
+   * It ends (or closes) when the daemon is done.
+   */
+  output: Readable;
+  /** The connection itself: `write()` sends bytes to the daemon (stdin), `end()` half-closes it (the output goes on). */
+  input: Socket;
+  /** Closes the connection at once. */
+  destroy(): void;
 }
 
 /** The errno codes that mean nothing serves the socket. */
@@ -128,14 +152,77 @@ export class DockerClient {
     }
   }
 
+  /**
+   * A hijacked connection (exec start, attach): the request is sent with `Connection: Upgrade` and
+   * `Upgrade: tcp`, on a connection of its own. A 101 hands back the upgraded socket, a 200 the
+   * response body (and its socket for input); a status ≥ 400 reads the (capped) body and throws
+   * RuntimeApiError. The timeout covers the wait for the headers only.
+   */
+  async hijack(method: string, path: string, options: Omit<RequestOptions, 'accept' | 'signal'> = {}): Promise<HijackedConnection> {
+    const what = `${method} ${path}`;
+    const timeoutMs = options.timeoutMs ?? this.timeoutMs;
+    const req = this.open(method, path, options, false, { Connection: 'Upgrade', Upgrade: 'tcp' });
+    let timedOut: TimeoutError | undefined;
+    const timer = setTimeout(() => {
+      timedOut = new TimeoutError(`${what}: no answer from ${this.socketPath} within ${timeoutMs} ms`);
+      req.destroy(timedOut);
+    }, timeoutMs);
+    try {
+      return await new Promise<HijackedConnection>((resolve, reject) => {
+        req.once('upgrade', (res: IncomingMessage, socket: Socket, head: Buffer) => {
+          // Paused before the head goes back in front: nothing is emitted before the caller listens.
+          socket.pause();
+          if (head.length > 0) socket.unshift(head);
+          resolve({ status: res.statusCode ?? 101, headers: res.headers, output: socket, input: socket, destroy: () => socket.destroy() });
+        });
+        req.once('response', (res: IncomingMessage) => {
+          const status = res.statusCode;
+          if (status === undefined || status >= 400) {
+            readBody(res, this.maxBodyBytes, what).then((raw) => reject(statusError(what, status, parseBody(res, raw, what, false), raw)), reject);
+            return;
+          }
+          res.pause();
+          resolve({
+            status,
+            headers: res.headers,
+            output: res,
+            input: res.socket,
+            destroy: () => {
+              res.destroy();
+              req.destroy();
+            },
+          });
+        });
+        req.once('error', (err) => reject(this.connectionError(what, err)));
+      });
+    } catch (err) {
+      req.destroy();
+      throw timedOut ?? err;
+    } finally {
+      clearTimeout(timer);
+      // Later failures (the daemon gone) show on the connection; the request has nothing more to say.
+      req.on('error', () => {});
+    }
+  }
+
   /** Closes pooled connections (streams end with their `abort`). */
   close(): void {
     this.agent.destroy();
   }
 
   private send(method: string, path: string, options: RequestOptions, agent: http.Agent | false): { req: http.ClientRequest; response: Promise<IncomingMessage> } {
+    const req = this.open(method, path, options, agent);
+    const response = new Promise<IncomingMessage>((resolve, reject) => {
+      req.once('response', resolve);
+      req.once('error', (err) => reject(this.connectionError(`${method} ${path}`, err)));
+    });
+    return { req, response };
+  }
+
+  /** Sends the request (its JSON body, if any); the caller listens for the answer. */
+  private open(method: string, path: string, options: RequestOptions, agent: http.Agent | false, extraHeaders: Record<string, string> = {}): http.ClientRequest {
     const data = options.body === undefined ? undefined : Buffer.from(JSON.stringify(options.body));
-    const headers: Record<string, string | number> = { Host: 'docker' };
+    const headers: Record<string, string | number> = { Host: 'docker', ...extraHeaders };
     if (data) {
       headers['Content-Type'] = 'application/json';
       headers['Content-Length'] = data.length;
@@ -148,12 +235,8 @@ export class DockerClient {
       agent,
       ...(options.signal ? { signal: options.signal } : {}),
     });
-    const response = new Promise<IncomingMessage>((resolve, reject) => {
-      req.once('response', resolve);
-      req.once('error', (err) => reject(this.connectionError(`${method} ${path}`, err)));
-    });
     req.end(data);
-    return { req, response };
+    return req;
   }
 
   private connectionError(what: string, err: Error): Error {

@@ -242,7 +242,8 @@ export interface ContainerRuntime {
   exec(id: string, command: string[], options: { timeoutMs: number }): Promise<ExecResult>;
   /**
    * Runs a command in a running container with its streams connected (kubectl exec). Rejects with
-   * RuntimeError when the container is not running or the command cannot be started at all.
+   * RuntimeError when the container is not running or a session cannot be made (no TTY support);
+   * a command that is not found or not executable ends the session with exit code 127 or 126.
    */
   execStream(id: string, command: string[], options: StreamOptions, output: StreamOutput): Promise<StreamSession>;
   /** Connects to a running container's main process (kubectl attach); rejects when it is not running. */

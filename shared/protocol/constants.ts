@@ -59,6 +59,7 @@ export const ModuleName = {
   CloudHub: 'cloudhub',
   EdgeController: 'edgecontroller',
   SyncController: 'synccontroller',
+  CloudStream: 'cloudstream',
   DeviceController: 'devicecontroller',
   EdgeHub: 'websocket',
   MetaManager: 'metamanager',

@@ -61,6 +61,8 @@ export class Stream {
   private outgoingBytes = 0;
   private readonly held: Uint8Array[] = [];
   private paused = false;
+  /** The peer ended the stream while data was held for a paused consumer: it is delivered on resume, then the stream closes. */
+  private peerEnded = false;
   private wantDrain = false;
   private readonly listeners = {
     open: [] as (() => void)[],
@@ -100,7 +102,7 @@ export class Stream {
    * window or more: wait for `drain` before sending more. After the end, a no-op returning false.
    */
   send(channel: number, payload: Uint8Array): boolean {
-    if (this.state === 'closed' || this.state === 'ending') return false;
+    if (this.state === 'closed' || this.state === 'ending' || this.peerEnded) return false;
     const max = this.mux.maxChunk - 1;
     let offset = 0;
     do {
@@ -132,6 +134,7 @@ export class Stream {
     if (!this.paused) return;
     this.paused = false;
     while (!this.paused && this.held.length > 0 && this.state !== 'closed') this.deliver(this.held.shift()!);
+    if (this.peerEnded && this.held.length === 0) this.closeLocal(undefined);
   }
 
   /** Ends after what is queued was sent. */
@@ -200,7 +203,7 @@ export class Stream {
     const channel = chunk[0]!;
     const payload = chunk.subarray(1);
     for (const l of this.listeners.message) l(channel, payload);
-    if (this.state === 'closed') return;
+    if (this.state === 'closed' || this.peerEnded) return;
     this.toGrant += chunk.length;
     // Granted in batches (a quarter window), not one CREDIT per DATA.
     if (this.toGrant >= this.mux.window / 4 || this.recvCredit === 0) {
@@ -242,6 +245,19 @@ export class Stream {
   private finish(): void {
     this.mux.writeFrame({ id: this.id, type: StreamFrameType.Close, data: null });
     this.closeLocal(undefined);
+  }
+
+  /** @internal The peer's CLOSE: an abort ends the stream now; an end, once what is held for a paused consumer was delivered. */
+  onPeerClose(error: StreamError | undefined): void {
+    if (this.state === 'closed') return;
+    if (error || this.held.length === 0) {
+      this.closeLocal(error);
+      return;
+    }
+    this.peerEnded = true;
+    this.outgoing.length = 0;
+    this.outgoingBytes = 0;
+    this.mux.forget(this);
   }
 
   /** @internal The stream is over on this side (the peer closed it, it was aborted, the link ended). */
@@ -325,7 +341,7 @@ export class Mux {
         return s?.onCredit(frame.data as number);
       case StreamFrameType.Close: {
         const e = frame.data as StreamError | null;
-        s?.closeLocal(e ? { code: e.code, message: e.message } : undefined);
+        s?.onPeerClose(e ? { code: e.code, message: e.message } : undefined);
         return;
       }
     }

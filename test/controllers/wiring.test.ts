@@ -91,13 +91,13 @@ describe('EdgeController → SyncController: desired-changed over Beehive', () =
 });
 
 describe('CloudCore wiring', () => {
-  test('CloudHub, EdgeController, SyncController and the elector are registered; session reports go to the SyncController', async () => {
+  test('CloudHub, EdgeController, SyncController, the elector and CloudStream are registered; session reports go to the SyncController and CloudStream', async () => {
     const log = captureLog();
-    const { config } = await loadConfig(cloudConfigSpec, { argv: ['--port', '0', '--kubeconfig', cp.api.kubeconfigPath], env: {} });
+    const { config } = await loadConfig(cloudConfigSpec, { argv: ['--port', '0', '--stream-port', '0', '--kubeconfig', cp.api.kubeconfigPath], env: {} });
     const cloud = await startCloudCore(config, log.logger);
     try {
-      for (const name of ['cloudhub', 'edgecontroller', 'synccontroller', 'leaderelection']) assert.ok(cloud.bee.has(name), name);
-      assert.deepEqual(cloud.hub.options.sessionSubscribers, ['synccontroller']);
+      for (const name of ['cloudhub', 'edgecontroller', 'synccontroller', 'leaderelection', 'cloudstream']) assert.ok(cloud.bee.has(name), name);
+      assert.deepEqual(cloud.hub.options.sessionSubscribers, ['synccontroller', 'cloudstream']);
       assert.ok(cloud.sync);
     } finally {
       await cloud.stop();

@@ -7,19 +7,28 @@
  *   keep it in flight); {@link FakeRuntime.holdStops} keeps stops in flight until released;
  * - exec results are scripted per command line ({@link FakeRuntime.setExec}) or by `hooks.exec`;
  * - every exit (and sandbox stop) is an event to the `onEvent` listeners;
- * - every call is logged in `calls`, in order, with the (possibly mocked) time it was made.
+ * - every call is logged in `calls`, in order, with the (possibly mocked) time it was made;
+ * - `execStream` and `attach` make a {@link FakeSession} the test drives (output, exit) and reads
+ *   (stdin, EOF, resizes, pause, cancel); a handler per command line ({@link FakeRuntime.setExecStream},
+ *   {@link FakeRuntime.setAttach}) runs before the call resolves (a throw rejects it).
  * Times come from `Date.now()` at the call, so node:test's mocked Date drives them.
  */
-import type {
-  ContainerConfig,
-  ContainerRuntime,
-  ExecResult,
-  ImageInfo,
-  PullPolicy,
-  RuntimeContainerStatus,
-  RuntimeEvent,
-  SandboxConfig,
-  SandboxStatus,
+import {
+  RuntimeError,
+  type ContainerConfig,
+  type ContainerRuntime,
+  type ExecResult,
+  type ImageInfo,
+  type PullPolicy,
+  type RuntimeContainerStatus,
+  type RuntimeEvent,
+  type SandboxConfig,
+  type SandboxStatus,
+  type StreamEnd,
+  type StreamOptions,
+  type StreamOutput,
+  type StreamSession,
+  type TerminalSize,
 } from '../../edge/edged/runtime.js';
 
 export interface FakeContainer {
@@ -58,12 +67,111 @@ export interface FakeHooks {
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
+/**
+ * A scripted exec or attach session: the test (or the handler) writes its output and ends it; what
+ * the caller did to it (stdin, EOF, resizes, pause, cancel) is recorded.
+ */
+export class FakeSession implements StreamSession {
+  /** What arrived on stdin, in order. */
+  readonly stdin: Buffer[] = [];
+  stdinEnded = false;
+  readonly resizes: TerminalSize[] = [];
+  paused = false;
+  /** How often pause() was called. */
+  pauses = 0;
+  cancelled = false;
+  ended = false;
+  readonly done: Promise<StreamEnd>;
+  private settle!: (end: StreamEnd) => void;
+  private readonly stdinListeners: ((chunk: Buffer | undefined) => void)[] = [];
+
+  constructor(
+    readonly kind: 'exec' | 'attach',
+    readonly containerId: string,
+    readonly command: string[] | undefined,
+    readonly options: StreamOptions,
+    private readonly output: StreamOutput,
+  ) {
+    this.done = new Promise((resolve) => {
+      this.settle = resolve;
+    });
+  }
+
+  /** What stdin brought, as text. */
+  stdinText(): string {
+    return Buffer.concat(this.stdin).toString();
+  }
+
+  /** Called with each stdin chunk, and with undefined at EOF. */
+  onStdin(listener: (chunk: Buffer | undefined) => void): void {
+    this.stdinListeners.push(listener);
+  }
+
+  /** The process writes to stdout (delivered even while paused: the caller's send queue absorbs it). */
+  writeStdout(data: string | Uint8Array): void {
+    this.output.stdout(typeof data === 'string' ? Buffer.from(data) : data);
+  }
+
+  writeStderr(data: string | Uint8Array): void {
+    this.output.stderr(typeof data === 'string' ? Buffer.from(data) : data);
+  }
+
+  /** The session ends (`done` settles) with this exit code or error. */
+  exit(exitCode?: number, error?: string): void {
+    if (this.ended) return;
+    this.ended = true;
+    const end: StreamEnd = {};
+    if (exitCode !== undefined) end.exitCode = exitCode;
+    if (error !== undefined) end.error = error;
+    this.settle(end);
+  }
+
+  writeStdin(chunk: Uint8Array): void {
+    if (this.ended) return;
+    const b = Buffer.from(chunk);
+    this.stdin.push(b);
+    for (const l of this.stdinListeners) l(b);
+  }
+
+  endStdin(): void {
+    if (this.ended || this.stdinEnded) return;
+    this.stdinEnded = true;
+    for (const l of this.stdinListeners) l(undefined);
+  }
+
+  resize(size: TerminalSize): void {
+    this.resizes.push({ ...size });
+  }
+
+  pause(): void {
+    this.paused = true;
+    this.pauses++;
+  }
+
+  resume(): void {
+    this.paused = false;
+  }
+
+  /** An exec is killed (137); an attach detaches (no exit code). */
+  cancel(): void {
+    this.cancelled = true;
+    this.exit(this.kind === 'exec' ? 137 : undefined);
+  }
+}
+
+/** Scripts a session: runs before execStream/attach resolves (a throw rejects the call). */
+export type FakeSessionHandler = (session: FakeSession) => void | Promise<void>;
+
 export class FakeRuntime implements ContainerRuntime {
   readonly calls: FakeCall[] = [];
   readonly sandboxes = new Map<string, FakeSandbox>();
   readonly containers = new Map<string, FakeContainer>();
   hooks: FakeHooks = {};
   private readonly execResults = new Map<string, ExecResult[]>();
+  /** Every exec/attach session made, in order. */
+  readonly sessions: FakeSession[] = [];
+  private readonly streamHandlers = new Map<string, FakeSessionHandler>();
+  private attachHandler: FakeSessionHandler | undefined;
   private readonly listeners = new Set<(e: RuntimeEvent) => void>();
   private heldStops: (() => void)[] | undefined;
   private seq = 0;
@@ -133,6 +241,16 @@ export class FakeRuntime implements ContainerRuntime {
           : { exitCode: 0, stdout: '', stderr: '', timedOut: false, ...r },
       ),
     );
+  }
+
+  /** Scripts `execStream` of `command` (joined with spaces); `*` matches any command without its own handler. */
+  setExecStream(command: string, handler: FakeSessionHandler): void {
+    this.streamHandlers.set(command, handler);
+  }
+
+  /** Scripts `attach`. */
+  setAttach(handler: FakeSessionHandler): void {
+    this.attachHandler = handler;
   }
 
   /** From now on, stops stay in flight until {@link releaseStops}. */
@@ -308,6 +426,36 @@ export class FakeRuntime implements ContainerRuntime {
     const list = this.execResults.get(command.join(' '));
     if (!list || list.length === 0) return { exitCode: 0, stdout: '', stderr: '', timedOut: false };
     return { ...(list.length > 1 ? list.shift()! : list[0]!) };
+  }
+
+  /**
+   * A session on a running container: rejects with RuntimeError(RunContainerError) when it is not
+   * running; without a handler for the command, the session just stays open until the test ends it.
+   */
+  async execStream(id: string, command: string[], options: StreamOptions, output: StreamOutput): Promise<StreamSession> {
+    this.log('execStream', command.join(' '), id, options);
+    return this.session('exec', id, command, options, output, this.streamHandlers.get(command.join(' ')) ?? this.streamHandlers.get('*'));
+  }
+
+  async attach(id: string, options: StreamOptions, output: StreamOutput): Promise<StreamSession> {
+    this.log('attach', this.containers.get(id)?.config.name ?? id, id, options);
+    return this.session('attach', id, undefined, options, output, this.attachHandler);
+  }
+
+  private async session(
+    kind: 'exec' | 'attach',
+    id: string,
+    command: string[] | undefined,
+    options: StreamOptions,
+    output: StreamOutput,
+    handler: FakeSessionHandler | undefined,
+  ): Promise<FakeSession> {
+    const c = this.containers.get(id);
+    if (c?.status.state !== 'running') throw new RuntimeError('RunContainerError', `container ${id} is not running`);
+    const s = new FakeSession(kind, id, command, { ...options }, output);
+    this.sessions.push(s);
+    await handler?.(s);
+    return s;
   }
 
   async listImages(): Promise<ImageInfo[]> {

@@ -61,3 +61,48 @@ export async function startProxy(targetPort: () => number): Promise<Proxy> {
     },
   };
 }
+
+export interface Balancer {
+  port: number;
+  /** Connections each backend (by index) was given. */
+  served: number[];
+  close(): Promise<void>;
+}
+
+/**
+ * A round-robin TCP load balancer over `ports` (a Service in front of CloudCore replicas): each new
+ * connection goes to the next backend in turn. TLS passes through untouched.
+ */
+export async function startBalancer(ports: number[]): Promise<Balancer> {
+  const served = ports.map(() => 0);
+  const sockets = new Set<Socket>();
+  let next = 0;
+  const server: Server = createServer((client) => {
+    const i = next++ % ports.length;
+    served[i]!++;
+    const upstream = connect(ports[i]!, '127.0.0.1');
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const addr = server.address();
+  return {
+    port: typeof addr === 'object' && addr ? addr.port : 0,
+    served,
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}

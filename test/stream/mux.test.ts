@@ -251,3 +251,24 @@ test('stream frames outside the profile are refused by the codec', () => {
   assert.throws(() => codec.decodeFrame(enc([1, 4, { code: 1 }])), { code: ErrorCode.InvalidMessage }, 'CLOSE shape');
   assert.throws(() => codec.decode(enc([1, 2, bytes(1)])), { code: ErrorCode.InvalidMessage }, 'decode() takes messages only');
 });
+
+test('an end while the consumer is paused: what is held is delivered on resume, then the stream closes', async () => {
+  const l = link();
+  const s = l.cloud.open(req);
+  await l.deliver();
+  const e = l.accepted[0]!;
+  s.pause();
+  let got = 0;
+  let closedAt = -1;
+  s.on('message', (_c, p) => (got += p.length));
+  s.on('close', () => (closedAt = got));
+  e.send(Channel.Stdout, bytes(50_000));
+  e.end();
+  await l.deliver();
+  assert.equal(got, 0);
+  assert.equal(closedAt, -1, 'not closed while data is held');
+  assert.equal(s.send(Channel.Stdin, bytes(1)), false, 'nothing more to send to a peer that ended');
+  s.resume();
+  assert.equal(got, 50_000);
+  assert.equal(closedAt, 50_000, 'closed after the last byte');
+});
