@@ -8,13 +8,21 @@
  * `apiserver-kubelet-client`) and a random bearer token. Pure JS via @peculiar/x509 + webcrypto,
  * so no openssl binary or native addon is needed.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomBytes, webcrypto } from 'node:crypto';
-
-type CryptoKey = webcrypto.CryptoKey;
-type CryptoKeyPair = webcrypto.CryptoKeyPair;
-import { isIP } from 'node:net';
+import { randomBytes, type webcrypto } from 'node:crypto';
+import {
+  KEY_ALGORITHM,
+  certificateHosts,
+  exportPrivateKey,
+  generateKeyPair,
+  importPrivateKey,
+  leafExtensions,
+  loadX509,
+  serialNumber,
+  validity,
+  writeCredential as write,
+} from '../shared/x509/index.js';
 
 export interface Pki {
   caCertPem: string;
@@ -34,57 +42,27 @@ export interface Pki {
 
 /** Base name of the kubelet client certificate's files (kubeadm's name). */
 const KUBELET_CLIENT = 'apiserver-kubelet-client';
-const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
-const TEN_YEARS = 3650 * 86400 * 1000;
-
-function pem(label: string, der: ArrayBuffer): string {
-  const b64 = Buffer.from(der)
-    .toString('base64')
-    .replace(/(.{64})/g, '$1\n')
-    .replace(/\n$/, '');
-  return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
-}
-
-function serial(): string {
-  const b = randomBytes(16);
-  b[0] = b[0]! & 0x7f; // positive
-  return b.toString('hex');
-}
-
-function write(path: string, data: string, secret: boolean): void {
-  writeFileSync(path, data, { mode: secret ? 0o600 : 0o644 });
-  if (secret) chmodSync(path, 0o600);
-}
 
 /** Loads the PKI from `<dataDir>/pki`, creating whatever is missing. */
 export async function loadOrCreatePki(dataDir: string, hosts: string[]): Promise<Pki> {
-  // @peculiar/x509 uses tsyringe, which needs the Reflect metadata polyfill loaded first.
-  await import('reflect-metadata');
-  const x509 = await import('@peculiar/x509');
-  const crypto = webcrypto;
-  // Node's webcrypto is structurally the DOM Crypto the library is typed against.
-  x509.cryptoProvider.set(crypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+  const x509 = await loadX509();
   const dir = join(dataDir, 'pki');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const f = (n: string) => join(dir, n);
 
-  const importKey = async (p: string) => crypto.subtle.importKey('pkcs8', Buffer.from(readFileSync(p, 'utf8').replace(/-----[^-]+-----|\s/g, ''), 'base64'), ALG, true, ['sign']);
-  const exportKey = async (k: CryptoKey) => pem('PRIVATE KEY', await crypto.subtle.exportKey('pkcs8', k));
-
   let caCertPem: string;
-  let caKey: CryptoKey;
+  let caKey: webcrypto.CryptoKey;
   if (existsSync(f('ca.crt')) && existsSync(f('ca.key'))) {
     caCertPem = readFileSync(f('ca.crt'), 'utf8');
-    caKey = await importKey(f('ca.key'));
+    caKey = await importPrivateKey(readFileSync(f('ca.key'), 'utf8'));
   } else {
-    const keys = (await crypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
+    const keys = await generateKeyPair();
     const ca = await x509.X509CertificateGenerator.createSelfSigned({
-      serialNumber: serial(),
+      serialNumber: serialNumber(),
       name: 'CN=ledge-ca',
-      notBefore: new Date(Date.now() - 3600_000),
-      notAfter: new Date(Date.now() + TEN_YEARS),
+      ...validity(),
       keys,
-      signingAlgorithm: ALG,
+      signingAlgorithm: KEY_ALGORITHM,
       extensions: [
         new x509.BasicConstraintsExtension(true, undefined, true),
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature, true),
@@ -93,7 +71,7 @@ export async function loadOrCreatePki(dataDir: string, hosts: string[]): Promise
     });
     caCertPem = `${ca.toString('pem')}\n`;
     caKey = keys.privateKey;
-    write(f('ca.key'), await exportKey(caKey), true);
+    write(f('ca.key'), await exportPrivateKey(caKey), true);
     write(f('ca.crt'), caCertPem, false);
     // A new CA invalidates the old leaf certificates.
     for (const n of ['server.crt', 'admin.crt', `${KUBELET_CLIENT}.crt`]) if (existsSync(f(n))) writeFileSync(f(n), '');
@@ -113,40 +91,25 @@ export async function loadOrCreatePki(dataDir: string, hosts: string[]): Promise
     ) {
       return { cert: readFileSync(certPath, 'utf8'), key: readFileSync(keyPath, 'utf8') };
     }
-    const keys = (await crypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
-    const exts: InstanceType<typeof x509.Extension>[] = [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
-      new x509.ExtendedKeyUsageExtension([usage === 'server' ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth], false),
-      await x509.AuthorityKeyIdentifierExtension.create(caCert, false),
-    ];
-    if (sans.length) {
-      exts.push(
-        new x509.SubjectAlternativeNameExtension(
-          sans.map((h) => (isIP(h) ? { type: 'ip' as const, value: h } : { type: 'dns' as const, value: h })),
-          false,
-        ),
-      );
-    }
+    const keys = await generateKeyPair();
     const cert = await x509.X509CertificateGenerator.create({
-      serialNumber: serial(),
+      serialNumber: serialNumber(),
       subject: subject,
       issuer: caCert.subject,
-      notBefore: new Date(Date.now() - 3600_000),
-      notAfter: new Date(Date.now() + TEN_YEARS),
+      ...validity(),
       publicKey: keys.publicKey,
       signingKey: caKey,
-      signingAlgorithm: ALG,
-      extensions: exts,
+      signingAlgorithm: KEY_ALGORITHM,
+      extensions: await leafExtensions(usage, sans, caCert),
     });
-    const out = { cert: `${cert.toString('pem')}\n`, key: await exportKey(keys.privateKey) };
+    const out = { cert: `${cert.toString('pem')}\n`, key: await exportPrivateKey(keys.privateKey) };
     write(keyPath, out.key, true);
     write(certPath, out.cert, false);
     if (sans.length) write(sansFile, wanted, false);
     return out;
   };
 
-  const sans = [...new Set(['127.0.0.1', '::1', 'localhost', ...hosts.filter((h) => h && h !== '0.0.0.0' && h !== '::')])];
+  const sans = certificateHosts(['127.0.0.1', '::1', 'localhost', ...hosts]);
   const server = await leaf('server', 'CN=ledge-apiserver', 'server', sans);
   const client = await leaf('admin', 'CN=ledge-admin, O=system:masters', 'client', []);
   const kubeletClient = await leaf(KUBELET_CLIENT, 'CN=kube-apiserver-kubelet-client, O=system:masters', 'client', []);

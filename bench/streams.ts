@@ -12,7 +12,9 @@
  * - **logs (whole file)**: a pod writes BENCH_LOG_MB (24) MiB of 100-byte lines and sleeps; the
  *   time of one `GET …/log` reading all of it. MB/s = bytes / (last byte − request).
  * - **logs -f**: a pod running `yes` (as fast as it can); bytes a `GET …/log?follow=true` receives
- *   over BENCH_FOLLOW_S (10) s, after 2 s of warm-up.
+ *   over BENCH_FOLLOW_S (10) s, after 2 s of warm-up: on the node with the default log ingest limit
+ *   (1 MiB/s of log records per container), and on a second node with the limit off
+ *   (`--container-log-max-bytes-per-second 0`), where the link and the log reader set the rate.
  * - **exec round trip**: WebSocket `v5.channel.k8s.io` exec of `cat` (no tty); one byte on stdin,
  *   the time until it comes back on stdout; BENCH_EXEC_SAMPLES (300) sequential keystrokes.
  * - **sync latency**: a configmap the node holds (a pod references it) is updated BENCH_SYNC (40)
@@ -71,9 +73,9 @@ try {
   const user = cp.kc.getCurrentUser()!;
   const api = { base: cluster.server, ca: Buffer.from(cluster.caData ?? '', 'base64'), token: user.token ?? '' };
 
-  const pod = (name: string, script: string, extra: Partial<k8s.V1PodSpec> = {}): k8s.V1Pod => ({
+  const pod = (name: string, script: string, extra: Partial<k8s.V1PodSpec> = {}, node = NODE): k8s.V1Pod => ({
     metadata: { name, namespace: ns },
-    spec: { nodeName: NODE, containers: [{ name: 'main', image: 'busybox', command: ['sh', '-c', script] }], ...extra },
+    spec: { nodeName: node, containers: [{ name: 'main', image: 'busybox', command: ['sh', '-c', script] }], ...extra },
   });
   const running = async (name: string) => {
     for (let i = 0; i < 600; i++) {
@@ -135,6 +137,27 @@ try {
   console.log(`logs -f: ${(followRate / 1048576).toFixed(1)} MiB/s; sync during it: p50 ${pct(syncFollow, 50).toFixed(1)} ms`);
   await core.deleteNamespacedPod({ name: 'flooder', namespace: ns, gracePeriodSeconds: 0 });
 
+  // --- logs -f with no ingest limit: what the link carries when the log grows as fast as it can ---
+  const NODE2 = `${NODE}-unlimited`;
+  startEdgeCore(bundles, {
+    node: NODE2,
+    cloud: [cloud.url],
+    dataDir: join(tmp, NODE2),
+    extra: ['--container-log-max-bytes-per-second', '0', '--container-log-max-bytes', String(32 * 1024 * 1024)],
+  });
+  await waitNodeReady(core, NODE2);
+  await core.createNamespacedPod({ namespace: ns, body: pod('flooder2', "exec yes 'Ledge logs -f throughput: a line of text as fast as the container can print it'", {}, NODE2) });
+  await running('flooder2');
+  const follow2 = followLog(api, `/api/v1/namespaces/${ns}/pods/flooder2/log?follow=true&tailLines=0`);
+  await sleep(2000);
+  const c0 = follow2.bytes();
+  const u0 = nowMs();
+  await sleep(FOLLOW_S * 1000);
+  const followUnlimited = (follow2.bytes() - c0) / ((nowMs() - u0) / 1000);
+  follow2.close();
+  console.log(`logs -f, no ingest limit: ${(followUnlimited / 1048576).toFixed(1)} MiB/s`);
+  await core.deleteNamespacedPod({ name: 'flooder2', namespace: ns, gracePeriodSeconds: 0 });
+
   // --- exec round trip ----------------------------------------------------------------------
   const rtt = await execRoundTrips(api, `/api/v1/namespaces/${ns}/pods/holder/exec?command=cat&stdin=true&stdout=true&stderr=true`, EXEC_SAMPLES);
   console.log(`exec keystroke→echo: p50 ${pct(rtt, 50).toFixed(2)} ms, p99 ${pct(rtt, 99).toFixed(2)} ms`);
@@ -143,7 +166,8 @@ try {
   const table = {
     'logs, whole file (MiB/s)': round(wholeBest.bytes / 1048576 / (wholeBest.ms / 1000), 1),
     'logs, whole file (MiB)': round(wholeBest.bytes / 1048576, 1),
-    'logs -f of `yes` (MiB/s)': round(followRate / 1048576, 1),
+    'logs -f of `yes`, default ingest limit 1 MiB/s (MiB/s)': round(followRate / 1048576, 2),
+    'logs -f of `yes`, no ingest limit (MiB/s)': round(followUnlimited / 1048576, 1),
     'exec keystroke→echo (ms)': stats(rtt),
     'configmap write→edge, idle (ms)': stats(syncIdle),
     'configmap write→edge, flooder without reader (ms)': stats(syncFlooder),

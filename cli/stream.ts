@@ -22,6 +22,7 @@ import { delimiter, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import WebSocket, { type RawData } from 'ws';
 import { ErrorCode, errorMessage } from '../shared/errors/index.js';
+import { Channel, type StreamRequest } from '../shared/protocol/index.js';
 
 declare const LEDGE_VERSION: string | undefined;
 const userAgent = `ledge/${typeof LEDGE_VERSION === 'string' ? LEDGE_VERSION : 'dev'}`;
@@ -43,8 +44,6 @@ const MAX_STATUS_BYTES = 64 * 1024;
 /** stdin stops being read while this much is queued on the WebSocket, and resumes below the low mark. */
 const STDIN_HIGH_WATER = 1024 * 1024;
 const STDIN_LOW_WATER = 256 * 1024;
-
-const Ch = { Stdin: 0, Stdout: 1, Stderr: 2, Error: 3, Resize: 4, Close: 255 } as const;
 
 const common = `Connection (CloudStream, CloudCore's kubelet-API server):
       --server <url>                 stream server (default $${STREAM_SERVER_ENV}, else ${DEFAULT_STREAM_SERVER})
@@ -136,15 +135,7 @@ export function parseDuration(text: string): number | undefined {
 }
 
 /** The options of `GET /containerLogs`. */
-export interface LogsQuery {
-  follow?: boolean;
-  tailLines?: number;
-  sinceSeconds?: number;
-  sinceTime?: string;
-  timestamps?: boolean;
-  previous?: boolean;
-  limitBytes?: number;
-}
+export type LogsQuery = Pick<StreamRequest, 'follow' | 'tailLines' | 'sinceSeconds' | 'sinceTime' | 'timestamps' | 'previous' | 'limitBytes'>;
 
 const seg = (s: string) => encodeURIComponent(s);
 
@@ -712,17 +703,17 @@ function channelSession(t: Target, path: string, o: { stdin: boolean; tty: boole
     };
     const sendSize = () => {
       const { columns, rows } = process.stdout;
-      if (columns && rows) send(Ch.Resize, Buffer.from(JSON.stringify({ Width: columns, Height: rows })));
+      if (columns && rows) send(Channel.Resize, Buffer.from(JSON.stringify({ Width: columns, Height: rows })));
     };
     const onStdin = (chunk: Buffer | string) => {
-      send(Ch.Stdin, typeof chunk === 'string' ? Buffer.from(chunk) : chunk, () => {
+      send(Channel.Stdin, typeof chunk === 'string' ? Buffer.from(chunk) : chunk, () => {
         if (input?.isPaused() && ws.bufferedAmount < STDIN_LOW_WATER && !settled) input.resume();
       });
       if (ws.bufferedAmount > STDIN_HIGH_WATER) input?.pause();
     };
     const onStdinEnd = () => {
       // v4 has no way to say "end of input"; v5 closes the stdin channel.
-      if (ws.protocol === CHANNEL_PROTOCOLS[0]) send(Ch.Close, Uint8Array.of(Ch.Stdin));
+      if (ws.protocol === CHANNEL_PROTOCOLS[0]) send(Channel.Close, Uint8Array.of(Channel.Stdin));
     };
 
     // Output back-pressure: while stdout or stderr is full, stop reading the socket (the server then stops sending).
@@ -767,13 +758,13 @@ function channelSession(t: Target, path: string, o: { stdin: boolean; tty: boole
       if (msg.length === 0) return;
       const payload = msg.subarray(1);
       switch (msg[0]) {
-        case Ch.Stdout:
+        case Channel.Stdout:
           write(process.stdout, payload);
           break;
-        case Ch.Stderr:
+        case Channel.Stderr:
           write(process.stderr, payload);
           break;
-        case Ch.Error:
+        case Channel.Error:
           if (statusBytes + payload.length <= MAX_STATUS_BYTES) {
             status.push(Buffer.from(payload));
             statusBytes += payload.length;

@@ -12,7 +12,7 @@ import { defaultEdgeHubOptions } from './edgehub/options.js';
 import { defaultNodeStatusOptions } from './nodestatus/options.js';
 import { defaultMetaManagerOptions, defaultMetaStoreOptions } from './metamanager/options.js';
 import { defaultMetaServerOptions } from './metaserver/options.js';
-import { defaultContainerRuntimeOptions, defaultEdgedOptions } from './edged/options.js';
+import { defaultContainerLogRateOptions, defaultContainerRuntimeOptions, defaultEdgedOptions } from './edged/options.js';
 
 export const edgeConfigSpec = {
   jit: {
@@ -96,6 +96,16 @@ export const edgeConfigSpec = {
     resyncMs: { type: 'integer', min: 100, flag: 'pod-resync-ms', description: 'every pod is re-examined this often without an event (ms)' },
     statusResyncMs: { type: 'integer', min: 1000, description: 'pod status is re-sent this often even when unchanged (ms)' },
     shutdownGraceSeconds: { type: 'integer', min: 0, description: "EdgeCore's shutdown stops process-runtime pods with at most this grace (s)" },
+  }),
+  // Options of both runtimes, beside containerLogMaxBytes (main.ts passes them to each runtime).
+  ...moduleFields('edged', defaultContainerLogRateOptions, {
+    containerLogMaxBytesPerSecond: {
+      type: 'integer',
+      min: 0,
+      flag: 'container-log-max-bytes-per-second',
+      description: "most bytes of log records a container's output may produce per second, past a burst; faster output is slowed, not dropped (0: unlimited)",
+    },
+    containerLogBurstBytes: { type: 'integer', min: 4096, description: 'bytes of log records a container may print at once above --container-log-max-bytes-per-second' },
   }),
   ...moduleFields('containerRuntime', defaultContainerRuntimeOptions, {
     socketPath: {

@@ -17,6 +17,7 @@ import { createMetaManager } from './metamanager/index.js';
 import { createMetaServer, type MetaServer } from './metaserver/index.js';
 import { createNodeStatusReporter } from './nodestatus/index.js';
 import { createContainerRuntime, createEdged, createProcessRuntime } from './edged/index.js';
+import { createEdgeStream } from './edgestream/index.js';
 import { edgeConfigSpec, edgeUsage, type EdgeConfig } from './config.js';
 
 export interface EdgeCore {
@@ -38,9 +39,12 @@ export function startEdgeCore(given: EdgeConfig, log: Logger): EdgeCore {
   const meta = createMetaManager({ dataDir: config.dataDir, ...config.meta }, log.child({ module: 'metamanager' }));
   const metaServer = createMetaServer({ dataDir: config.dataDir, ...config.metaServer }, meta.view, log.child({ module: 'metaserver' }));
   // Pods: the process runtime always; the container runtime over the Docker Engine API socket (Docker or Podman).
+  // Both bound what a container's output may cost EdgeCore (its log ingest rate).
+  const { containerLogMaxBytesPerSecond, containerLogBurstBytes, ...edgedOptions } = config.edged;
+  const logRate = { containerLogMaxBytesPerSecond, containerLogBurstBytes };
   const runtimes = [
-    createProcessRuntime({ rootDir: join(config.dataDir, 'edged', 'pods'), log: log.child({ module: 'edged', runtime: 'process' }) }),
-    createContainerRuntime({ ...config.containerRuntime, log: log.child({ module: 'edged', runtime: 'container' }) }),
+    createProcessRuntime({ rootDir: join(config.dataDir, 'edged', 'pods'), ...logRate, log: log.child({ module: 'edged', runtime: 'process' }) }),
+    createContainerRuntime({ ...config.containerRuntime, ...logRate, log: log.child({ module: 'edged', runtime: 'container' }) }),
   ];
   const edged = createEdged(
     {
@@ -48,12 +52,14 @@ export function startEdgeCore(given: EdgeConfig, log: Logger): EdgeCore {
       dataDir: config.dataDir,
       meta: meta.view,
       runtimes,
-      ...config.edged,
+      ...edgedOptions,
       // Workloads find MetaServer as in-cluster clients find the API server (docs/metaserver.md).
       podEnv: (pod) => podServiceEnv(metaServer, config.metaServer.enabled, pod),
     },
     log.child({ module: 'edged' }),
   );
+  // kubectl logs/exec/attach: the streams the cloud opens on the link, served from Edged's pods (docs/streams.md).
+  const edgeStream = createEdgeStream({ nodeName: config.nodeName, pods: edged }, log);
   const bee = new Beehive({ log });
   // The modules, in one list (KubeEdge's registerModules).
   bee.register(
@@ -65,6 +71,7 @@ export function startEdgeCore(given: EdgeConfig, log: Logger): EdgeCore {
         ...config.hub,
         // The link is back: pod statuses are sent again (the cloud marked them not ready meanwhile).
         onConnected: () => edged.reconnected(),
+        onStream: (stream) => edgeStream.serve(stream),
       },
       log.child({ module: 'edgehub' }),
     ),
@@ -86,7 +93,14 @@ export function startEdgeCore(given: EdgeConfig, log: Logger): EdgeCore {
     }),
   );
   bee.start();
-  return { bee, stop: () => bee.stop().finally(() => lock.release()) };
+  return {
+    bee,
+    stop: () =>
+      bee
+        .stop()
+        .finally(() => edgeStream.close())
+        .finally(() => lock.release()),
+  };
 }
 
 /** KUBERNETES_SERVICE_HOST/PORT pointing at MetaServer, and the pod's own token to read it with. */

@@ -21,7 +21,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { backoff, type Backoff } from '../../shared/backoff/index.js';
 import { errorCode, errorMessage } from '../../shared/errors/index.js';
 import type { Logger } from '../../shared/log/index.js';
-import { CoalescingWriter, httpStatus, kube, type k8s } from '../kube/index.js';
+import { CoalescingWriter, httpStatus, kube, withSignal, type k8s } from '../kube/index.js';
 
 /** Annotation of a stream Lease: the holder's peer address (`https://host:port`). */
 export const PEER_ANNOTATION = 'ledge.io/stream-peer';
@@ -74,21 +74,7 @@ const CAS_ATTEMPTS = 5;
 export function kubeStreamPeers(kc: k8s.KubeConfig, namespace: string): StreamPeers {
   const leases = kc.makeApiClient(kube().CoordinationV1Api);
   const core = kc.makeApiClient(kube().CoreV1Api);
-  const options = () => {
-    const signal = AbortSignal.timeout(API_TIMEOUT_MS);
-    return {
-      middleware: [
-        {
-          pre: (ctx: k8s.RequestContext) => {
-            ctx.setSignal(signal);
-            return new (kube().Observable)(Promise.resolve(ctx));
-          },
-          post: (ctx: k8s.ResponseContext) => new (kube().Observable)(Promise.resolve(ctx)),
-        },
-      ],
-      middlewareMergeStrategy: 'append' as const,
-    };
-  };
+  const options = () => withSignal(AbortSignal.timeout(API_TIMEOUT_MS));
   const read = async (name: string): Promise<k8s.V1Lease | undefined> => {
     try {
       return await leases.readNamespacedLease({ name, namespace }, options());

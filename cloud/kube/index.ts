@@ -57,6 +57,26 @@ export function withKeepAlive<T extends k8s.KubeConfig>(kc: T): T {
   return kc;
 }
 
+/**
+ * Per-call options of a client-node API method that make the call end when `signal` aborts (a
+ * timeout, a shutdown): `api.readNamespacedLease({ name, namespace }, withSignal(signal))`. Added
+ * after the client's own middleware. {@link kube} must be loaded.
+ */
+export function withSignal(signal: AbortSignal) {
+  return {
+    middleware: [
+      {
+        pre: (ctx: k8s.RequestContext) => {
+          ctx.setSignal(signal);
+          return new (kube().Observable)(Promise.resolve(ctx));
+        },
+        post: (ctx: k8s.ResponseContext) => new (kube().Observable)(Promise.resolve(ctx)),
+      },
+    ],
+    middlewareMergeStrategy: 'append' as const,
+  };
+}
+
 /** HTTP status of a client-node error, if it has one. */
 export function httpStatus(err: unknown): number | undefined {
   const code = (err as { code?: unknown; statusCode?: unknown } | null)?.code ?? (err as { statusCode?: unknown } | null)?.statusCode;

@@ -24,7 +24,7 @@ import os from 'node:os';
 import type { Module, ModuleContext } from '../../shared/beehive/index.js';
 import type { Logger } from '../../shared/log/index.js';
 import { ConfigError, TimeoutError, errorCode, errorMessage } from '../../shared/errors/index.js';
-import { kube, httpStatus, type k8s } from '../kube/index.js';
+import { kube, httpStatus, withSignal, type k8s } from '../kube/index.js';
 import { defaultLeaderElectionOptions } from './options.js';
 
 /** Election options; defaults in `defaultLeaderElectionOptions` (./options.ts). */
@@ -303,18 +303,6 @@ export function kubeLeaseStore(kc: k8s.KubeConfig, namespace: string, name: stri
   const api = kc.makeApiClient(kube().CoordinationV1Api);
   /** The last Lease object read or written: a replace keeps its other fields (labels, annotations). */
   let last: k8s.V1Lease | undefined;
-  const options = (signal: AbortSignal) => ({
-    middleware: [
-      {
-        pre: (ctx: k8s.RequestContext) => {
-          ctx.setSignal(signal);
-          return new (kube().Observable)(Promise.resolve(ctx));
-        },
-        post: (ctx: k8s.ResponseContext) => new (kube().Observable)(Promise.resolve(ctx)),
-      },
-    ],
-    middlewareMergeStrategy: 'append' as const,
-  });
   const micro = (ms: number | undefined) => (ms === undefined ? undefined : new (kube().V1MicroTime)(ms));
   const spec = (r: LeaseRecord): k8s.V1LeaseSpec => ({
     holderIdentity: r.holderIdentity,
@@ -343,7 +331,7 @@ export function kubeLeaseStore(kc: k8s.KubeConfig, namespace: string, name: stri
   return {
     async get(signal) {
       try {
-        return versioned(await api.readNamespacedLease({ name, namespace }, options(signal)));
+        return versioned(await api.readNamespacedLease({ name, namespace }, withSignal(signal)));
       } catch (err) {
         if (httpStatus(err) === 404) return undefined;
         throw err;
@@ -352,7 +340,7 @@ export function kubeLeaseStore(kc: k8s.KubeConfig, namespace: string, name: stri
     async create(record, signal) {
       try {
         const body: k8s.V1Lease = { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace }, spec: spec(record) };
-        return versioned(await api.createNamespacedLease({ namespace, body }, options(signal))).version;
+        return versioned(await api.createNamespacedLease({ namespace, body }, withSignal(signal))).version;
       } catch (err) {
         if (httpStatus(err) === 409) return undefined;
         throw err;
@@ -362,7 +350,7 @@ export function kubeLeaseStore(kc: k8s.KubeConfig, namespace: string, name: stri
       const base: k8s.V1Lease = last?.metadata?.resourceVersion === version ? last : { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace } };
       const body: k8s.V1Lease = { ...base, metadata: { ...base.metadata, name, namespace, resourceVersion: version }, spec: { ...base.spec, ...spec(record) } };
       try {
-        return versioned(await api.replaceNamespacedLease({ name, namespace, body }, options(signal))).version;
+        return versioned(await api.replaceNamespacedLease({ name, namespace, body }, withSignal(signal))).version;
       } catch (err) {
         if (httpStatus(err) === 409) return undefined;
         throw err;

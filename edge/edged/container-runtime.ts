@@ -16,7 +16,29 @@
  * ends: `since` the last record's time, and the bytes the file already holds at that very time are
  * skipped per stream, so nothing is copied twice when each record the daemon sent became one line
  * (true for Docker's and Podman's streams; a TTY container's raw stream has no timestamps, its
- * last records may be copied twice).
+ * last records may be copied twice). The copy is bounded at `containerLogMaxBytesPerSecond` of records
+ * with a burst (./log-rate.ts): past it the daemon's stream is paused (the daemon keeps the rest, the
+ * copy catches up later; one info line per throttling episode, at most once a minute per container);
+ * removing a container ends the limit, so its last `logDrainMs` copy what is left at full speed.
+ *
+ * Interactive sessions (kubectl exec/attach, {@link DockerEngineRuntime.execStream} and
+ * {@link DockerEngineRuntime.attach}) run over a hijacked connection (DockerClient.hijack): the
+ * process's output demultiplexed (raw with a TTY), stdin written to the connection and its end a
+ * half-close (the output after it is still delivered), resizes through the daemon. Podman 4.3 answers
+ * the hijack 101 and honours a start body's `h`/`w` (the TTY's size before the process runs); Docker
+ * gets a resize right after the start (retried briefly until the process runs). With a TTY, the
+ * half-close gives the process no EOF (a terminal's EOF is a ^D byte, which kubectl sends itself).
+ * A command that cannot be started ends the session at once with exit code 126 or 127 and the
+ * runtime's message as `error` (the runtime's message is recognised in the stream, ahead of any
+ * output of the process, and not delivered as output). The Docker Engine API cannot kill an exec'd
+ * process, and closing its connection does not end it (Docker and Podman): cancel() closes the
+ * connection, then kills the process and its descendants with SIGKILL by the pid the daemon reports,
+ * only when that pid is visible from here and in the container's pid namespace (a local rootful
+ * daemon: Podman as root, Docker); otherwise the process may run on in the container, and the
+ * session's `error` says so. An attach's cancel() detaches; the container runs on (but Podman 4.3
+ * closes a non-TTY container's stdin when an attach with stdin goes, whatever StdinOnce says, and
+ * ignores detach keys: ctrl-p ctrl-q reach the process. Docker, not tried here, documents closing it
+ * only with StdinOnce, and its default detach keys apply to an attach with stdin, as under dockershim).
  *
  * Restart policy, backoff, probes: Edged's pod worker. Containers are created with restart policy
  * `no`. Kubelet reasons are thrown as RuntimeError (`ErrImagePull`, `ErrImageNeverPull`,
@@ -24,12 +46,13 @@
  * that cannot be reached throws RuntimeUnavailableError, a refused request RuntimeApiError.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readdirSync, readFileSync, readlinkSync, readSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { backoff as makeBackoff } from '../../shared/backoff/index.js';
-import { errorMessage, RuntimeApiError, TimeoutError } from '../../shared/errors/index.js';
+import { ErrorCode, errorMessage, RuntimeApiError, TimeoutError } from '../../shared/errors/index.js';
 import { silentLogger, type Logger } from '../../shared/log/index.js';
-import { DockerClient, FrameDemuxer, JsonLines, type StreamName } from './docker-api.js';
+import { DockerClient, FrameDemuxer, type HijackedConnection, JsonLines, type StreamName } from './docker-api.js';
+import { CRI_RECORD_HEADER_BYTES, LogThrottle, NoticeLimiter, formatRate, type LogRateLimit } from './log-rate.js';
 import { CriLogWriter, parseCriLine } from './logs.js';
 import { defaultContainerRuntimeOptions } from './options.js';
 import {
@@ -44,6 +67,11 @@ import {
   type RuntimeEvent,
   type SandboxConfig,
   type SandboxStatus,
+  type StreamEnd,
+  type StreamOptions,
+  type StreamOutput,
+  type StreamSession,
+  type TerminalSize,
 } from './runtime.js';
 
 /** Options; defaults in `defaultContainerRuntimeOptions` (./options.ts). */
@@ -64,6 +92,10 @@ export interface ContainerRuntimeOptions {
   logDrainMs?: number;
   /** Most bytes of stdout (and of stderr) one exec keeps; the rest is read and dropped. Default 1 MiB. */
   maxExecOutputBytes?: number;
+  /** Most bytes of CRI log records the copy of a container's output may write per second (./log-rate.ts); past it the daemon's stream is paused; 0: unlimited. Default 1 MiB/s. */
+  containerLogMaxBytesPerSecond?: number;
+  /** What a container may print at once above that rate, bytes of records. Default 4 MiB. */
+  containerLogBurstBytes?: number;
   log?: Logger;
 }
 
@@ -110,8 +142,8 @@ interface ContainerInspect {
   Id: string;
   Created?: string;
   Image?: string;
-  Config?: { Image?: string; Labels?: Record<string, string> | null; Tty?: boolean } | null;
-  State?: { Status?: string; Running?: boolean; OOMKilled?: boolean; ExitCode?: number; Error?: string; StartedAt?: string; FinishedAt?: string } | null;
+  Config?: { Image?: string; Labels?: Record<string, string> | null; Tty?: boolean; OpenStdin?: boolean } | null;
+  State?: { Status?: string; Running?: boolean; Pid?: number; OOMKilled?: boolean; ExitCode?: number; Error?: string; StartedAt?: string; FinishedAt?: string } | null;
   HostConfig?: { NetworkMode?: string } | null;
   NetworkSettings?: DockerNetworks | null;
 }
@@ -123,6 +155,12 @@ interface DockerEvent {
   id?: string;
   time?: number;
   Actor?: { ID?: string; Attributes?: Record<string, string> | null } | null;
+}
+
+interface ExecInspect {
+  Running?: boolean;
+  ExitCode?: number | null;
+  Pid?: number;
 }
 
 interface VersionInfo {
@@ -289,6 +327,8 @@ class LogFollower {
   private abort: (() => void) | undefined;
   private stopped = false;
   private readonly controller = new AbortController();
+  private throttle: LogThrottle | undefined;
+  private unlimited = false;
 
   constructor(
     private readonly api: DockerClient,
@@ -298,14 +338,23 @@ class LogFollower {
     private readonly tty: boolean,
     private readonly cursor: LogCursor | undefined,
     private readonly log: Logger,
+    /** The log ingest limit, and the notice of a throttling episode. */
+    private readonly rate: LogRateLimit & { onThrottled: () => void },
   ) {
     this.done = this.run();
   }
 
   stop(): void {
     this.stopped = true;
+    this.throttle?.close();
     this.controller.abort();
     this.abort?.();
+  }
+
+  /** Ends the rate limit: what the daemon still holds is copied at full speed (the container is being removed). */
+  unthrottle(): void {
+    this.unlimited = true;
+    this.throttle?.release();
   }
 
   private async run(): Promise<'ended' | 'failed' | 'stopped'> {
@@ -351,9 +400,23 @@ class LogFollower {
       writer.write(stream, content, stamped?.time);
     };
     const demux = this.tty ? undefined : new FrameDemuxer(record, undefined, (message) => this.log.warn('container log stream error', { container: this.id, message }));
+    // The log ingest limit: past it the daemon's stream is paused (the daemon keeps the rest), what was read beyond it waits in the stream.
+    // Its framed stream carries a header and a timestamp per line, about what a CRI record adds; a TTY's raw stream does not.
+    const throttle = new LogThrottle({
+      ...this.rate,
+      pause: () => res.pause(),
+      resume: () => res.resume(),
+      lineOverheadBytes: this.tty ? CRI_RECORD_HEADER_BYTES : 0,
+    });
+    this.throttle = throttle;
+    if (this.unlimited) throttle.release();
     const outcome = await new Promise<'ended' | 'failed' | 'stopped'>((resolve) => {
-      res.on('data', (chunk: Buffer) => {
+      res.on('data', (b: Buffer) => {
         try {
+          const n = throttle.admit(b);
+          const chunk = n === b.length ? b : b.subarray(0, n);
+          if (n < b.length) res.unshift(b.subarray(n));
+          if (chunk.length === 0) return;
           if (demux) demux.push(chunk);
           else record('stdout', chunk);
         } catch (err) {
@@ -366,9 +429,296 @@ class LogFollower {
       res.once('error', () => resolve(this.stopped ? 'stopped' : 'failed'));
       res.once('close', () => resolve(this.stopped ? 'stopped' : 'failed'));
     });
+    throttle.close();
     writer.close(lastTime);
     return outcome;
   }
+}
+
+// ---- Interactive sessions (kubectl exec / attach) over a hijacked connection -------------------------
+
+/**
+ * A chunk the daemon (not the process) writes into an exec's stream when the command cannot be
+ * started: Podman's `Error: runc: exec failed: …` (and `Error: read unixpacket …` after it), Docker's
+ * `OCI runtime exec failed: …`.
+ */
+const DAEMON_ERROR = /^(?:Error: )?(?:OCI runtime|runc: |crun: |read unixpacket )/;
+
+/** How long an exec's exit code (or an attached container's exit) is waited for once its stream ended, ms. */
+const EXIT_WAIT_MS = 3000;
+const EXIT_POLL_MS = 20;
+/** Tries of a session's first resize, EXIT_POLL_MS apart (the daemon may not run the process yet). */
+const INITIAL_RESIZE_TRIES = 50;
+
+const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** What differs between an exec and an attach session. */
+interface SessionSpec {
+  what: string;
+  /** A TTY's raw stream; else Docker's multiplexed framing. */
+  raw: boolean;
+  stdin: boolean;
+  /** exec: chunks of the daemon's own errors ({@link DAEMON_ERROR}) ahead of any output are held back. */
+  holdDaemonErrors: boolean;
+  resize?: (size: TerminalSize) => Promise<void>;
+  /** The stream ended by itself: how the session ended; `held` is the daemon's text held back (delivered as output unless `deliverHeld` is false). */
+  ended(streamError: string | undefined, held: string | undefined): Promise<{ end: StreamEnd; deliverHeld: boolean }>;
+  /** cancel() was called (the connection is closed already). */
+  cancelled(): Promise<StreamEnd>;
+}
+
+/** A StreamSession over one hijacked connection. */
+class HijackedSession implements StreamSession {
+  readonly done: Promise<StreamEnd>;
+  private settle!: (end: StreamEnd) => void;
+  /** `ending`: the stream is over (or cancelled), the end is being found out. */
+  private state: 'open' | 'ending' | 'done' = 'open';
+  private stdinEnded = false;
+  private delivered = false;
+  private held: { stream: 'stdout' | 'stderr'; chunk: Buffer }[] = [];
+  /** pause(): the rest of a chunk read before it waits here, delivered at resume(). */
+  private paused = false;
+  private queue: { stream: 'stdout' | 'stderr'; payload: Buffer }[] = [];
+  /** The stream ended while output was queued: the end waits for the queue. */
+  private endPending = false;
+  private streamError: string | undefined;
+  private outputFailed = false;
+  private resizeGen = 0;
+  private resizes: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly conn: HijackedConnection,
+    private readonly output: StreamOutput,
+    private readonly spec: SessionSpec,
+    private readonly log: Logger,
+    initialSize: TerminalSize | undefined,
+  ) {
+    this.done = new Promise((resolve) => (this.settle = resolve));
+    const demux = spec.raw
+      ? undefined
+      : new FrameDemuxer(
+          (stream, payload) => {
+            if (stream !== 'stdin') this.deliver(stream, payload);
+          },
+          undefined,
+          (message) => (this.streamError ??= message.trim()),
+        );
+    const failed = (err: Error) => {
+      this.streamError ??= errorMessage(err);
+      this.finish();
+    };
+    conn.output.on('data', (chunk: Buffer) => {
+      if (this.state !== 'open') return;
+      try {
+        if (demux) demux.push(chunk);
+        else this.deliver('stdout', chunk);
+      } catch (err) {
+        this.streamError ??= errorMessage(err);
+        this.finish();
+      }
+    });
+    conn.output.once('end', () => this.finish());
+    conn.output.once('close', () => this.finish());
+    conn.output.on('error', failed);
+    if (conn.input !== conn.output) conn.input.on('error', failed);
+    conn.output.resume();
+    if (initialSize && spec.resize) this.resizes = this.initialResize(spec.resize, initialSize);
+  }
+
+  writeStdin(chunk: Uint8Array): void {
+    if (!this.spec.stdin || this.stdinEnded || this.state !== 'open' || chunk.length === 0) return;
+    this.conn.input.write(chunk);
+  }
+
+  endStdin(): void {
+    if (!this.spec.stdin || this.stdinEnded || this.state !== 'open') return;
+    this.stdinEnded = true;
+    this.conn.input.end(); // a half-close: the daemon closes the process's stdin and sends the rest of its output
+  }
+
+  resize(size: TerminalSize): void {
+    const resize = this.spec.resize;
+    if (!resize || this.state !== 'open') return;
+    this.resizeGen++;
+    this.resizes = this.resizes.then(() =>
+      resize(size).catch((err: unknown) => this.log.debug('terminal resize failed', { session: this.spec.what, err, code: (err as { code?: string }).code })),
+    );
+  }
+
+  pause(): void {
+    if (this.state !== 'open') return;
+    this.paused = true;
+    this.conn.output.pause();
+  }
+
+  resume(): void {
+    if (this.state !== 'open' || !this.paused) return;
+    this.paused = false;
+    while (!this.paused && this.queue.length > 0) {
+      const q = this.queue.shift() as { stream: 'stdout' | 'stderr'; payload: Buffer };
+      this.process(q.stream, q.payload);
+    }
+    if (this.paused || this.state !== 'open') return;
+    this.conn.output.resume();
+    if (this.endPending) {
+      this.endPending = false;
+      this.finish();
+    }
+  }
+
+  cancel(): void {
+    if (this.state !== 'open') return; // ended by itself already: its end stands
+    this.state = 'ending';
+    this.held = [];
+    this.queue = [];
+    this.conn.destroy();
+    this.spec.cancelled().then(
+      (end) => this.resolve(end),
+      (err: unknown) => this.resolve({ error: errorMessage(err) }),
+    );
+  }
+
+  /** Ends it now with `end` (the runtime closes, or the container had exited): the connection goes, an exec's process is left alone. */
+  close(end: StreamEnd): void {
+    if (this.state === 'done') return;
+    this.state = 'ending';
+    this.queue = [];
+    this.held = [];
+    this.conn.destroy();
+    this.resolve(end);
+  }
+
+  private deliver(stream: 'stdout' | 'stderr', payload: Buffer): void {
+    if (payload.length === 0) return;
+    if (this.paused || this.queue.length > 0) this.queue.push({ stream, payload });
+    else this.process(stream, payload);
+  }
+
+  private process(stream: 'stdout' | 'stderr', payload: Buffer): void {
+    if (this.spec.holdDaemonErrors && !this.delivered && DAEMON_ERROR.test(payload.toString('latin1', 0, 64))) {
+      this.held.push({ stream, chunk: payload });
+      return;
+    }
+    this.flushHeld();
+    this.delivered = true;
+    this.emit(stream, payload);
+  }
+
+  private flushHeld(): void {
+    const held = this.held;
+    this.held = [];
+    for (const h of held) this.emit(h.stream, h.chunk);
+  }
+
+  private emit(stream: 'stdout' | 'stderr', payload: Buffer): void {
+    try {
+      this.output[stream](payload);
+    } catch (err) {
+      if (!this.outputFailed) this.log.warn('stream output handler failed', { session: this.spec.what, err, code: (err as { code?: string }).code });
+      this.outputFailed = true;
+    }
+  }
+
+  private finish(): void {
+    if (this.state !== 'open') return;
+    if (this.queue.length > 0) {
+      this.endPending = true; // resume() delivers the rest, then ends it
+      return;
+    }
+    this.state = 'ending';
+    this.conn.destroy();
+    const held = this.held.length > 0 ? Buffer.concat(this.held.map((h) => h.chunk)).toString('utf8') : undefined;
+    this.spec.ended(this.streamError, held).then(
+      ({ end, deliverHeld }) => {
+        if (this.state === 'done') return;
+        if (deliverHeld) this.flushHeld();
+        this.held = [];
+        this.resolve(end);
+      },
+      (err: unknown) => this.resolve({ error: errorMessage(err) }),
+    );
+  }
+
+  private resolve(end: StreamEnd): void {
+    if (this.state === 'done') return;
+    this.state = 'done';
+    this.settle(end);
+  }
+
+  /** The first size, tried until the daemon takes it (it refuses before the process runs), the session ends, or a resize() came. */
+  private async initialResize(resize: (size: TerminalSize) => Promise<void>, size: TerminalSize): Promise<void> {
+    const gen = this.resizeGen;
+    for (let i = 0; i < INITIAL_RESIZE_TRIES; i++) {
+      if (this.state !== 'open' || this.resizeGen !== gen) return;
+      try {
+        await resize(size);
+        return;
+      } catch {
+        await delay(EXIT_POLL_MS);
+      }
+    }
+  }
+}
+
+/** A session that ended before it began (a command the daemon refused to start). */
+function endedSession(end: StreamEnd): StreamSession {
+  const noop = () => {};
+  return { writeStdin: noop, endStdin: noop, resize: noop, pause: noop, resume: noop, cancel: noop, done: Promise.resolve(end) };
+}
+
+/** `pid` and every process descended from it (from /proc), parents first. */
+function processTree(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, 'latin1');
+    } catch {
+      continue; // gone
+    }
+    // `pid (comm) state ppid …`: comm may hold spaces and parentheses, the last `)` ends it.
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (Number.isInteger(ppid)) children.set(ppid, [...(children.get(ppid) ?? []), Number(name)]);
+  }
+  const out: number[] = [];
+  const queue = [pid];
+  while (queue.length > 0) {
+    const p = queue.shift() as number;
+    if (out.includes(p)) continue;
+    out.push(p);
+    queue.push(...(children.get(p) ?? []));
+  }
+  return out;
+}
+
+function pidNamespace(pid: number): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/pid`);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * SIGKILLs `pid` and its descendants when `pid` is a process of this host in the container's pid
+ * namespace (that of `containerPid`); false when it cannot be seen as one (a remote daemon, a
+ * rootless one in a namespace of its own, or the process gone).
+ */
+function killContainerProcess(pid: number, containerPid: number | undefined): boolean {
+  if (process.platform !== 'linux' || !(pid > 0) || !containerPid || !(containerPid > 0)) return false;
+  const ns = pidNamespace(pid);
+  if (!ns || ns !== pidNamespace(containerPid)) return false;
+  let killed = false;
+  for (const p of processTree(pid)) {
+    try {
+      process.kill(p, 'SIGKILL');
+      killed = true;
+    } catch {
+      // gone already
+    }
+  }
+  return killed;
 }
 
 // ---- The runtime -----------------------------------------------------------------------------------
@@ -384,6 +734,9 @@ export class DockerEngineRuntime implements ContainerRuntime {
   private readonly pullDeadlineMs: number;
   private readonly logDrainMs: number;
   private readonly maxExecBytes: number;
+  private readonly logRate: LogRateLimit;
+  /** The throttled-output info line: at most once a minute per container (pod uid and name, across restarts). */
+  private readonly throttleNotices = new NoticeLimiter();
   private readonly eventBackoff: { baseMs: number; maxMs: number };
   private versionInfo: Promise<VersionInfo> | undefined;
   private closed = false;
@@ -397,6 +750,8 @@ export class DockerEngineRuntime implements ContainerRuntime {
   private readonly starting = new Set<string>();
   private readonly listeners = new Set<(event: RuntimeEvent) => void>();
   private events: EventStreamState | undefined;
+  /** Interactive sessions open (closed with the runtime). */
+  private readonly sessions = new Set<HijackedSession>();
 
   constructor(options: ContainerRuntimeOptions = {}) {
     const o = { ...defaultContainerRuntimeOptions, ...stripUndefined(options) };
@@ -406,6 +761,7 @@ export class DockerEngineRuntime implements ContainerRuntime {
     this.pullDeadlineMs = o.pullProgressDeadlineMs;
     this.logDrainMs = o.logDrainMs;
     this.maxExecBytes = o.maxExecOutputBytes;
+    this.logRate = { bytesPerSecond: o.containerLogMaxBytesPerSecond, burstBytes: o.containerLogBurstBytes };
     this.eventBackoff = { baseMs: o.eventBackoffBaseMs, maxMs: o.eventBackoffMaxMs };
     this.log = (options.log ?? silentLogger).child({ runtime: 'container' });
     this.api = new DockerClient({ socketPath: this.socketPath, requestTimeoutMs: this.timeoutMs });
@@ -667,6 +1023,7 @@ export class DockerEngineRuntime implements ContainerRuntime {
     await this.api.request('POST', `/containers/${enc(id)}/stop`, { query: { t: 0 }, accept: [304, 404] });
     const f = this.followers.get(id);
     if (f) {
+      f.unthrottle();
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([f.done, new Promise((r) => (timer = setTimeout(r, this.logDrainMs)))]);
       clearTimeout(timer);
@@ -758,6 +1115,184 @@ export class DockerEngineRuntime implements ContainerRuntime {
       if (Date.now() > deadline) return result(-1, Date.now() - started >= options.timeoutMs);
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
+  }
+
+  // -- interactive sessions (kubectl exec / attach) --
+
+  /**
+   * Runs `command` in the container with its streams connected: POST /containers/{id}/exec, then a
+   * hijacked POST /exec/{id}/start. Rejects with RuntimeError when the container is not there or not
+   * running; a command that cannot be started ends the session at once (exit code 126 or 127 and
+   * the runtime's message). cancel() kills the process where it can (see the module comment); its
+   * session then ends with 137.
+   */
+  async execStream(id: string, command: string[], options: StreamOptions, output: StreamOutput): Promise<StreamSession> {
+    const size = options.tty && options.size ? options.size : undefined;
+    const consoleSize = size ? { ConsoleSize: [size.height, size.width] } : {};
+    let execId: string | undefined;
+    try {
+      const created = await this.api.request<{ Id?: string }>('POST', `/containers/${enc(id)}/exec`, {
+        body: { AttachStdin: options.stdin, AttachStdout: options.stdout, AttachStderr: options.stderr, Tty: options.tty, Cmd: command, ...consoleSize },
+      });
+      execId = created.body?.Id;
+    } catch (err) {
+      throw reasoned('RunContainerError', err, `exec in container ${id}: `);
+    }
+    if (!execId) throw new RuntimeApiError(`exec in ${id}: the runtime answered no exec id`);
+    const eid = execId;
+    let conn: HijackedConnection;
+    try {
+      // `h`/`w`: Podman sizes the TTY before the process runs; ConsoleSize: Docker from API 1.42 (ignored before).
+      conn = await this.api.hijack('POST', `/exec/${enc(eid)}/start`, {
+        body: { Detach: false, Tty: options.tty, ...consoleSize, ...(size ? { h: size.height, w: size.width } : {}) },
+      });
+    } catch (err) {
+      const message = err instanceof RuntimeApiError ? (err.daemonMessage ?? err.message) : '';
+      if (err instanceof RuntimeApiError && err.status !== undefined && err.status !== 404 && err.status !== 409 && !/not running|state improper|is paused/i.test(message)) {
+        // The daemon refused to start the command (an OCI runtime failure): it ends as a command that could not be run does.
+        return endedSession({ exitCode: /not found|no such file/i.test(message) ? 127 : 126, error: message });
+      }
+      throw reasoned('RunContainerError', err, `exec in container ${id}: `);
+    }
+    const what = `exec ${eid.slice(0, 12)} in ${id.slice(0, 12)}`;
+    const session = new HijackedSession(
+      conn,
+      output,
+      {
+        what,
+        raw: options.tty,
+        stdin: options.stdin,
+        holdDaemonErrors: true,
+        ...(options.tty ? { resize: (s: TerminalSize) => this.resizeExec(eid, s) } : {}),
+        ended: async (streamError, held) => {
+          const r = await this.execEnd(eid);
+          if (r.exitCode === undefined) return { end: { error: streamError ?? r.error ?? `the exit code of ${what} is unknown` }, deliverHeld: true };
+          if ((r.exitCode === 126 || r.exitCode === 127) && held) return { end: { exitCode: r.exitCode, error: held.split('\n')[0]?.trim() || held.trim() }, deliverHeld: false };
+          return { end: { exitCode: r.exitCode, ...(streamError ? { error: streamError } : {}) }, deliverHeld: true };
+        },
+        cancelled: () => this.killExec(id, eid, what),
+      },
+      this.log,
+      size,
+    );
+    this.track(session);
+    return session;
+  }
+
+  /**
+   * Connects to the container's main process: a hijacked POST /containers/{id}/attach (new output
+   * only). The stream is raw when the container has a TTY, stdin is connected when asked and the
+   * container keeps stdin open. Rejects with RuntimeError when the container is not there or not
+   * running. The session ends with the container's exit code when it exits, with {} at cancel()
+   * (a detach: the container runs on).
+   */
+  async attach(id: string, options: StreamOptions, output: StreamOutput): Promise<StreamSession> {
+    const info = await this.inspect(id);
+    if (!info) throw new RuntimeError('RunContainerError', `container ${id} not found`);
+    if (stateOf(info.State?.Status) !== 'running') throw new RuntimeError('RunContainerError', `container ${id} is not running`);
+    const tty = info.Config?.Tty === true;
+    const stdin = options.stdin && info.Config?.OpenStdin === true;
+    let conn: HijackedConnection;
+    try {
+      conn = await this.api.hijack('POST', `/containers/${enc(info.Id)}/attach`, {
+        query: { stream: true, logs: false, stdin, stdout: options.stdout, stderr: options.stderr },
+      });
+    } catch (err) {
+      throw reasoned('RunContainerError', err, `attach to container ${id}: `);
+    }
+    const what = `attach to ${info.Id.slice(0, 12)}`;
+    const exited = async (): Promise<StreamEnd | undefined> => {
+      const now = await this.inspect(info.Id);
+      if (!now) return { error: `container ${id} was removed` };
+      return stateOf(now.State?.Status) === 'running' ? undefined : { exitCode: now.State?.ExitCode ?? 0 };
+    };
+    const session = new HijackedSession(
+      conn,
+      output,
+      {
+        what,
+        raw: tty,
+        stdin,
+        holdDaemonErrors: false,
+        ...(tty ? { resize: (s: TerminalSize) => this.resizeContainer(info.Id, s) } : {}),
+        ended: async (streamError) => {
+          const deadline = Date.now() + EXIT_WAIT_MS;
+          for (;;) {
+            const end = await exited();
+            if (end) return { end, deliverHeld: true };
+            if (Date.now() > deadline) return { end: { error: streamError ?? `the runtime ended the attach stream while container ${id} runs` }, deliverHeld: true };
+            await delay(EXIT_POLL_MS);
+          }
+        },
+        cancelled: async () => ({}),
+      },
+      this.log,
+      tty ? options.size : undefined,
+    );
+    this.track(session);
+    // It may have exited between the inspect and the attach: a daemon may then hold the stream open.
+    const early = await exited().catch(() => undefined);
+    if (early) session.close(early);
+    return session;
+  }
+
+  private track(session: HijackedSession): void {
+    this.sessions.add(session);
+    void session.done.then(() => this.sessions.delete(session));
+  }
+
+  private async resizeExec(execId: string, size: TerminalSize): Promise<void> {
+    await this.api.request('POST', `/exec/${enc(execId)}/resize`, { query: { h: size.height, w: size.width } });
+  }
+
+  private async resizeContainer(id: string, size: TerminalSize): Promise<void> {
+    await this.api.request('POST', `/containers/${enc(id)}/resize`, { query: { h: size.height, w: size.width } });
+  }
+
+  /** An exec's exit code once it is recorded (polled for EXIT_WAIT_MS after its stream ended), or why not. */
+  private async execEnd(execId: string): Promise<{ exitCode?: number; error?: string }> {
+    const deadline = Date.now() + EXIT_WAIT_MS;
+    for (;;) {
+      let r: { status: number; body: ExecInspect | undefined };
+      try {
+        r = await this.api.request<ExecInspect>('GET', `/exec/${enc(execId)}/json`, { accept: [404] });
+      } catch (err) {
+        return { error: `the exit code could not be read: ${errorMessage(err)}` };
+      }
+      if (r.status === 404) return { error: 'the runtime no longer knows the exec session' };
+      const code = r.body?.ExitCode;
+      if (r.body?.Running !== true && typeof code === 'number') return { exitCode: code };
+      if (Date.now() > deadline) return { error: `the exec still ran ${EXIT_WAIT_MS} ms after its stream ended` };
+      await delay(EXIT_POLL_MS);
+    }
+  }
+
+  /** cancel() of an exec (its connection closed): its process killed where visible (see the module comment), 137. */
+  private async killExec(id: string, execId: string, what: string): Promise<StreamEnd> {
+    const inspectExec = async () => (await this.api.request<ExecInspect>('GET', `/exec/${enc(execId)}/json`, { accept: [404] })).body;
+    let info: ExecInspect | undefined;
+    try {
+      info = await inspectExec();
+    } catch (err) {
+      return { exitCode: 137, error: `the exec could not be inspected to kill it: ${errorMessage(err)}` };
+    }
+    if (!info) return { exitCode: 137 };
+    if (info.Running !== true) return { exitCode: typeof info.ExitCode === 'number' ? info.ExitCode : 137 };
+    const pid = info.Pid ?? 0;
+    const container = await this.inspect(id).catch(() => undefined);
+    if (!killContainerProcess(pid, container?.State?.Pid)) {
+      const error = `the exec'd process (pid ${pid} in the runtime) is not visible from here and could not be killed: it may run on in the container`;
+      this.log.warn('exec process could not be killed', { session: what, pid, code: ErrorCode.Runtime });
+      return { exitCode: 137, error };
+    }
+    // Once the runtime saw it exit, the process is gone.
+    const deadline = Date.now() + EXIT_WAIT_MS;
+    while (Date.now() <= deadline) {
+      const now = await inspectExec().catch(() => undefined);
+      if (now?.Running !== true) break;
+      await delay(EXIT_POLL_MS);
+    }
+    return { exitCode: 137 };
   }
 
   // -- events --
@@ -864,6 +1399,8 @@ export class DockerEngineRuntime implements ContainerRuntime {
     this.closed = true;
     const events = this.events;
     this.stopEvents();
+    for (const s of [...this.sessions]) s.close({ error: 'the container runtime was closed' });
+    this.sessions.clear();
     const followers = [...this.followers.values()];
     for (const f of followers) f.stop();
     await Promise.all([events?.loop, ...followers.map((f) => f.done)]);
@@ -906,7 +1443,17 @@ export class DockerEngineRuntime implements ContainerRuntime {
     const logPath = labels[LABELS.logPath];
     if (this.closed || !logPath || this.followers.has(id)) return;
     const maxBytes = Number(labels[LABELS.logMaxBytes]) > 0 ? Number(labels[LABELS.logMaxBytes]) : defaultContainerRuntimeOptions.logMaxBytes;
-    const f = new LogFollower(this.api, id, logPath, maxBytes, info.Config?.Tty === true, resume ? logCursor(logPath) : undefined, this.log);
+    const onThrottled = () => {
+      const name = labels[LABELS.containerName] ?? id;
+      const pod = `${labels[LABELS.podNamespace] ?? ''}/${labels[LABELS.podName] ?? ''}`;
+      if (!this.throttleNotices.ready(`${labels[LABELS.podUid] ?? ''}/${name}`)) return;
+      this.log.info(`container ${name} of pod ${pod} prints faster than ${formatRate(this.logRate.bytesPerSecond)}; its output is slowed (--container-log-max-bytes-per-second)`, {
+        container: name,
+        pod,
+        containerId: id,
+      });
+    };
+    const f = new LogFollower(this.api, id, logPath, maxBytes, info.Config?.Tty === true, resume ? logCursor(logPath) : undefined, this.log, { ...this.logRate, onThrottled });
     this.followers.set(id, f);
     void f.done.then(async (outcome) => {
       if (this.followers.get(id) === f) this.followers.delete(id);

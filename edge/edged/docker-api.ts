@@ -99,12 +99,7 @@ export class DockerClient {
     const what = `${method} ${path}`;
     const timeoutMs = options.timeoutMs ?? this.timeoutMs;
     const { req, response } = this.send(method, path, options, this.agent);
-    let timedOut: TimeoutError | undefined;
-    const timer = setTimeout(() => {
-      timedOut = new TimeoutError(`${what}: no complete answer from ${this.socketPath} within ${timeoutMs} ms`);
-      req.destroy(timedOut);
-    }, timeoutMs);
-    try {
+    return bounded(req, timeoutMs, `${what}: no complete answer from ${this.socketPath} within ${timeoutMs} ms`, async () => {
       const res = await response;
       const raw = await readBody(res, this.maxBodyBytes, what);
       const body = parseBody(res, raw, what);
@@ -113,12 +108,7 @@ export class DockerClient {
         throw statusError(what, res.statusCode, body, raw);
       }
       return { status: res.statusCode, body: body as T | undefined };
-    } catch (err) {
-      req.destroy();
-      throw timedOut ?? err;
-    } finally {
-      clearTimeout(timer);
-    }
+    });
   }
 
   /**
@@ -130,12 +120,7 @@ export class DockerClient {
     const what = `${method} ${path}`;
     const timeoutMs = options.timeoutMs ?? this.timeoutMs;
     const { req, response } = this.send(method, path, options, false);
-    let timedOut: TimeoutError | undefined;
-    const timer = setTimeout(() => {
-      timedOut = new TimeoutError(`${what}: no answer from ${this.socketPath} within ${timeoutMs} ms`);
-      req.destroy(timedOut);
-    }, timeoutMs);
-    try {
+    return bounded(req, timeoutMs, `${what}: no answer from ${this.socketPath} within ${timeoutMs} ms`, async () => {
       const res = await response;
       if (res.statusCode === undefined || res.statusCode >= 400) {
         const raw = await readBody(res, this.maxBodyBytes, what);
@@ -144,12 +129,7 @@ export class DockerClient {
       // A stream that fails later (daemon gone) ends `res` with an error or 'aborted'; the caller sees it there.
       req.on('error', () => {});
       return { res, abort: () => req.destroy() };
-    } catch (err) {
-      req.destroy();
-      throw timedOut ?? err;
-    } finally {
-      clearTimeout(timer);
-    }
+    });
   }
 
   /**
@@ -162,44 +142,41 @@ export class DockerClient {
     const what = `${method} ${path}`;
     const timeoutMs = options.timeoutMs ?? this.timeoutMs;
     const req = this.open(method, path, options, false, { Connection: 'Upgrade', Upgrade: 'tcp' });
-    let timedOut: TimeoutError | undefined;
-    const timer = setTimeout(() => {
-      timedOut = new TimeoutError(`${what}: no answer from ${this.socketPath} within ${timeoutMs} ms`);
-      req.destroy(timedOut);
-    }, timeoutMs);
     try {
-      return await new Promise<HijackedConnection>((resolve, reject) => {
-        req.once('upgrade', (res: IncomingMessage, socket: Socket, head: Buffer) => {
-          // Paused before the head goes back in front: nothing is emitted before the caller listens.
-          socket.pause();
-          if (head.length > 0) socket.unshift(head);
-          resolve({ status: res.statusCode ?? 101, headers: res.headers, output: socket, input: socket, destroy: () => socket.destroy() });
-        });
-        req.once('response', (res: IncomingMessage) => {
-          const status = res.statusCode;
-          if (status === undefined || status >= 400) {
-            readBody(res, this.maxBodyBytes, what).then((raw) => reject(statusError(what, status, parseBody(res, raw, what, false), raw)), reject);
-            return;
-          }
-          res.pause();
-          resolve({
-            status,
-            headers: res.headers,
-            output: res,
-            input: res.socket,
-            destroy: () => {
-              res.destroy();
-              req.destroy();
-            },
-          });
-        });
-        req.once('error', (err) => reject(this.connectionError(what, err)));
-      });
-    } catch (err) {
-      req.destroy();
-      throw timedOut ?? err;
+      return await bounded(
+        req,
+        timeoutMs,
+        `${what}: no answer from ${this.socketPath} within ${timeoutMs} ms`,
+        () =>
+          new Promise<HijackedConnection>((resolve, reject) => {
+            req.once('upgrade', (res: IncomingMessage, socket: Socket, head: Buffer) => {
+              // Paused before the head goes back in front: nothing is emitted before the caller listens.
+              socket.pause();
+              if (head.length > 0) socket.unshift(head);
+              resolve({ status: res.statusCode ?? 101, headers: res.headers, output: socket, input: socket, destroy: () => socket.destroy() });
+            });
+            req.once('response', (res: IncomingMessage) => {
+              const status = res.statusCode;
+              if (status === undefined || status >= 400) {
+                readBody(res, this.maxBodyBytes, what).then((raw) => reject(statusError(what, status, parseBody(res, raw, what, false), raw)), reject);
+                return;
+              }
+              res.pause();
+              resolve({
+                status,
+                headers: res.headers,
+                output: res,
+                input: res.socket,
+                destroy: () => {
+                  res.destroy();
+                  req.destroy();
+                },
+              });
+            });
+            req.once('error', (err) => reject(this.connectionError(what, err)));
+          }),
+      );
     } finally {
-      clearTimeout(timer);
       // Later failures (the daemon gone) show on the connection; the request has nothing more to say.
       req.on('error', () => {});
     }
@@ -244,6 +221,27 @@ export class DockerClient {
     const code = (err as NodeJS.ErrnoException).code;
     if (code && UNREACHABLE.has(code)) return new RuntimeUnavailableError(unreachableMessage(this.socketPath, code), { cause: err });
     return new RuntimeApiError(`${what}: the connection to ${this.socketPath} failed before the answer: ${errorMessage(err)}`, { cause: err });
+  }
+}
+
+/**
+ * Runs `work`, the wait for `req`'s answer, bounded by `timeoutMs`: past it `req` is destroyed with a
+ * TimeoutError saying `message`. When `work` fails, `req` is destroyed and the timeout's error, if it
+ * fired, is what throws (not the connection error it caused).
+ */
+async function bounded<T>(req: http.ClientRequest, timeoutMs: number, message: string, work: () => Promise<T>): Promise<T> {
+  let timedOut: TimeoutError | undefined;
+  const timer = setTimeout(() => {
+    timedOut = new TimeoutError(message);
+    req.destroy(timedOut);
+  }, timeoutMs);
+  try {
+    return await work();
+  } catch (err) {
+    req.destroy();
+    throw timedOut ?? err;
+  } finally {
+    clearTimeout(timer);
   }
 }
 

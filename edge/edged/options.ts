@@ -5,8 +5,27 @@
 import type { ContainerRuntimeOptions } from './container-runtime.js';
 import type { ProcessRuntimeOptions } from './process-runtime.js';
 
+/**
+ * The log ingest rate limit of each container, both runtimes (./log-rate.ts): bytes of CRI log
+ * records per second (what the log file grows by: a line costs its bytes plus a 40-byte record
+ * header), with a burst. EdgeCore writes every container's log in its one event loop, interpreted:
+ * `yes` unlimited makes it write ~10 MB/s of records and a configmap's API-write→edge-store
+ * latency goes from 6 ms to 43 ms. 1 MiB/s is a tenth of that cost, and over 10× what a chatty
+ * service logs (1000 lines/s of 100 bytes ≈ 140 KB/s of records); it also fills a 10 MiB log file
+ * (containerLogMaxBytes) no faster than every 10 s. The 4 MiB burst lets a start-up dump or a long
+ * stack trace through unslowed (4 s of the rate; less than half of the log file, so one burst
+ * does not rotate the file twice). 0 = unlimited.
+ */
+export const defaultContainerLogRateOptions = {
+  /** Most bytes of CRI log records one container's output may produce per second, sustained (1 MiB/s); 0: unlimited. */
+  containerLogMaxBytesPerSecond: 1024 * 1024,
+  /** What a container may print at once above that rate, bytes of records (4 MiB). */
+  containerLogBurstBytes: 4 * 1024 * 1024,
+} as const;
+
 /** Defaults of the process runtime's options that have one. */
 export const defaultProcessRuntimeOptions = {
+  ...defaultContainerLogRateOptions,
   /** Where the cgroup v2 hierarchy is mounted, for CPU/memory limits (./cgroup.ts). */
   cgroupRoot: '/sys/fs/cgroup',
   /** After a container's main process exited, its output is still read this long from a process that holds its pipes, ms. */
@@ -15,6 +34,10 @@ export const defaultProcessRuntimeOptions = {
   execMaxOutputBytes: 1024 * 1024,
   /** At a restart, how long the runtime waits for a leftover process it killed to be gone, ms. */
   leftoverKillWaitMs: 5000,
+  /** Output an attached session holds while it is paused, bytes (1 MiB); more is dropped with a note to that session. */
+  attachMaxBufferedBytes: 1024 * 1024,
+  /** util-linux `script` (package bsdutils), found on EdgeCore's PATH: it gives `exec -t` its terminal. */
+  ttyScript: 'script',
 } as const satisfies Partial<ProcessRuntimeOptions>;
 
 /** Defaults of Edged's options (./edged.ts), the pod worker's kubelet rules among them. */
@@ -49,6 +72,7 @@ export const defaultVolumeOptions = {
 
 /** Defaults of the container runtime's options (./container-runtime.ts). */
 export const defaultContainerRuntimeOptions = {
+  ...defaultContainerLogRateOptions,
   /** Docker's socket; Podman's rootful API service listens on /run/podman/podman.sock. */
   socketPath: '/var/run/docker.sock',
   /** The infra container's image (a kubelet's default sandbox image). */

@@ -16,7 +16,11 @@
  *   on); a command that cannot be started (not found, not executable, missing workingDir) fails
  *   `startContainer` with `RunContainerError` and leaves the container exited with reason
  *   `StartError` and exit code 128 (containerd's convention). stdout and stderr go to
- *   `ContainerConfig.logPath` as CRI log records (./logs.ts), bounded at `logMaxBytes` per file.
+ *   `ContainerConfig.logPath` as CRI log records (./logs.ts), bounded at `logMaxBytes` per file,
+ *   and at `containerLogMaxBytesPerSecond` of records with a burst (./log-rate.ts): past it both
+ *   pipes are paused (the container blocks once they are full; nothing is dropped), attached
+ *   sessions get what the log gets; at the main process's exit the limit ends, so the drain reads
+ *   the rest at full speed. One info line per throttling episode, at most once a minute per container.
  *   stdin is a pipe nothing writes to when `stdin` is set (else /dev/null); `tty` and `mounts`
  *   are not applied (a process sees the host's filesystem: Edged names volume paths in the env).
  *   When the main process exits, what is left of its process group is SIGKILLed (a container
@@ -31,6 +35,37 @@
  *   output captured up to `execMaxOutputBytes` per stream, SIGKILLed (exit code 137, `timedOut`)
  *   at its timeout; what it started in the background ends with it (as a container's group
  *   does); a command that cannot be started answers exit code 127 (not found) or 126.
+ * - **execStream** (kubectl exec) spawns the command as exec does (env, working directory, PATH,
+ *   own process group) with its streams connected: stdout and stderr reach the caller's callbacks
+ *   as they are read, unbounded; `pause()` stops reading the pipes (the process blocks once they
+ *   are full), `resume()` reads on. A command not found or not executable is no rejection: the
+ *   session's `done` is `{exitCode: 127 | 126, error}` (what kubectl shows). `done` comes once the
+ *   process exited and its output was delivered (what it left in its group is SIGKILLed at its
+ *   exit, as exec does; a pipe still held after that is read `exitDrainMs` more, paused time not
+ *   counted): the exit code, 128 + the signal when killed by one, 137 after `cancel()` (SIGKILL to
+ *   the group). Sessions are tracked per container: when the container's main process ends (stop,
+ *   remove, crash), they are SIGKILLed (exit code 137, `error` says why), as a pid namespace would.
+ *   **With a tty**: Node has no pty without a native addon, so the command runs under util-linux
+ *   `script -q -e -f -c '<line>' /dev/null` (Debian's bsdutils, always installed; missing: exec
+ *   -t is refused with a RuntimeError saying so, exec without -t works). `<line>` (run by /bin/sh,
+ *   which leads the terminal's session) writes its pid to `<sandbox dir>/exec-<random>.pid`
+ *   (removed at the end), sets the first size (`stty rows H cols W`), restores the container's
+ *   SHELL and `exec`s the shell-quoted command: the terminal has its size before the command
+ *   starts. TERM is `xterm` when the env has none. stdout and stderr are one stream (delivered as
+ *   stdout), the terminal echoes input, and the end of stdin reaches the command as the terminal's
+ *   EOF (^D). A resize is `stty -F /dev/pts/N rows H cols W` (the kernel sends SIGWINCH), N read
+ *   in /proc from the fds of that session's leader (else of `script`), looked for at most 2 s after
+ *   the start. `cancel()` and the exit kill the terminal's whole session (every process whose
+ *   session id is that pid), not only `script`'s group.
+ * - **attach** (kubectl attach) gives the main process's output from now on (not the history; the
+ *   log gets everything as before) to the session, and its stdin when asked: refused
+ *   (RuntimeError) with `-t` (containers have no terminal here) and with `-i` for a container not
+ *   created with `stdin: true`. `endStdin()` closes the container's stdin when it has `stdinOnce`
+ *   (also at a detach of that session), else only stops forwarding. `cancel()` detaches (`done`:
+ *   `{}`), the container runs on; when it exits, `done` is `{exitCode}` after the last output. The
+ *   log writer never waits for a session: a paused one holds at most `attachMaxBufferedBytes`
+ *   (1 MiB), then drops what comes with one `[output dropped: the reader is too slow]` note (on
+ *   stderr when the session has it) where the gap is, until it caught up.
  * - **Limits** through cgroup v2 where the host allows (./cgroup.ts); where it does not, the
  *   status message of a container that asked for limits says `limits not enforced: <reason>`,
  *   and the log says it once.
@@ -54,14 +89,15 @@
  * processes left lose their output pipes and the next runtime on the same `rootDir` kills them as
  * above.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, constants as fsConstants, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { networkInterfaces, constants as osConstants } from 'node:os';
-import { join, resolve } from 'node:path';
-import { errorMessage } from '../../shared/errors/index.js';
+import { delimiter, join, resolve } from 'node:path';
+import { ErrorCode, errorMessage } from '../../shared/errors/index.js';
 import type { Logger } from '../../shared/log/index.js';
 import { Cgroups } from './cgroup.js';
+import { LogThrottle, NoticeLimiter, formatRate } from './log-rate.js';
 import { CriLogWriter } from './logs.js';
 import { defaultProcessRuntimeOptions } from './options.js';
 import {
@@ -77,6 +113,11 @@ import {
   type RuntimeEvent,
   type SandboxConfig,
   type SandboxStatus,
+  type StreamEnd,
+  type StreamOptions,
+  type StreamOutput,
+  type StreamSession,
+  type TerminalSize,
 } from './runtime.js';
 
 /** Options; defaults in `defaultProcessRuntimeOptions` (./options.ts). */
@@ -94,6 +135,14 @@ export interface ProcessRuntimeOptions {
   execMaxOutputBytes?: number;
   /** At a restart, how long the runtime waits for a leftover process it killed to be gone, ms. Default 5000. */
   leftoverKillWaitMs?: number;
+  /** Output one paused attach session holds, bytes; more is dropped with a note to that session. Default 1 MiB. */
+  attachMaxBufferedBytes?: number;
+  /** util-linux `script` (a name looked up on EdgeCore's PATH, or a path): the terminal of `exec -t`. Default `script`. */
+  ttyScript?: string;
+  /** Most bytes of CRI log records a container's output may produce per second (./log-rate.ts); past it, its pipes are paused; 0: unlimited. Default 1 MiB/s. */
+  containerLogMaxBytesPerSecond?: number;
+  /** What a container may print at once above that rate, bytes of records. Default 4 MiB. */
+  containerLogBurstBytes?: number;
 }
 
 const RECORD_VERSION = 1;
@@ -122,6 +171,7 @@ interface ContainerRecord {
   args: string[];
   workingDir?: string;
   stdin?: boolean;
+  stdinOnce?: boolean;
   logPath: string;
   logMaxBytes: number;
   labels: Record<string, string>;
@@ -154,6 +204,8 @@ interface Container {
   env?: Record<string, string>;
   child?: ChildProcess;
   writer?: CriLogWriter;
+  /** The log ingest rate limit of the running process's output. */
+  logThrottle?: LogThrottle;
   /** Resolves once the running process is exited (state recorded). */
   exited?: Promise<void>;
   resolveExited?: () => void;
@@ -162,6 +214,10 @@ interface Container {
   starting?: boolean;
   /** The main process exited (and was reaped: its pid is no longer its own); the output is being drained. */
   exitSeen?: boolean;
+  /** kubectl attach sessions: they get the live output (./process-runtime.ts `Attachment`). */
+  attachments?: Set<Attachment>;
+  /** Running execStream sessions: killed when the container's main process ends. */
+  sessions?: Set<ExecStream>;
 }
 
 const now = () => new Date().toISOString();
@@ -266,6 +322,474 @@ class Capture {
   }
 }
 
+type OutStream = 'stdout' | 'stderr';
+
+/** The note an attached session gets where its output was cut because it read too slowly. */
+const DROPPED_NOTE = Buffer.from('\n[output dropped: the reader is too slow]\n');
+/** How long an `exec -t` looks for its terminal (the pts device and the session under `script`), ms. */
+const TTY_LOOKUP_MS = 2000;
+const TTY_POLL_MS = 10;
+/** A `stty -F` that does not answer in this long is given up, ms. */
+const STTY_TIMEOUT_MS = 5000;
+/** dash's PATH when the env has none. */
+const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** `s` as one word of a POSIX shell command line. */
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, "'\\''")}'`;
+}
+
+function isExecutableFile(p: string): 'ok' | 'EACCES' | 'ENOENT' {
+  try {
+    if (!statSync(p).isFile()) return 'EACCES';
+  } catch {
+    return 'ENOENT';
+  }
+  try {
+    accessSync(p, fsConstants.X_OK);
+    return 'ok';
+  } catch {
+    return 'EACCES';
+  }
+}
+
+/** Finds `file` as execvp would (a name with a slash from `cwd`, else on `path`): `ok`, or why not. */
+function lookPath(file: string, path: string | undefined, cwd: string): 'ok' | 'ENOENT' | 'EACCES' {
+  if (file.includes('/')) return isExecutableFile(resolve(cwd, file));
+  let seen: 'ENOENT' | 'EACCES' = 'ENOENT';
+  for (const dir of (path ?? DEFAULT_PATH).split(delimiter)) {
+    const r = isExecutableFile(resolve(cwd, dir, file));
+    if (r === 'ok') return r;
+    if (r === 'EACCES') seen = r;
+  }
+  return seen;
+}
+
+/** A tool of EdgeCore's host (`script`, `stty`): its path from EdgeCore's own PATH (then /usr/bin, /bin), or undefined. */
+function hostTool(name: string): string | undefined {
+  if (name.includes('/')) return isExecutableFile(name) === 'ok' ? name : undefined;
+  for (const dir of [...(process.env.PATH ?? '').split(delimiter), '/usr/bin', '/bin']) {
+    if (!dir) continue;
+    const p = join(dir, name);
+    if (isExecutableFile(p) === 'ok') return p;
+  }
+  return undefined;
+}
+
+/** The end of an exec that could not start: 127 (not found) or 126 (not executable), exec's convention. */
+function cannotStart(file: string, code: 'ENOENT' | 'EACCES', path: string | undefined): StreamEnd {
+  const err = Object.assign(new Error(code), { code });
+  return { exitCode: code === 'ENOENT' ? 127 : 126, error: `exec: cannot start ${file}: ${spawnFailure(file, err, path).message}` };
+}
+
+/** A session that ended before anything ran. */
+function endedSession(end: StreamEnd): StreamSession {
+  const noop = () => {};
+  return { writeStdin: noop, endStdin: noop, resize: noop, pause: noop, resume: noop, cancel: noop, done: Promise.resolve(end) };
+}
+
+/** A size a terminal can take (whole cells, 1…65535), else undefined. */
+function terminalSize(size: TerminalSize | undefined): TerminalSize | undefined {
+  if (!size) return undefined;
+  const ok = (n: number) => Number.isInteger(n) && n >= 1 && n <= 65535;
+  return ok(size.width) && ok(size.height) ? { width: size.width, height: size.height } : undefined;
+}
+
+/** Fields 3… of /proc/<pid>/stat (state, ppid, pgrp, session, tty_nr, …), or undefined. */
+function statFields(pid: number): string[] | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return text.slice(text.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every pid in /proc. */
+function allPids(): number[] {
+  try {
+    return readdirSync('/proc')
+      .filter((n) => /^\d+$/.test(n))
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** The terminal `pid` has open: `/dev/pts/N` from its fds 0, 1, 2 (then any other), or undefined. */
+function ptsOf(pid: number): string | undefined {
+  let fds: string[];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return undefined;
+  }
+  const order = ['0', '1', '2', ...fds.filter((f) => f !== '0' && f !== '1' && f !== '2')];
+  for (const fd of order) {
+    try {
+      const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      if (/^\/dev\/pts\/\d+$/.test(target)) return target;
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return undefined;
+}
+
+/** SIGKILLs every process of session `sid` (the terminal session `script` made for an exec -t). */
+function killSession(sid: number): void {
+  for (const pid of allPids()) {
+    if (statFields(pid)?.[3] !== String(sid)) continue;
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+}
+
+/** What `script` made for an exec -t: the session its child leads, the pty's slave device. */
+interface Terminal {
+  sid?: number;
+  pts?: string;
+}
+
+/** The pid the shell under `script` wrote to `pidFile` (it leads the terminal's session: `script`'s child calls setsid). */
+function readSessionId(pidFile: string): number | undefined {
+  try {
+    const n = Number(readFileSync(pidFile, 'utf8').trim());
+    return Number.isInteger(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Looks (bounded) for what `script` (pid `pid`) made: the session id the shell wrote to `pidFile`
+ * before it exec'ed the command (so a command that ends at once is not missed), and the pts device
+ * (from the fds of that process, else of `script`), until both are found or `stop()`.
+ */
+async function findTerminal(pid: number, pidFile: string, stop: () => boolean): Promise<Terminal> {
+  const deadline = Date.now() + TTY_LOOKUP_MS;
+  const t: Terminal = {};
+  for (;;) {
+    t.sid ??= readSessionId(pidFile);
+    if (t.pts === undefined) t.pts = (t.sid !== undefined ? ptsOf(t.sid) : undefined) ?? ptsOf(pid);
+    if (t.sid !== undefined && t.pts !== undefined) return t;
+    if (stop() || Date.now() >= deadline) {
+      t.sid ??= readSessionId(pidFile);
+      return t;
+    }
+    await new Promise((r) => setTimeout(r, TTY_POLL_MS).unref());
+  }
+}
+
+/** What an {@link ExecStream} is given by the runtime. */
+interface ExecStreamSetup {
+  file: string;
+  /** The container's PATH (for the not-found message). */
+  path: string | undefined;
+  options: StreamOptions;
+  output: StreamOutput;
+  /** A tty session (under `script`): where its shell writes its pid (the terminal session's id), and the host's stty. */
+  tty?: { pidFile: string; stty: string | undefined };
+  exitDrainMs: number;
+  log: Logger | undefined;
+  label: string;
+  /** SIGKILLs the process group of `pid` (`alone`: not the pid itself if it has no group). */
+  kill(pid: number, alone: boolean): void;
+  /** It ended: no longer tracked by its container. */
+  release(): void;
+}
+
+/**
+ * One kubectl exec: a process (or, with a tty, `script` holding the terminal the command runs in)
+ * whose stdout/stderr go to the caller's callbacks as they are read, paused with the caller.
+ */
+class ExecStream implements StreamSession {
+  readonly done: Promise<StreamEnd>;
+  /** Settles once the process was spawned or could not be. */
+  readonly started: Promise<void>;
+  private resolveDone!: (end: StreamEnd) => void;
+  private settled = false;
+  private exitCode: number | undefined;
+  private cancelled = false;
+  private cutBy: string | undefined;
+  private paused = false;
+  private drainTimer: NodeJS.Timeout | undefined;
+  private drainDue = false;
+  private stdinEnded = false;
+  private outputFailed = false;
+  private readonly terminal: Promise<Terminal> | undefined;
+  private resizes: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly child: ChildProcess,
+    private readonly s: ExecStreamSetup,
+  ) {
+    this.done = new Promise((ok) => (this.resolveDone = ok));
+    const tty = s.options.tty;
+    const pid = child.pid;
+    child.stdin?.on('error', () => {}); // EPIPE once the process closed its stdin
+    child.stdout?.on('data', (b: Buffer) => this.deliver('stdout', b));
+    child.stderr?.on('data', (b: Buffer) => this.deliver(tty ? 'stdout' : 'stderr', b));
+    // Node resumes a child's output streams once it exited (to drain them): a paused session stays paused.
+    for (const r of [child.stdout, child.stderr]) r?.on('resume', () => this.paused && r.pause());
+    let spawned = false;
+    this.started = new Promise<void>((ok) => {
+      child.once('spawn', () => {
+        spawned = true;
+        ok();
+      });
+      child.on('error', (e) => {
+        if (spawned) return s.log?.warn(`process runtime: ${s.label}: ${errorMessage(e)}`, { code: ErrorCode.Runtime });
+        const f = spawnFailure(s.file, e, s.path);
+        this.settle({ exitCode: f.code === 'ENOENT' ? 127 : 126, error: `exec: cannot start ${s.file}: ${f.message}` });
+        ok();
+      });
+    });
+    this.terminal = s.tty && pid !== undefined ? findTerminal(pid, s.tty.pidFile, () => this.exitCode !== undefined || this.settled) : undefined;
+    child.once('exit', (code, signal) => {
+      this.exitCode = code ?? 128 + (signal ? signalNumber(signal) : 0);
+      // What it started ends with it (exec's convention): its process group; under `script`, the terminal's session.
+      if (pid !== undefined) s.kill(pid, true);
+      void this.terminal?.then((t) => t.sid !== undefined && killSession(t.sid));
+      this.armDrain();
+    });
+    child.once('close', () => {
+      if (this.exitCode !== undefined) this.settle();
+    });
+  }
+
+  private deliver(which: OutStream, b: Buffer): void {
+    if (which === 'stdout' ? !this.s.options.stdout : !this.s.options.stderr) return;
+    try {
+      this.s.output[which](b);
+    } catch (err) {
+      if (this.outputFailed) return;
+      this.outputFailed = true;
+      this.s.log?.warn(`process runtime: ${this.s.label}: the output callback failed: ${errorMessage(err)}`, { code: ErrorCode.Runtime });
+    }
+  }
+
+  /** After the exit, the output still in the pipes is read at most `exitDrainMs` more (not counting while paused). */
+  private armDrain(): void {
+    if (this.settled) return;
+    clearTimeout(this.drainTimer);
+    this.drainTimer = setTimeout(() => {
+      this.drainTimer = undefined;
+      if (this.paused) this.drainDue = true;
+      else this.settle();
+    }, this.s.exitDrainMs);
+  }
+
+  private settle(end?: StreamEnd): void {
+    if (this.settled) return;
+    this.settled = true;
+    clearTimeout(this.drainTimer);
+    this.child.stdout?.destroy();
+    this.child.stderr?.destroy();
+    this.child.stdin?.destroy();
+    this.s.release();
+    if (this.s.tty) {
+      const pidFile = this.s.tty.pidFile;
+      // Read (for the kills at the exit) before it goes.
+      void (this.terminal ?? Promise.resolve()).then(() => rmSync(pidFile, { force: true }));
+    }
+    if (end) return this.resolveDone(end);
+    const result: StreamEnd = { exitCode: this.cancelled ? 137 : (this.exitCode ?? 137) };
+    if (this.cutBy) result.error = this.cutBy;
+    this.resolveDone(result);
+  }
+
+  writeStdin(chunk: Uint8Array): void {
+    if (!this.s.options.stdin || this.stdinEnded || this.settled) return;
+    const stdin = this.child.stdin;
+    if (stdin?.writable && !stdin.destroyed) stdin.write(chunk);
+  }
+
+  endStdin(): void {
+    if (!this.s.options.stdin || this.stdinEnded) return;
+    this.stdinEnded = true;
+    // Under `script`, the end of its input reaches the command as the terminal's EOF character (^D).
+    this.child.stdin?.end();
+  }
+
+  resize(size: TerminalSize): void {
+    const terminal = this.terminal;
+    const stty = this.s.tty?.stty;
+    const cells = terminalSize(size);
+    if (!terminal || !stty || !cells) return;
+    this.resizes = this.resizes.then(async () => {
+      const t = await terminal;
+      if (!t.pts || this.exitCode !== undefined || this.settled) return;
+      await new Promise<void>((ok) => {
+        execFile(stty, ['-F', t.pts!, 'rows', String(cells.height), 'cols', String(cells.width)], { timeout: STTY_TIMEOUT_MS }, (err) => {
+          if (err && this.exitCode === undefined) this.s.log?.warn(`process runtime: ${this.s.label}: cannot resize ${t.pts}: ${errorMessage(err)}`, { code: ErrorCode.Runtime });
+          ok();
+        });
+      });
+    });
+  }
+
+  pause(): void {
+    this.paused = true;
+    this.child.stdout?.pause();
+    this.child.stderr?.pause();
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.child.stdout?.resume();
+    this.child.stderr?.resume();
+    if (this.drainDue) {
+      this.drainDue = false;
+      this.armDrain();
+    }
+  }
+
+  cancel(): void {
+    this.kill();
+  }
+
+  /** SIGKILLs it (its group; under `script`, the terminal's session too); `why` is the end's error (the container stopped). */
+  kill(why?: string): void {
+    if (this.settled) return;
+    if (this.exitCode !== undefined) {
+      // Exited already (its group was killed then): a cancel ends the drain now.
+      if (why === undefined) this.settle();
+      return;
+    }
+    this.cancelled = true;
+    if (why !== undefined) this.cutBy = why;
+    const pid = this.child.pid;
+    if (pid === undefined) return;
+    if (!this.terminal) return this.s.kill(pid, false);
+    // The command runs in its own session under `script`: found first (while script is its parent), then both killed.
+    void this.terminal.then((t) => {
+      if (t.sid !== undefined) killSession(t.sid);
+      if (this.exitCode === undefined) this.s.kill(pid, false);
+    });
+  }
+}
+
+/**
+ * One kubectl attach: the container's live output from now on (not its history), its stdin when
+ * it has one. The log writer never waits for it: while paused, it holds at most `maxBuffered`
+ * bytes, then drops the rest with one note where the gap is.
+ */
+class Attachment implements StreamSession {
+  readonly done: Promise<StreamEnd>;
+  private resolveDone!: (end: StreamEnd) => void;
+  private settled = false;
+  private detached = false;
+  private paused = false;
+  private queue: { which: OutStream; chunk: Uint8Array }[] = [];
+  private queued = 0;
+  private dropping = false;
+  private ending: StreamEnd | undefined;
+  private stdinEnded = false;
+  private outputFailed = false;
+
+  constructor(
+    private readonly c: Container,
+    private readonly options: StreamOptions,
+    private readonly output: StreamOutput,
+    private readonly maxBuffered: number,
+    private readonly log: Logger | undefined,
+    private readonly release: () => void,
+  ) {
+    this.done = new Promise((ok) => (this.resolveDone = ok));
+  }
+
+  /** A chunk the main process wrote. */
+  take(which: OutStream, chunk: Buffer): void {
+    if (this.detached) return;
+    if (which === 'stdout' ? !this.options.stdout : !this.options.stderr) return;
+    if (!this.paused && this.queue.length === 0) return this.deliver(which, chunk);
+    if (this.queued + chunk.length <= this.maxBuffered && !this.dropping) {
+      this.queue.push({ which, chunk });
+      this.queued += chunk.length;
+    } else if (!this.dropping) {
+      this.dropping = true;
+      this.queue.push({ which: this.options.stderr ? 'stderr' : 'stdout', chunk: DROPPED_NOTE });
+    }
+  }
+
+  private deliver(which: OutStream, chunk: Uint8Array): void {
+    try {
+      this.output[which](chunk);
+    } catch (err) {
+      if (this.outputFailed) return;
+      this.outputFailed = true;
+      this.log?.warn(`process runtime: attach to container ${this.c.rec.name} (${this.c.rec.id}): the output callback failed: ${errorMessage(err)}`, { code: ErrorCode.Runtime });
+    }
+  }
+
+  private flush(): void {
+    while (!this.paused && !this.settled) {
+      const next = this.queue.shift();
+      if (!next) break;
+      if (next.chunk !== DROPPED_NOTE) this.queued -= next.chunk.length;
+      this.deliver(next.which, next.chunk);
+    }
+    if (this.queue.length === 0) {
+      this.dropping = false;
+      if (this.ending) this.settle(this.ending);
+    }
+  }
+
+  private settle(end: StreamEnd): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.detached = true;
+    this.queue = [];
+    this.queued = 0;
+    this.release();
+    this.resolveDone(end);
+  }
+
+  /** The container ended (or the runtime closed): done once what it holds was delivered. */
+  end(end: StreamEnd): void {
+    if (this.settled || this.ending) return;
+    this.detached = true;
+    this.release();
+    this.ending = end;
+    this.flush();
+  }
+
+  writeStdin(chunk: Uint8Array): void {
+    if (!this.options.stdin || this.stdinEnded || this.detached) return;
+    const stdin = this.c.child?.stdin;
+    if (stdin?.writable && !stdin.destroyed) stdin.write(chunk);
+  }
+
+  /** stdinOnce: the container's stdin closes with the first attached stdin; else this session just stops forwarding. */
+  endStdin(): void {
+    if (!this.options.stdin || this.stdinEnded) return;
+    this.stdinEnded = true;
+    if (this.c.rec.stdinOnce) this.c.child?.stdin?.end();
+  }
+
+  resize(_size: TerminalSize): void {}
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.flush();
+  }
+
+  /** Detaches: the container runs on. */
+  cancel(): void {
+    if (this.settled) return;
+    this.endStdin();
+    this.settle({});
+  }
+}
+
 /** The `process` runtime. */
 export class ProcessRuntime implements ContainerRuntime {
   readonly name = 'process';
@@ -274,6 +798,11 @@ export class ProcessRuntime implements ContainerRuntime {
   private readonly exitDrainMs: number;
   private readonly execMaxOutputBytes: number;
   private readonly leftoverKillWaitMs: number;
+  private readonly attachMaxBufferedBytes: number;
+  private readonly ttyScript: string;
+  private readonly logRate: { bytesPerSecond: number; burstBytes: number };
+  /** The throttled-output info line: at most once a minute per container (pod uid and name, across restarts). */
+  private readonly throttleNotices = new NoticeLimiter();
   private readonly cgroups: Cgroups;
   private readonly sandboxes = new Map<string, Sandbox>();
   private readonly containers = new Map<string, Container>();
@@ -289,6 +818,12 @@ export class ProcessRuntime implements ContainerRuntime {
     this.exitDrainMs = options.exitDrainMs ?? d.exitDrainMs;
     this.execMaxOutputBytes = options.execMaxOutputBytes ?? d.execMaxOutputBytes;
     this.leftoverKillWaitMs = options.leftoverKillWaitMs ?? d.leftoverKillWaitMs;
+    this.attachMaxBufferedBytes = options.attachMaxBufferedBytes ?? d.attachMaxBufferedBytes;
+    this.ttyScript = options.ttyScript ?? d.ttyScript;
+    this.logRate = {
+      bytesPerSecond: options.containerLogMaxBytesPerSecond ?? d.containerLogMaxBytesPerSecond,
+      burstBytes: options.containerLogBurstBytes ?? d.containerLogBurstBytes,
+    };
     this.cgroups = new Cgroups({
       root: options.cgroupRoot ?? d.cgroupRoot,
       ...(options.cgroupSelfPath !== undefined ? { selfPath: options.cgroupSelfPath } : {}),
@@ -567,6 +1102,7 @@ export class ProcessRuntime implements ContainerRuntime {
       args: [...(config.args ?? [])],
       ...(config.workingDir !== undefined ? { workingDir: config.workingDir } : {}),
       ...(config.stdin ? { stdin: true } : {}),
+      ...(config.stdin && config.stdinOnce ? { stdinOnce: true } : {}),
       logPath: config.logPath,
       logMaxBytes: config.logMaxBytes,
       labels: { ...config.labels },
@@ -627,8 +1163,33 @@ export class ProcessRuntime implements ContainerRuntime {
       writer.close();
       throw this.startFailed(c, `cannot start ${file}: ${errorMessage(err)}`, err);
     }
-    child.stdout?.on('data', (b: Buffer) => writer.write('stdout', b));
-    child.stderr?.on('data', (b: Buffer) => writer.write('stderr', b));
+    // The log ingest limit: past it both pipes are paused (the container blocks once they are full), what was read beyond it waits in the stream.
+    const throttle = new LogThrottle({
+      ...this.logRate,
+      pause: () => {
+        child.stdout?.pause();
+        child.stderr?.pause();
+      },
+      resume: () => {
+        child.stdout?.resume();
+        child.stderr?.resume();
+      },
+      onThrottled: () => this.throttledNotice(c),
+    });
+    for (const [which, pipe] of [
+      ['stdout', child.stdout],
+      ['stderr', child.stderr],
+    ] as const) {
+      pipe?.on('data', (b: Buffer) => {
+        const n = throttle.admit(b);
+        if (n > 0) {
+          const part = n === b.length ? b : b.subarray(0, n);
+          writer.write(which, part);
+          this.tee(c, which, part);
+        }
+        if (n < b.length) pipe.unshift(b.subarray(n));
+      });
+    }
     child.stdin?.on('error', () => {}); // EPIPE once the process closed its stdin
     c.starting = true;
     try {
@@ -638,6 +1199,7 @@ export class ProcessRuntime implements ContainerRuntime {
       });
     } catch (err) {
       c.starting = false;
+      throttle.close();
       writer.close();
       const f = spawnFailure(file, err, env.PATH);
       throw this.startFailed(c, `cannot start ${file}: ${f.message}`, err);
@@ -647,6 +1209,7 @@ export class ProcessRuntime implements ContainerRuntime {
     const stat = procStat(pid);
     c.child = child;
     c.writer = writer;
+    c.logThrottle = throttle;
     c.exited = new Promise<void>((ok) => (c.resolveExited = ok));
     r.state = 'running';
     r.pid = pid;
@@ -674,9 +1237,11 @@ export class ProcessRuntime implements ContainerRuntime {
       child.stdout?.destroy();
       child.stderr?.destroy();
       child.stdin?.destroy();
+      throttle.close();
       writer.close();
       c.child = undefined;
       c.writer = undefined;
+      c.logThrottle = undefined;
       if (this.closed) return c.resolveExited?.();
       const code = exit.code ?? 128 + (exit.signal ? signalNumber(exit.signal) : 0);
       r.state = 'exited';
@@ -686,14 +1251,19 @@ export class ProcessRuntime implements ContainerRuntime {
       if (r.limitsMessage) r.message = r.limitsMessage;
       else delete r.message;
       this.persist(c);
+      // Attached sessions end after the last output (read above) was given to them.
+      for (const a of [...(c.attachments ?? [])]) a.end({ exitCode: code });
       c.resolveExited?.();
       this.emit(c);
     };
     child.once('exit', (code, signal) => {
       exit = { code, signal };
       c.exitSeen = true;
-      // The container ends with its main process: what is left of its group goes too.
+      // What is left in the pipes is read at full speed: the limit never cuts the end of a log.
+      throttle.release();
+      // The container ends with its main process: what is left of its group goes too, and its exec sessions.
       this.killGroup(pid, 'SIGKILL', r.cgroup, false);
+      for (const s of [...(c.sessions ?? [])]) s.kill(`container ${r.name} exited`);
       const t = setTimeout(finish, this.exitDrainMs);
       c.timers.add(t);
     });
@@ -821,6 +1391,106 @@ export class ProcessRuntime implements ContainerRuntime {
     });
   }
 
+  // ---- interactive streams: kubectl exec and attach ----
+
+  /** The env of a container whose main process runs (an exec or attach needs one); else RunContainerError. */
+  private runningEnv(c: Container): Record<string, string> {
+    if (c.rec.state !== 'running' || !c.env || !c.child || c.exitSeen)
+      throw new RuntimeError('RunContainerError', `container ${c.rec.name} (${c.rec.id}) is not running (${c.rec.state === 'running' ? 'exiting' : c.rec.state})`);
+    return c.env;
+  }
+
+  /** The info line of a container whose output is slowed (once per throttling episode, at most once a minute per container). */
+  private throttledNotice(c: Container): void {
+    const { rec, sandbox } = c;
+    if (!this.throttleNotices.ready(`${sandbox.rec.uid}/${rec.name}`)) return;
+    this.log?.info(
+      `container ${rec.name} of pod ${sandbox.rec.namespace}/${sandbox.rec.name} prints faster than ${formatRate(this.logRate.bytesPerSecond)}; its output is slowed (--container-log-max-bytes-per-second)`,
+      { container: rec.name, pod: `${sandbox.rec.namespace}/${sandbox.rec.name}`, containerId: rec.id },
+    );
+  }
+
+  /** Gives a chunk the main process wrote to every attached session (the log got it already). */
+  private tee(c: Container, which: OutStream, b: Buffer): void {
+    if (c.attachments) for (const a of c.attachments) a.take(which, b);
+  }
+
+  async execStream(id: string, command: string[], options: StreamOptions, output: StreamOutput): Promise<StreamSession> {
+    await this.loaded();
+    const c = this.get(id, 'RunContainerError');
+    const env = this.runningEnv(c);
+    const file = command[0];
+    if (!file) throw new RuntimeError('RunContainerError', 'exec: empty command');
+    const cwd = c.rec.workingDir ?? c.sandbox.dir;
+    if (!isDir(cwd)) throw new RuntimeError('RunContainerError', `exec: the working directory ${cwd} of container ${c.rec.name} does not exist or is not a directory`);
+    const label = `exec in container ${c.rec.name} (${id})`;
+    let child: ChildProcess;
+    let tty: { pidFile: string; stty: string | undefined } | undefined;
+    if (options.tty) {
+      const script = hostTool(this.ttyScript);
+      if (!script)
+        throw new RuntimeError(
+          'RunContainerError',
+          `a terminal (exec -t) needs util-linux \`script\` on the node (${this.ttyScript} not found on EdgeCore's PATH): install bsdutils (Debian, Raspberry Pi OS) or util-linux, or run exec without -t`,
+        );
+      // The shell under `script` looks the command up as a spawn would; looked up here too, to answer 127/126 the same way.
+      const found = lookPath(file, env.PATH, cwd);
+      if (found !== 'ok') return endedSession(cannotStart(file, found, env.PATH));
+      const stty = hostTool('stty');
+      const size = terminalSize(options.size);
+      tty = { pidFile: join(c.sandbox.dir, `exec-${randomId()}.pid`), stty };
+      const steps = [`{ echo $$ >${shellQuote(tty.pidFile)}; } 2>/dev/null`];
+      if (stty && size) steps.push(`${shellQuote(stty)} rows ${size.height} cols ${size.width} 2>/dev/null`);
+      // `script` runs the line with $SHELL: /bin/sh is given to it, the container's own SHELL is restored for the command.
+      steps.push(env.SHELL !== undefined ? `SHELL=${shellQuote(env.SHELL)}; export SHELL` : 'unset SHELL');
+      steps.push(`exec ${command.map(shellQuote).join(' ')}`);
+      const scriptEnv = { ...env, SHELL: '/bin/sh', ...(env.TERM === undefined ? { TERM: 'xterm' } : {}) };
+      try {
+        child = spawn(script, ['-q', '-e', '-f', '-c', steps.join('; '), '/dev/null'], { cwd, env: scriptEnv, detached: true, shell: false, stdio: ['pipe', 'pipe', 'pipe'] });
+      } catch (e) {
+        return endedSession({ exitCode: 126, error: `exec: cannot start ${file}: ${errorMessage(e)}` });
+      }
+    } else {
+      const io = (on: boolean) => (on ? 'pipe' : 'ignore');
+      try {
+        child = spawn(file, command.slice(1), { cwd, env, detached: true, shell: false, stdio: [io(options.stdin), io(options.stdout), io(options.stderr)] });
+      } catch (e) {
+        // Synchronous refusals: an argument with a NUL byte.
+        return endedSession({ exitCode: 126, error: `exec: cannot start ${file}: ${errorMessage(e)}` });
+      }
+    }
+    const sessions = (c.sessions ??= new Set());
+    const session: ExecStream = new ExecStream(child, {
+      file,
+      path: env.PATH,
+      options,
+      output,
+      tty,
+      exitDrainMs: this.exitDrainMs,
+      log: this.log,
+      label,
+      kill: (pid, alone) => this.killGroup(pid, 'SIGKILL', undefined, !alone),
+      release: () => sessions.delete(session),
+    });
+    // Tracked from the spawn on: an exit of the container while this one starts kills it too.
+    sessions.add(session);
+    await session.started;
+    return session;
+  }
+
+  async attach(id: string, options: StreamOptions, output: StreamOutput): Promise<StreamSession> {
+    await this.loaded();
+    const c = this.get(id, 'RunContainerError');
+    this.runningEnv(c);
+    if (options.tty) throw new RuntimeError('RunContainerError', 'the process runtime runs containers without a terminal; attach without -t');
+    if (options.stdin && !c.rec.stdin)
+      throw new RuntimeError('RunContainerError', `container ${c.rec.name} was not created with stdin: true: nothing reads what attach -i would send; attach without -i`);
+    const attachments = (c.attachments ??= new Set());
+    const a: Attachment = new Attachment(c, options, output, this.attachMaxBufferedBytes, this.log, () => attachments.delete(a));
+    attachments.add(a);
+    return a;
+  }
+
   /** Releases timers, log files and pipes; leaves the processes running (see the module doc). */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -836,7 +1506,10 @@ export class ProcessRuntime implements ContainerRuntime {
         child.stdin?.destroy();
         child.unref();
       }
+      c.logThrottle?.close();
       c.writer?.close();
+      for (const a of [...(c.attachments ?? [])]) a.end({ error: 'the process runtime closed' });
+      for (const s of [...(c.sessions ?? [])]) s.kill('the process runtime closed');
       c.resolveExited?.();
     }
     for (const e of this.execs) {

@@ -38,7 +38,20 @@ const cp = useLocalControlPlane('ledge-eviction-', {
 
 async function cloudCore(log: LogCapture): Promise<CloudCore> {
   const { config } = await loadConfig(cloudConfigSpec, {
-    argv: ['--port', '0', '--stream-port', '0', '--kubeconfig', cp.api.kubeconfigPath, '--heartbeat-interval-ms', '300', '--heartbeat-timeout-ms', '1200', '--reconcile-interval-ms', '1000'],
+    argv: [
+      '--port',
+      '0',
+      '--stream-port',
+      '0',
+      '--kubeconfig',
+      cp.api.kubeconfigPath,
+      '--heartbeat-interval-ms',
+      '300',
+      '--heartbeat-timeout-ms',
+      '1200',
+      '--reconcile-interval-ms',
+      '1000',
+    ],
     env: {},
   });
   return startCloudCore(config, log.logger);

@@ -29,55 +29,12 @@ import { CriLogWriter, readCriLog } from '../../edge/edged/logs.js';
 import type { ContainerConfig, RuntimeEvent, SandboxConfig } from '../../edge/edged/runtime.js';
 import { RuntimeError } from '../../edge/edged/runtime.js';
 import { createLogger } from '../../shared/log/index.js';
-import { tempDir } from '../helpers/files.js';
 import { eventually, within } from '../helpers/process.js';
 import { podmanSkipReason, startPodman, type PodmanService } from '../helpers/podman.js';
+import { containerRig } from './container-rig.js';
 
 const WAIT_MS = 20_000;
-let seq = 0;
-
-const dirs: { cleanup: () => void }[] = [];
-function dir(): string {
-  const d = tempDir('ledge-crt-');
-  dirs.push(d);
-  return d.path;
-}
-after(() => {
-  for (const d of dirs) d.cleanup();
-});
-
-function sandboxConfig(extra: Partial<SandboxConfig> = {}): SandboxConfig {
-  const n = ++seq;
-  const name = `pod-${n}`;
-  return {
-    uid: `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`,
-    name,
-    namespace: 'default',
-    hostname: name,
-    hostNetwork: false,
-    ports: [],
-    labels: {},
-    podDir: dir(),
-    ...extra,
-  };
-}
-
-let logDir = '';
-function containerConfig(name: string, image: string, extra: Partial<ContainerConfig> = {}): ContainerConfig {
-  logDir ||= dir();
-  return {
-    name,
-    image,
-    env: {},
-    mounts: [],
-    resources: {},
-    attempt: 0,
-    logPath: join(logDir, `${name}-${++seq}`, '0.log'),
-    logMaxBytes: 1024 * 1024,
-    labels: {},
-    ...extra,
-  };
-}
+const { dir, sandboxConfig, containerConfig, fakeDaemon } = containerRig('ledge-crt-');
 
 /** A TCP port nothing listens on right now. */
 function freePort(): Promise<number> {
@@ -477,20 +434,6 @@ describe('container runtime over Podman (Docker Engine API)', { skip: podmanSkip
 });
 
 // ---- Without a daemon -------------------------------------------------------------------------------
-
-/** A fake daemon on a unix socket; `handler` gets every request. */
-async function fakeDaemon(handler: http.RequestListener): Promise<{ socketPath: string; close: () => Promise<void> }> {
-  const socketPath = join(dir(), 'd.sock');
-  const server = http.createServer(handler);
-  await new Promise<void>((resolve) => server.listen(socketPath, resolve));
-  return {
-    socketPath,
-    close: () => {
-      server.closeAllConnections();
-      return new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
 
 describe('container runtime against a fake daemon', () => {
   test('the event stream is reconnected after it drops, since the last event; only Ledge containers are reported', async () => {

@@ -22,31 +22,23 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
+import type http from 'node:http';
 import net from 'node:net';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { DockerEngineRuntime } from '../../edge/edged/container-runtime.js';
 import { DockerClient, FrameDemuxer, type StreamName } from '../../edge/edged/docker-api.js';
 import { readCriLog } from '../../edge/edged/logs.js';
-import type { ContainerConfig, SandboxConfig, StreamOptions, StreamOutput, StreamSession } from '../../edge/edged/runtime.js';
+import type { ContainerConfig, StreamOptions, StreamOutput, StreamSession } from '../../edge/edged/runtime.js';
 import { RuntimeError } from '../../edge/edged/runtime.js';
 import { RuntimeApiError } from '../../shared/errors/index.js';
-import { tempDir } from '../helpers/files.js';
 import { eventually, within } from '../helpers/process.js';
 import { podmanSkipReason, startPodman, type PodmanService } from '../helpers/podman.js';
+import { containerRig, type FakeDaemon } from './container-rig.js';
 
 const WAIT_MS = 20_000;
 
-const dirs: { cleanup: () => void }[] = [];
-function dir(): string {
-  const d = tempDir('ledge-cst-');
-  dirs.push(d);
-  return d.path;
-}
-after(() => {
-  for (const d of dirs) d.cleanup();
-});
+const { dir, sandboxConfig, containerConfig, fakeDaemon: fakeHttpDaemon } = containerRig('ledge-cst-');
 
 // ---- The demuxer, no daemon -------------------------------------------------------------------------
 
@@ -225,9 +217,8 @@ describe('DockerClient.hijack (a fake daemon on a unix socket)', () => {
 
 describe('execStream against a fake Docker daemon', () => {
   /** A daemon whose exec start answers `start` (status, body); the exec then reports exit code 5. */
-  async function fakeDocker(start: (res: http.ServerResponse) => void): Promise<{ socketPath: string; close: () => Promise<void> }> {
-    const socketPath = join(dir(), 'docker.sock');
-    const server = http.createServer((req, res) => {
+  function fakeDocker(start: (res: http.ServerResponse) => void): Promise<FakeDaemon> {
+    return fakeHttpDaemon((req, res) => {
       req.resume();
       req.on('end', () => {
         if (req.method === 'POST' && /\/containers\/c1\/exec$/.test(req.url ?? '')) {
@@ -241,14 +232,6 @@ describe('execStream against a fake Docker daemon', () => {
         }
       });
     });
-    await new Promise<void>((resolve) => server.listen(socketPath, resolve));
-    return {
-      socketPath,
-      close: () => {
-        server.closeAllConnections();
-        return new Promise<void>((resolve) => server.close(() => resolve()));
-      },
-    };
   }
 
   test('a start the daemon refuses (an OCI runtime failure) ends the session at once: 127 for a missing executable, the message as error', async () => {
@@ -320,34 +303,12 @@ describe('container runtime exec/attach sessions over Podman (Docker Engine API)
   let pm: PodmanService;
   let rt: DockerEngineRuntime;
   let busybox = '';
-  let seq = 0;
   /** A running container the exec tests share. */
   let box = '';
 
-  function sandboxConfig(): SandboxConfig {
-    const n = ++seq;
-    const name = `pod-${n}`;
-    return { uid: `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`, name, namespace: 'default', hostname: name, hostNetwork: false, ports: [], labels: {}, podDir: dir() };
-  }
-  let logDir = '';
-  function containerConfig(name: string, extra: Partial<ContainerConfig> = {}): ContainerConfig {
-    logDir ||= dir();
-    return {
-      name,
-      image: busybox,
-      env: {},
-      mounts: [],
-      resources: {},
-      attempt: 0,
-      logPath: join(logDir, `${name}-${++seq}`, '0.log'),
-      logMaxBytes: 1024 * 1024,
-      labels: {},
-      ...extra,
-    };
-  }
   async function running(name: string, extra: Partial<ContainerConfig>): Promise<{ id: string; cfg: ContainerConfig }> {
     const sb = await rt.runPodSandbox(sandboxConfig());
-    const cfg = containerConfig(name, extra);
+    const cfg = containerConfig(name, busybox, extra);
     const id = await rt.createContainer(sb.id, cfg);
     await rt.startContainer(id);
     return { id, cfg };

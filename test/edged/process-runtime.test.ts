@@ -6,87 +6,28 @@
  * new runtime on the same root (a leftover process killed, a reused pid left alone); limits
  * through a fake cgroupfs and the message when cgroups are unusable; events.
  */
-import { test, describe, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseCriLine, readCriLog } from '../../edge/edged/logs.js';
-import { ProcessRuntime, procStat, type ProcessRuntimeOptions } from '../../edge/edged/process-runtime.js';
-import { type ContainerConfig, RuntimeError, type RuntimeContainerStatus, type RuntimeEvent, type SandboxStatus } from '../../edge/edged/runtime.js';
+import { type ProcessRuntime, procStat } from '../../edge/edged/process-runtime.js';
+import { type ContainerConfig, RuntimeError, type RuntimeContainerStatus, type SandboxStatus } from '../../edge/edged/runtime.js';
 import { ErrorCode } from '../../shared/errors/index.js';
 import { createLogger } from '../../shared/log/index.js';
 import { eventually, within } from '../helpers/process.js';
-import { tempDir } from '../helpers/files.js';
+import { WAIT_MS, gone, logged, processRig } from './process-rig.js';
 
-const WAIT_MS = 10_000;
 const node = (script: string) => [process.execPath, '-e', script];
 
-const dirs: { cleanup: () => void }[] = [];
-const runtimes: ProcessRuntime[] = [];
-const strays: number[] = [];
-after(async () => {
-  for (const rt of runtimes) {
-    for (const c of await rt.listContainers()) if (c.state === 'running') await within(rt.stopContainer(c.id, 0), WAIT_MS, 'cleanup stop');
-    await rt.close();
-  }
-  for (const pid of strays) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }
-  for (const d of dirs) d.cleanup();
-});
-
-function temp(prefix: string): string {
-  const d = tempDir(prefix);
-  dirs.push(d);
-  return d.path;
-}
-
-/** A cgroup root that is no cgroup v2 hierarchy: tests never touch the host's cgroups unless they inject a fake one. */
-const noCgroups = temp('ledge-nocg-');
+const { temp, strays, makeRuntime, sandbox, config } = processRig('ledge-edged-');
 
 function capture() {
   const lines: Record<string, unknown>[] = [];
   const log = createLogger({ level: 'debug', format: 'json', write: (l) => void lines.push(JSON.parse(l) as Record<string, unknown>) });
   return { log, lines, warns: () => lines.filter((l) => l.level === 'warn') };
-}
-
-function makeRuntime(opts: Partial<ProcessRuntimeOptions> = {}) {
-  const rootDir = opts.rootDir ?? join(temp('ledge-edged-'), 'pods');
-  const logDir = join(rootDir, '..', 'logs');
-  const rt = new ProcessRuntime({ cgroupRoot: noCgroups, exitDrainMs: 2000, ...opts, rootDir });
-  runtimes.push(rt);
-  const events: RuntimeEvent[] = [];
-  rt.onEvent((e) => events.push(e));
-  return { rt, rootDir, logDir, events };
-}
-
-let seq = 0;
-async function sandbox(rt: ProcessRuntime, rootDir: string, uid = `uid-${++seq}`): Promise<SandboxStatus> {
-  return rt.runPodSandbox({ uid, name: `pod-${seq}`, namespace: 'default', hostname: `pod-${seq}`, hostNetwork: false, ports: [], labels: {}, podDir: join(rootDir, uid) });
-}
-
-function config(logDir: string, command: string[] | undefined, extra: Partial<ContainerConfig> = {}): ContainerConfig {
-  const name = extra.name ?? `c${++seq}`;
-  return {
-    name,
-    image: 'busybox:1.36',
-    ...(command ? { command } : {}),
-    args: [],
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
-    mounts: [],
-    resources: {},
-    attempt: 0,
-    logPath: join(logDir, `${name}.log`),
-    logMaxBytes: 1 << 20,
-    labels: {},
-    ...extra,
-  };
 }
 
 /** Creates and starts a container; returns its id and log path. */
@@ -109,24 +50,6 @@ async function until(rt: ProcessRuntime, id: string, what: string, pred: (s: Run
 }
 
 const exited = (rt: ProcessRuntime, id: string) => until(rt, id, 'exited', (s) => s.state === 'exited');
-
-/** Waits for `marker` in a container's log. */
-function logged(path: string, marker: string): Promise<string> {
-  return eventually(
-    async () => {
-      const t = await readCriLog(path);
-      return t.includes(marker) ? t : undefined;
-    },
-    WAIT_MS,
-    `"${marker}" in ${path}`,
-  );
-}
-
-/** True once a process is gone (or a zombie: it ended, its parent has not reaped it yet). */
-function gone(pid: number): boolean {
-  const s = procStat(pid);
-  return s === undefined || s.state === 'Z';
-}
 
 async function rejectsWith(p: Promise<unknown>, reason: string, message: RegExp): Promise<void> {
   await assert.rejects(p, (err: unknown) => {
@@ -581,5 +504,90 @@ describe('limits', () => {
     assert.equal(s.reason, 'Completed');
     assert.match(s.message ?? '', /^limits not enforced: /, 'kept in the exited status');
     assert.equal(warns().filter((w) => /not enforced/.test(String(w.msg))).length, 1);
+  });
+});
+
+describe('log ingest rate limit', () => {
+  const KiB = 1024;
+  const sizeOf = (path: string) => {
+    try {
+      return statSync(path).size;
+    } catch {
+      return 0;
+    }
+  };
+
+  test('a container printing as fast as it can (`yes`) fills its log at the limit: over a window, at most limit × window + burst; one info line', async () => {
+    const rate = 64 * KiB;
+    const burst = 64 * KiB;
+    const { log, lines } = capture();
+    const { rt, rootDir, logDir } = makeRuntime({ log, containerLogMaxBytesPerSecond: rate, containerLogBurstBytes: burst });
+    const sb = await sandbox(rt, rootDir);
+    // A large file bound: a rotation would hide bytes from the measure.
+    const { id, log: path } = await run(rt, sb, config(logDir, ['yes'], { name: 'loud', logMaxBytes: 256 << 20 }));
+    try {
+      await eventually(() => sizeOf(path) >= burst, WAIT_MS, 'the burst in the log');
+      const s0 = sizeOf(path);
+      const t0 = performance.now();
+      await eventually(() => sizeOf(path) >= s0 + rate, WAIT_MS * 2, 'the log to grow past the burst');
+      const s1 = sizeOf(path);
+      const t1 = performance.now();
+      assert.ok(s1 - s0 <= burst + (rate * (t1 - t0)) / 1000, `${s1 - s0} bytes in ${Math.round(t1 - t0)} ms at ${rate} B/s`);
+      const notices = lines.filter((l) => /prints faster than/.test(String(l.msg)));
+      assert.equal(notices.length, 1);
+      assert.equal(notices[0]?.level, 'info');
+      assert.match(String(notices[0]?.msg), /^container loud of pod default\/pod-\d+ prints faster than 64 KiB\/s; its output is slowed \(--container-log-max-bytes-per-second\)$/);
+      assert.equal((await rt.containerStatus(id))?.state, 'running', 'slowed, not stopped');
+    } finally {
+      await within(rt.stopContainer(id, 0), WAIT_MS, 'stop');
+    }
+  });
+
+  test('at the exit nothing is cut: the pipes are read at full speed, the log ends with the last line', async () => {
+    // The main process exits once its last bytes are in the kernel's buffer (libuv's stdio pipes are socket pairs: a few hundred KiB),
+    // so most of its output is still unread at the exit: seconds at the limit, far more than exitDrainMs.
+    const { rt, rootDir, logDir } = makeRuntime({ exitDrainMs: 500, containerLogMaxBytesPerSecond: 64 * KiB, containerLogBurstBytes: 16 * KiB });
+    const sb = await sandbox(rt, rootDir);
+    const { id, log: path } = await run(rt, sb, config(logDir, ['/bin/sh', '-c', 'head -c 300000 /dev/zero | tr "\\0" x; echo; echo END']));
+    const s = await until(rt, id, 'exited', (st) => st.state === 'exited');
+    assert.equal(s.exitCode, 0);
+    const text = await readCriLog(path);
+    assert.ok(text.endsWith('\nEND\n'), `the log ends with END (${text.length} bytes)`);
+    assert.equal(text, `${'x'.repeat(300000)}\nEND\n`);
+  });
+
+  test('an attached session gets what the log gets, under the limit', async () => {
+    const { rt, rootDir, logDir } = makeRuntime({ containerLogMaxBytesPerSecond: 256 * KiB, containerLogBurstBytes: 16 * KiB });
+    const sb = await sandbox(rt, rootDir);
+    // More than the kernel buffers (a few hundred KiB): the process is slowed, the output cut into what the budget admits.
+    const cmd = 'read go; i=0; while [ $i -lt 3000 ]; do echo "line $i"; i=$((i+1)); done; head -c 700000 /dev/zero | tr "\\0" y; echo; echo END';
+    const { id, log: path } = await run(rt, sb, config(logDir, ['/bin/sh', '-c', cmd], { stdin: true }));
+    const out: Buffer[] = [];
+    const a = await rt.attach(id, { stdin: true, stdout: true, stderr: true, tty: false }, { stdout: (b) => void out.push(Buffer.from(b)), stderr: () => {} });
+    a.writeStdin(Buffer.from('go\n'));
+    assert.deepEqual(await within(a.done, WAIT_MS * 2, 'the attach to end'), { exitCode: 0 });
+    const text = await readCriLog(path);
+    assert.ok(text.endsWith('\nEND\n'));
+    assert.equal(Buffer.concat(out).toString(), text);
+  });
+
+  test('exec sessions are not limited: their output goes to the stream as fast as it is read', async () => {
+    const { rt, rootDir, logDir } = makeRuntime({ containerLogMaxBytesPerSecond: 1 * KiB, containerLogBurstBytes: 4 * KiB });
+    const sb = await sandbox(rt, rootDir);
+    const { id } = await run(rt, sb, config(logDir, ['/bin/sh', '-c', 'exec sleep 1000']));
+    try {
+      let got = 0;
+      // 4 MiB: over an hour at the container's log limit.
+      const s = await rt.execStream(
+        id,
+        ['/bin/sh', '-c', 'head -c 4194304 /dev/zero'],
+        { stdin: false, stdout: true, stderr: true, tty: false },
+        { stdout: (b) => void (got += b.length), stderr: () => {} },
+      );
+      assert.deepEqual(await within(s.done, WAIT_MS, 'the exec to end'), { exitCode: 0 });
+      assert.equal(got, 4194304);
+    } finally {
+      await within(rt.stopContainer(id, 0), WAIT_MS, 'stop');
+    }
   });
 });

@@ -7,77 +7,20 @@
  * only, attach -i writing to the container's stdin (the log gets it too), the refusals, and exec
  * sessions ending with their container.
  */
-import { test, describe, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { accessSync, chmodSync, constants, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readCriLog } from '../../edge/edged/logs.js';
-import { ProcessRuntime, procStat, type ProcessRuntimeOptions } from '../../edge/edged/process-runtime.js';
-import { type ContainerConfig, RuntimeError, type SandboxStatus, type StreamEnd, type StreamOptions, type StreamSession } from '../../edge/edged/runtime.js';
+import type { ProcessRuntimeOptions } from '../../edge/edged/process-runtime.js';
+import { type ContainerConfig, RuntimeError, type StreamEnd, type StreamOptions, type StreamSession } from '../../edge/edged/runtime.js';
 import { ErrorCode } from '../../shared/errors/index.js';
 import { eventually, within } from '../helpers/process.js';
-import { tempDir } from '../helpers/files.js';
+import { WAIT_MS, gone, logged, processRig } from './process-rig.js';
 
-const WAIT_MS = 10_000;
 const DROPPED = '[output dropped: the reader is too slow]';
 
-const dirs: { cleanup: () => void }[] = [];
-const runtimes: ProcessRuntime[] = [];
-const strays: number[] = [];
-after(async () => {
-  for (const rt of runtimes) {
-    for (const c of await rt.listContainers()) if (c.state === 'running') await within(rt.stopContainer(c.id, 0), WAIT_MS, 'cleanup stop');
-    await rt.close();
-  }
-  for (const pid of strays) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }
-  for (const d of dirs) d.cleanup();
-});
-
-function temp(prefix: string): string {
-  const d = tempDir(prefix);
-  dirs.push(d);
-  return d.path;
-}
-
-const noCgroups = temp('ledge-nocg-');
-
-function makeRuntime(opts: Partial<ProcessRuntimeOptions> = {}) {
-  const rootDir = join(temp('ledge-streams-'), 'pods');
-  const logDir = join(rootDir, '..', 'logs');
-  const rt = new ProcessRuntime({ cgroupRoot: noCgroups, exitDrainMs: 2000, ...opts, rootDir });
-  runtimes.push(rt);
-  return { rt, rootDir, logDir };
-}
-
-let seq = 0;
-function sandbox(rt: ProcessRuntime, rootDir: string): Promise<SandboxStatus> {
-  const uid = `uid-${++seq}`;
-  return rt.runPodSandbox({ uid, name: `pod-${seq}`, namespace: 'default', hostname: `pod-${seq}`, hostNetwork: false, ports: [], labels: {}, podDir: join(rootDir, uid) });
-}
-
-function config(logDir: string, command: string[], extra: Partial<ContainerConfig> = {}): ContainerConfig {
-  const name = extra.name ?? `c${++seq}`;
-  return {
-    name,
-    image: 'busybox:1.36',
-    command,
-    args: [],
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
-    mounts: [],
-    resources: {},
-    attempt: 0,
-    logPath: join(logDir, `${name}.log`),
-    logMaxBytes: 1 << 20,
-    labels: {},
-    ...extra,
-  };
-}
+const { temp, strays, makeRuntime, sandbox, config } = processRig('ledge-streams-');
 
 /** A runtime, a sandbox and a running container (`sleep 1000` unless told). */
 async function running(command = ['/bin/sh', '-c', 'exec sleep 1000'], extra: Partial<ContainerConfig> = {}, opts: Partial<ProcessRuntimeOptions> = {}) {
@@ -114,11 +57,6 @@ function ended(s: StreamSession, what = 'the session to end'): Promise<StreamEnd
   return within(s.done, WAIT_MS, what);
 }
 
-function gone(pid: number): boolean {
-  const s = procStat(pid);
-  return s === undefined || s.state === 'Z';
-}
-
 /** The pid a command printed as `child <pid>`. */
 async function childPid(text: () => string): Promise<number> {
   const pid = Number(await eventually(() => /child (\d+)/.exec(text())?.[1], WAIT_MS, 'the child pid'));
@@ -151,17 +89,6 @@ async function rejectsWith(p: Promise<unknown>, message: RegExp): Promise<void> 
     assert.match(err.message, message);
     return true;
   });
-}
-
-function logged(path: string, marker: string): Promise<string> {
-  return eventually(
-    async () => {
-      const t = await readCriLog(path);
-      return t.includes(marker) ? t : undefined;
-    },
-    WAIT_MS,
-    `"${marker}" in ${path}`,
-  );
 }
 
 describe('execStream', () => {

@@ -5,7 +5,10 @@
  * pod on the process runtime. The latency is from just before the API write to the update's event
  * on a watch of the edge's own MetaServer (the update is in the edge's store: what its ACK says).
  * Both figures come from the same run, side by side; the flood's median may be at most twice the
- * idle one (with a 25 ms allowance, the scheduling noise of a loaded 2-core machine).
+ * idle one (at least idle + 10 ms: the scheduling noise of a loaded 2-core machine when idle is a few ms).
+ * What keeps it so: CloudStream's priority for messages, and the per-container log ingest limit
+ * (`--container-log-max-bytes-per-second`): without that limit EdgeCore spends its loop writing the
+ * flood (measured: idle 4 ms, flood 20 ms).
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -27,7 +30,7 @@ let c: Cluster;
 before(async () => {
   if (skip) return;
   c = await startCluster();
-  await c.startCloud('cloud-a', ['--stream-client-ca-file', c.api.caFile, '--stream-advertise-address', '127.0.0.1']).then((cloud) => c.startEdge(NODE, [cloud.url]));
+  await c.startCloud('cloud-a', ['--stream-client-ca-file', c.api.caFile, '--stream-advertise-address', '127.0.0.1']).then((cloud) => c.startEdge(NODE, [cloud.url], []));
   await eventually(
     async () => (await c.core.readNode({ name: NODE }).catch(() => undefined))?.status?.daemonEndpoints?.kubeletEndpoint?.Port,
     30_000,
@@ -124,8 +127,7 @@ test('configmap updates reach the edge within 2x of the idle latency while kubec
       const flood = await latencies(w, 'flood');
       const streamed = bytes;
       await eventually(() => bytes > streamed, 10_000, 'the flood still streaming after the updates');
-      const limit = Math.max(2 * median(idle), median(idle) + 25);
-      console.log(`FLOOD idle ${median(idle).toFixed(1)} flood ${median(flood).toFixed(1)} bytes ${bytes}`);
+      const limit = Math.max(2 * median(idle), median(idle) + 10);
       assert.ok(
         median(flood) <= limit,
         `flood p50 ${median(flood).toFixed(1)} ms vs idle p50 ${median(idle).toFixed(1)} ms (limit ${limit.toFixed(1)} ms); all: ${flood.map((x) => x.toFixed(0)).join(' ')}`,
