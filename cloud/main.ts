@@ -20,8 +20,6 @@ import { SyncController } from './synccontroller/index.js';
 import { LeaderElector, defaultIdentity } from './leaderelection/index.js';
 import { loadKube, loadKubeConfig } from './kube/index.js';
 import { CloudStream, cloudStreamEndpoint, defaultCloudStreamOptions } from './cloudstream/index.js';
-
-const defaultCloudStreamNamespace = defaultCloudStreamOptions.namespace;
 import { cloudConfigSpec, cloudUsage, type CloudConfig } from './config.js';
 
 export interface CloudCore {
@@ -71,7 +69,7 @@ function streamDefaultsFor(config: CloudConfig, apiserver: ApiServerHandle | und
   return {
     dataDir: config.dataDir,
     ...(clientCaFile ? { clientCaFile } : {}),
-    namespace: config.stream.namespace === defaultCloudStreamNamespace ? config.leaderElection.namespace : config.stream.namespace,
+    namespace: config.stream.namespace === defaultCloudStreamOptions.namespace ? config.leaderElection.namespace : config.stream.namespace,
   };
 }
 
@@ -107,10 +105,13 @@ export async function startCloudCore(config: CloudConfig, log: Logger, extras: C
   //   desired     EdgeController → SyncController    Beehive 'desired-changed' message per node
   //   downstream  SyncController → CloudHub → node   Beehive message, resource node/<name>/…
   //   ACKs        CloudHub → the module that sent    Beehive 'ack' report carrying the ACKed message
-  //   sessions    CloudHub → SyncController          Beehive 'connected' / 'disconnected' reports
-  // Reads, not flows: the SyncController reads the EdgeController's desired sets (DesiredSource,
-  // which it also tells when a node released an object), CloudHub's sessions and the elector.
+  //   sessions    CloudHub → SyncController, CloudStream   Beehive 'connected' / 'disconnected' reports
   //   streams     CloudStream → CloudHub → node     hub.openStream: kubectl logs/exec/attach over the link (docs/streams.md)
+  // Reads, not flows: the SyncController reads the EdgeController's desired sets (DesiredSource,
+  // which it also tells when a node released an object), CloudHub's sessions and the elector;
+  // CloudStream reads the EdgeController's pod → node map; the EdgeController reads CloudStream's
+  // endpoint when it writes a Node (the one reference declared before its module: with
+  // --stream-port 0 the port is known once CloudStream listens).
   const identity = config.leaderElection.identity ?? defaultIdentity();
   // CloudStream needs the pods (to route by node) and the API (Leases of the sessions each replica holds).
   const streamConfig = kc && config.stream.enabled ? { ...config.stream, ...streamDefaultsFor(config, apiserver) } : undefined;
