@@ -14,6 +14,7 @@ import { CRI_MAX_LINE_BYTES, CriLogWriter, followCriLog, openCriLogReader, parse
 import { createLogger } from '../../shared/log/index.js';
 import { tempDir } from '../helpers/files.js';
 import { eventually, within } from '../helpers/process.js';
+import { prng } from '../helpers/prng.js';
 
 const dirs: { cleanup: () => void }[] = [];
 after(() => {
@@ -208,18 +209,24 @@ describe('parseCriLine', () => {
   });
 });
 
+/** A small log: partial records joined per stream, both streams; with `unended`, a stderr line the writer closed mid-line. */
+function sampleLog(o: { unended?: boolean } = {}): string {
+  const path = join(dir(), 'c.log');
+  const w = new CriLogWriter(path, 1 << 20);
+  w.write('stdout', b('one\n'), at(0));
+  w.write('stdout', b('tw'), at(1));
+  w.write('stderr', b('three\n'), at(2));
+  w.write('stdout', b('o\n'), at(3));
+  w.write('stdout', b('four\n'), at(4));
+  if (o.unended) {
+    w.write('stderr', b('unended'), at(5));
+    w.close(at(6));
+  } else w.close();
+  return path;
+}
+
 describe('readCriLog', () => {
-  function sample(): string {
-    const path = join(dir(), 'c.log');
-    const w = new CriLogWriter(path, 1 << 20);
-    w.write('stdout', b('one\n'), at(0));
-    w.write('stdout', b('tw'), at(1));
-    w.write('stderr', b('three\n'), at(2));
-    w.write('stdout', b('o\n'), at(3));
-    w.write('stdout', b('four\n'), at(4));
-    w.close();
-    return path;
-  }
+  const sample = () => sampleLog();
 
   test('joins partial records per stream into lines', async () => {
     assert.equal(await readCriLog(sample()), 'one\nthree\ntwo\nfour\n');
@@ -274,18 +281,7 @@ async function collect(reader: CriLogReader, maxChunk = CRI_MAX_LINE_BYTES): Pro
 }
 
 describe('openCriLogReader', () => {
-  function sample(): string {
-    const path = join(dir(), 'c.log');
-    const w = new CriLogWriter(path, 1 << 20);
-    w.write('stdout', b('one\n'), at(0));
-    w.write('stdout', b('tw'), at(1));
-    w.write('stderr', b('three\n'), at(2));
-    w.write('stdout', b('o\n'), at(3));
-    w.write('stdout', b('four\n'), at(4));
-    w.write('stderr', b('unended'), at(5));
-    w.close(at(6));
-    return path;
-  }
+  const sample = () => sampleLog({ unended: true });
 
   test('yields what readCriLog returns, for every option', async () => {
     const path = sample();
@@ -556,18 +552,6 @@ describe('followCriLog', () => {
     w.close();
   });
 });
-
-/** A small seeded PRNG (mulberry32): the same "random" log on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 /**
  * A log of several MiB in two files: both streams interleaved, short lines with UTF-8, lines

@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { LeaderElector, type Clock, type LeaseRecord, type LeaseStore, type VersionedLease } from '../../cloud/leaderelection/index.js';
 import { createLogger } from '../../shared/log/index.js';
 import type { ModuleContext } from '../../shared/beehive/index.js';
+import { prng } from '../helpers/prng.js';
 
 /** Virtual time: timers run in order; after each, every promise reaction settles before the next. */
 class Sim {
@@ -113,18 +114,6 @@ class FakeApi {
       });
     });
   }
-}
-
-/** Deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const LEASE = { leaseDurationMs: 15_000, renewIntervalMs: 2_000, renewDeadlineMs: 10_000 };

@@ -22,6 +22,7 @@ import {
   validateCbor,
 } from '../../shared/protocol/index.js';
 import type { Message } from '../../shared/protocol/index.js';
+import { prng } from '../helpers/prng.js';
 
 const INVALID_FRAME = 'LEDGE_ERR_INVALID_FRAME';
 const TOO_LARGE = 'LEDGE_ERR_FRAME_TOO_LARGE';
@@ -90,18 +91,6 @@ function normalizeBytes(v: unknown): unknown {
 /** Nested single-element arrays, `levels` deep, around the integer 0. */
 function nestedArrays(levels: number): Uint8Array {
   return cat(new Uint8Array(levels).fill(0x81), hex('00'));
-}
-
-/** Small seeded PRNG (mulberry32) so fuzz failures are reproducible. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe('codec: round trip', () => {
