@@ -17,7 +17,7 @@
  *   so kubectl prints why. The WebSocket's end aborts a stream still open.
  */
 import type { WebSocket } from 'ws';
-import { Channel } from '../../shared/protocol/index.js';
+import { Channel, streamFailureStatus } from '../../shared/protocol/index.js';
 import type { Stream, StreamError } from '../../shared/stream/index.js';
 import { ErrorCode } from '../../shared/errors/index.js';
 import type { Logger } from '../../shared/log/index.js';
@@ -41,7 +41,7 @@ const FROM_CLIENT = new Set<number>([Channel.Stdin, Channel.Resize, Channel.Clos
 
 /** The metav1.Status JSON (channel 3) for a stream that failed without one. */
 export function failureStatus(error: StreamError): Uint8Array {
-  return Buffer.from(JSON.stringify({ metadata: {}, status: 'Failure', message: error.message }));
+  return Buffer.from(streamFailureStatus(error.message));
 }
 
 /** Bridges `ws` (already upgraded, `protocol` negotiated) and `stream` (open) until either ends. */

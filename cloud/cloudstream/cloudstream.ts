@@ -47,6 +47,7 @@ import { bridge, pickProtocol, V4_PROTOCOL, V5_PROTOCOL } from './channel.js';
 import { FORWARDED_HEADER, ForwardError, forwardRequest, forwardUpgrade, type ForwardTarget } from './forward.js';
 import { LeaseKeeper, kubeStreamPeers, type PeerInfo, type StreamPeers } from './leases.js';
 import { isSpdyUpgrade, serveSpdyExec } from './spdy.js';
+import { httpStatusFor, reasonFor, statusBody } from './status.js';
 
 export interface CloudStreamDeps {
   /** Opens a stream to a node over its session on THIS replica; throws DisconnectedError (no session here), UnsupportedError, QueueFullError. */
@@ -84,44 +85,12 @@ const MAX_CLIENT_MESSAGE = 1024 * 1024;
 const TOKEN_REFRESH_MS = 10_000;
 
 function refusal(code: number, message: string, errCode: string): Refusal {
-  const reasons: Record<number, string> = {
-    400: 'BadRequest',
-    401: 'Unauthorized',
-    403: 'Forbidden',
-    404: 'NotFound',
-    405: 'MethodNotAllowed',
-    500: 'InternalError',
-    501: 'NotImplemented',
-    503: 'ServiceUnavailable',
-    504: 'Timeout',
-  };
-  return { code, reason: reasons[code] ?? 'Unknown', message, errCode };
+  return { code, reason: reasonFor(code), message, errCode };
 }
 
-/** The HTTP answer to a stream the edge refused (or that failed before it opened). */
+/** The answer to a stream the edge (or the hub) refused. */
 export function refusalFor(error: StreamError): Refusal {
-  switch (error.code) {
-    case ErrorCode.NotFound:
-      return refusal(404, error.message, error.code);
-    case ErrorCode.StreamRequest:
-      return refusal(400, error.message, error.code);
-    case ErrorCode.Forbidden:
-      return refusal(403, error.message, error.code);
-    case ErrorCode.Unsupported:
-      return refusal(501, error.message, error.code);
-    case ErrorCode.Timeout:
-      return refusal(504, error.message, error.code);
-    case ErrorCode.Disconnected:
-    case ErrorCode.QueueFull:
-    case ErrorCode.Stopped:
-      return refusal(503, error.message, error.code);
-    default:
-      return refusal(500, error.message, error.code);
-  }
-}
-
-function statusBody(r: Refusal): string {
-  return JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: r.message, reason: r.reason, code: r.code });
+  return refusal(httpStatusFor(error.code), error.message, error.code);
 }
 
 function bad(message: string): never {
@@ -742,14 +711,14 @@ export class CloudStream implements Module {
   private answer(res: ServerResponse, r: Refusal, req: IncomingMessage): void {
     this.logRefusal(r, req);
     if (res.headersSent || res.writableEnded || res.destroyed) return;
-    const body = statusBody(r);
+    const body = statusBody(r.code, r.message);
     res.writeHead(r.code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
   }
 
   private answerRaw(socket: Duplex, r: Refusal, req: IncomingMessage): void {
     this.logRefusal(r, req);
     if (!socket.writable || socket.destroyed) return;
-    const body = statusBody(r);
+    const body = statusBody(r.code, r.message);
     socket.end(
       `HTTP/1.1 ${r.code} ${STATUS_CODES[r.code] ?? ''}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
@@ -758,7 +727,7 @@ export class CloudStream implements Module {
   private internalError(target: ServerResponse | Duplex, err: unknown): void {
     this.log.error(`cloudstream: request failed: ${errorMessage(err)}`, { code: errorCode(err) });
     const r = refusal(500, `internal error: ${errorMessage(err)}`, errorCode(err));
-    const body = statusBody(r);
+    const body = statusBody(r.code, r.message);
     if ('writeHead' in target) {
       if (!target.headersSent && !target.destroyed) target.writeHead(500, { 'content-type': 'application/json' }).end(body);
       else target.destroy();

@@ -40,7 +40,8 @@
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import zlib from 'node:zlib';
-import { Channel } from '../../shared/protocol/index.js';
+import { Channel, streamFailureStatus } from '../../shared/protocol/index.js';
+import { httpStatusFor, statusBody } from './status.js';
 import type { Stream, StreamError } from '../../shared/stream/index.js';
 import { ErrorCode, StreamProtocolError, errorCode, errorMessage } from '../../shared/errors/index.js';
 import type { Logger } from '../../shared/log/index.js';
@@ -382,43 +383,16 @@ function wanted(req: IncomingMessage): { stdin: boolean; stdout: boolean; stderr
   return { stdin: on('input', 'stdin'), stdout: on('output', 'stdout'), stderr: on('error', 'stderr') && !tty, tty };
 }
 
-const REASONS: Record<number, string> = {
-  400: 'BadRequest',
-  403: 'Forbidden',
-  404: 'NotFound',
-  500: 'InternalError',
-  501: 'NotImplemented',
-  503: 'ServiceUnavailable',
-  504: 'Timeout',
-};
-
 /** The HTTP status of a refused stream (as CloudStream answers WebSocket refusals). */
-function httpStatusFor(error: { code?: unknown; httpStatus?: unknown }): number {
+function refusalStatus(error: { code?: unknown; httpStatus?: unknown }): number {
   if (typeof error.httpStatus === 'number' && error.httpStatus >= 400 && error.httpStatus <= 599) return error.httpStatus;
-  switch (error.code) {
-    case ErrorCode.NotFound:
-      return 404;
-    case ErrorCode.StreamRequest:
-      return 400;
-    case ErrorCode.Forbidden:
-      return 403;
-    case ErrorCode.Unsupported:
-      return 501;
-    case ErrorCode.Timeout:
-      return 504;
-    case ErrorCode.Disconnected:
-    case ErrorCode.QueueFull:
-    case ErrorCode.Stopped:
-      return 503;
-    default:
-      return 500;
-  }
+  return httpStatusFor(typeof error.code === 'string' ? error.code : undefined);
 }
 
 /** Answers `status` with a metav1.Status body on the raw socket and ends it. */
 function answerHttp(socket: Duplex, status: number, message: string, extraHeaders: string[] = []): void {
   if (socket.destroyed || !socket.writable) return;
-  const body = JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason: REASONS[status] ?? 'Unknown', code: status });
+  const body = statusBody(status, message);
   const head = [
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`,
     'Content-Type: application/json',
@@ -427,11 +401,6 @@ function answerHttp(socket: Duplex, status: number, message: string, extraHeader
     ...extraHeaders,
   ];
   socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
-}
-
-/** A Status for the error stream of a stream that failed without one. */
-function failureStatus(message: string): Buffer {
-  return Buffer.from(JSON.stringify({ metadata: {}, status: 'Failure', message }));
 }
 
 export interface SpdyExecOptions {
@@ -481,7 +450,7 @@ export async function serveSpdyExec(req: IncomingMessage, socket: Duplex, head: 
   } catch (err) {
     socket.off('close', onGone);
     const e = (err ?? {}) as { code?: unknown; httpStatus?: unknown };
-    return refuse(httpStatusFor(e), errorMessage(err), errorCode(err));
+    return refuse(refusalStatus(e), errorMessage(err), errorCode(err));
   }
   socket.off('close', onGone);
   if (gone || socket.destroyed || !socket.writable) {
@@ -812,7 +781,7 @@ class SpdyExecSession {
     if (error && !this.statusSent) {
       if (error.code !== ErrorCode.Stopped)
         this.log.info(`spdy exec ended: ${error.message}`, { code: error.code, pod: `${this.stream.request.namespace}/${this.stream.request.pod}` });
-      this.writeStatus(failureStatus(error.message));
+      this.writeStatus(Buffer.from(streamFailureStatus(error.message)));
     }
     this.finish();
   }

@@ -88,3 +88,23 @@ export function streamFrameFromWire(value: unknown[]): StreamFrame {
   }
   return { id: id as number, type: type as number, data };
 }
+
+/**
+ * The metav1.Status JSON of a failed exec or attach on the error channel (3), as a kubelet writes
+ * it: the session could not run, or was cut.
+ */
+export function streamFailureStatus(message: string): string {
+  return JSON.stringify({ metadata: {}, status: 'Failure', message });
+}
+
+/** The Status JSON an exec or attach ends with: success, or `NonZeroExitCode` with the code (kubectl exits with it). */
+export function streamExitStatus(exitCode: number | undefined): string {
+  if (exitCode === undefined || exitCode === 0) return JSON.stringify({ metadata: {}, status: 'Success' });
+  return JSON.stringify({
+    metadata: {},
+    status: 'Failure',
+    message: `command terminated with non-zero exit code: exit status ${exitCode}`,
+    reason: 'NonZeroExitCode',
+    details: { causes: [{ reason: 'ExitCode', message: String(exitCode) }] },
+  });
+}

@@ -175,14 +175,11 @@ describe('LeaseKeeper', () => {
     return { peers, log, gates, max: () => maxInFlight };
   }
 
+  const keeper = (peers: StreamPeers, connected: () => boolean) => new LeaseKeeper(peers, () => self, connected, quietLog());
+
   test('at most 4 writes in flight; the rest wait; each node written', async () => {
     const g = gatedPeers();
-    const k = new LeaseKeeper(
-      g.peers,
-      () => self,
-      () => true,
-      quietLog(),
-    );
+    const k = keeper(g.peers, () => true);
     for (let i = 0; i < 10; i++) k.touch(`n${i}`);
     await eventually(() => g.gates.length === 4, 5_000, 'four writes');
     assert.equal(g.max(), 4);
@@ -198,12 +195,7 @@ describe('LeaseKeeper', () => {
   test('many reports for one node while it is written: one more write, of the state at that time', async () => {
     const g = gatedPeers();
     let connected = true;
-    const k = new LeaseKeeper(
-      g.peers,
-      () => self,
-      () => connected,
-      quietLog(),
-    );
+    const k = keeper(g.peers, () => connected);
     k.touch('n');
     await eventually(() => g.gates.length === 1, 5_000, 'the first write');
     for (let i = 0; i < 5; i++) k.touch('n');
@@ -218,12 +210,7 @@ describe('LeaseKeeper', () => {
 
   test('a failed write is retried', async () => {
     const g = gatedPeers();
-    const k = new LeaseKeeper(
-      g.peers,
-      () => self,
-      () => true,
-      quietLog(),
-    );
+    const k = keeper(g.peers, () => true);
     k.touch('n');
     await eventually(() => g.gates.length === 1, 5_000, 'the write');
     g.gates.shift()!.finish(new Error('the API is down'));
