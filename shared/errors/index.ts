@@ -63,6 +63,14 @@ export const ErrorCode = {
   RuntimeApi: 'LEDGE_ERR_RUNTIME_API',
   /** A container's configuration refers to what the node does not hold (a configmap, secret, key, field): it waits with CreateContainerConfigError. */
   ContainerConfig: 'LEDGE_ERR_CONTAINER_CONFIG',
+  /** A Device, DeviceModel or twin value breaks the model (type, range, ReadOnly, unknown property) or KubeEdge's shapes: refused (HTTP 422, an MQTT result code 400, gRPC INVALID_ARGUMENT). */
+  DeviceInvalid: 'LEDGE_ERR_DEVICE_INVALID',
+  /** A twin message or DMI call names a device the node does not hold: refused (MQTT result code 404, gRPC NOT_FOUND). */
+  DeviceUnknown: 'LEDGE_ERR_DEVICE_UNKNOWN',
+  /** A DMI (gRPC) call failed: a mapper unreachable, a gRPC status other than OK, a malformed gRPC frame or protobuf message. */
+  Dmi: 'LEDGE_ERR_DMI',
+  /** The MQTT device bus failed: a broker unreachable or refusing (CONNACK code), a malformed packet, a subscription refused. */
+  Mqtt: 'LEDGE_ERR_MQTT',
 
   // Log-line codes for failures that are not Ledge errors (node, ws, client-node raise them).
   /** A TLS handshake with CloudHub failed. */
@@ -215,6 +223,27 @@ export class RuntimeApiError extends RuntimeApiErrorBase {
   readonly daemonMessage: string | undefined;
 }
 
+/** A Device, DeviceModel or twin value breaks the model or KubeEdge's shapes (HTTP 422: a validation failure, as the API server answers). */
+export const DeviceInvalidError = defineError(ErrorCode.DeviceInvalid, 'DeviceInvalidError', 'invalid device or twin value', { httpStatus: 422 });
+/** A twin message or DMI call names a device the node does not hold. */
+export const DeviceUnknownError = defineError(ErrorCode.DeviceUnknown, 'DeviceUnknownError', 'unknown device', { httpStatus: 404 });
+/**
+ * A DMI (gRPC) call failed. `grpcStatus` is the gRPC status code received or to answer with
+ * (2 UNKNOWN when none applies); `grpcMessage` the peer's grpc-message, when one was read.
+ */
+const DmiErrorBase = defineError(ErrorCode.Dmi, 'DmiError', 'DMI call failed');
+export class DmiError extends DmiErrorBase {
+  constructor(message?: string, options?: { cause?: unknown; grpcStatus?: number; grpcMessage?: string }) {
+    super(message, options);
+    this.grpcStatus = options?.grpcStatus ?? 2;
+    this.grpcMessage = options?.grpcMessage;
+  }
+  readonly grpcStatus: number;
+  readonly grpcMessage: string | undefined;
+}
+/** The MQTT device bus failed (broker unreachable or refusing, malformed packet, subscription refused). */
+export const MqttError = defineError(ErrorCode.Mqtt, 'MqttError', 'MQTT device bus failure');
+
 /* Each class is also a type (`err: StorageError`). */
 export type ConfigError = InstanceType<typeof ConfigError>;
 export type InvalidFrameError = InstanceType<typeof InvalidFrameError>;
@@ -244,6 +273,9 @@ export type KubeApiError = InstanceType<typeof KubeApiError>;
 export type RuntimeError = InstanceType<typeof RuntimeError>;
 export type RuntimeUnavailableError = InstanceType<typeof RuntimeUnavailableError>;
 export type ContainerConfigError = InstanceType<typeof ContainerConfigError>;
+export type DeviceInvalidError = InstanceType<typeof DeviceInvalidError>;
+export type DeviceUnknownError = InstanceType<typeof DeviceUnknownError>;
+export type MqttError = InstanceType<typeof MqttError>;
 
 /** Returns the stable code of any error (or `{code}` object), or {@link ErrorCode.Unknown}. */
 export function errorCode(err: unknown): string {

@@ -78,7 +78,12 @@ export const ResourceType = {
   NodeStatus: 'nodestatus',
   Lease: 'lease',
   Event: 'event',
+  /** A Device (devices.kubeedge.io/v1beta1), downstream. */
   Device: 'device',
+  /** A DeviceModel (devices.kubeedge.io/v1beta1), downstream. */
+  DeviceModel: 'devicemodel',
+  /** Reported twins and states of a node's devices, upstream (group twin; docs/devices.md). */
+  DeviceStatus: 'devicestatus',
   Twin: 'twin',
   Membership: 'membership',
 } as const;
