@@ -16,6 +16,7 @@ import type { Registry } from './registry.js';
 import type { Entry, Store } from './store.js';
 import type { Json, JsonObject, KObject, ResourceType } from './types.js';
 import { jsonDepth, MAX_JSON_DEPTH, MAX_OBJECT_BYTES } from './limits.js';
+import { admitDeviceObject } from './admission-devices.js';
 import { configDataDecodeError, newSchemaBudget, validateConfigMap, validateCrd, validateMeta, validateSchema, validateSecret } from './validation.js';
 
 export interface WriteOptions {
@@ -201,7 +202,8 @@ export class Rest {
     if (msg !== undefined) throw this.decodeFailure(t, obj, msg, fromPatch);
   }
 
-  private validate(t: ResourceType, obj: KObject, opts: WriteOptions): void {
+  /** `old`: the stored object, on an update. */
+  private validate(t: ResourceType, obj: KObject, opts: WriteOptions, old?: KObject): void {
     const causes: StatusCause[] = validateMeta(t, obj);
     const pruned: string[] = [];
     if (!t.builtin && t.schema) validateSchema(obj as unknown as Json, t.schema, '', causes, true, pruned, newSchemaBudget());
@@ -210,6 +212,7 @@ export class Rest {
     if (t.storageKey === CONFIGMAPS) causes.push(...validateConfigMap(obj));
     if (t.storageKey === SECRETS) causes.push(...validateSecret(obj));
     if (t.storageKey === PODS) causes.push(...validatePod(obj));
+    causes.push(...admitDeviceObject(t, obj, old, this.store));
     if (causes.length) throw errors.invalid(t.kind, t.group, obj.metadata.name ?? '', causes);
   }
 
@@ -376,7 +379,7 @@ export class Rest {
     m.resourceVersion = old.metadata.resourceVersion;
     next.apiVersion = old.apiVersion ?? apiVersionOf(t);
     next.kind = t.kind;
-    this.validate(t, next, opts);
+    this.validate(t, next, opts, old);
     if (t.storageKey === NAMESPACES) (next as { spec?: unknown }).spec = (old as { spec?: unknown }).spec;
     // No-op writes do not bump resourceVersion (k8s skips the etcd write).
     if (deepEqual(next, old)) return { code: 200, obj: old };

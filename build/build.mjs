@@ -3,7 +3,7 @@
 // both use node_modules for their dependencies). Prints sizes and fails when the
 // edge bundle is over budget.
 import { build } from 'esbuild';
-import { readFileSync, statSync, mkdirSync } from 'node:fs';
+import { readFileSync, statSync, mkdirSync, existsSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 
@@ -27,6 +27,35 @@ const stubNative = {
   },
 };
 
+// Libraries of the MQTT broker (aedes, mqtt-packet) log through `debug`, which EdgeCore never
+// enables: a no-op stands in (saves ~8 KB and an environment read at load).
+// mqtt-packet's `bl` pulls in readable-stream, npm's copy of Node's own stream module (76 KB):
+// the bundles use node:stream instead (docs/devices.md, "Bundle cost"; the device tests run the bundle).
+const stubDebug = {
+  name: 'stub-debug',
+  setup(b) {
+    b.onResolve({ filter: /^debug$/ }, () => ({ path: 'debug', namespace: 'stub-debug' }));
+    b.onLoad({ filter: /.*/, namespace: 'stub-debug' }, () => ({
+      contents:
+        'const d = () => { const f = () => {}; f.enabled = false; f.extend = d; return f; }; d.enable = () => {}; d.disable = () => ""; d.enabled = () => false; module.exports = d;',
+      loader: 'js',
+    }));
+  },
+};
+// The Modbus mapper speaks Modbus TCP only: modbus-serial's serial ports (the native serialport
+// package) are replaced by a class that refuses, so the bundle needs no native addon.
+const stubSerialport = {
+  name: 'stub-serialport',
+  setup(b) {
+    b.onResolve({ filter: /^serialport$/ }, () => ({ path: 'serialport', namespace: 'stub-serialport' }));
+    b.onLoad({ filter: /.*/, namespace: 'stub-serialport' }, () => ({
+      contents: 'class SerialPort { constructor() { throw new Error("serial ports are not supported by this mapper build (Modbus TCP only)"); } } module.exports = { SerialPort };',
+      loader: 'js',
+    }));
+  },
+};
+const streamAlias = { 'readable-stream': 'stream' };
+
 // CommonJS dependencies (ws) call require() for Node built-ins; give the ESM bundle one.
 const banner = { js: "import { createRequire as __ledgeCreateRequire } from 'node:module'; const require = __ledgeCreateRequire(import.meta.url);" };
 
@@ -43,10 +72,18 @@ const common = {
 
 mkdirSync(`${root}/dist`, { recursive: true });
 const started = Date.now();
+const device = { ...common, minify: true, banner, alias: streamAlias };
 const [edgecore, cloudcore] = await Promise.all([
-  build({ ...common, entryPoints: ['edge/edgecore.ts'], outfile: 'dist/edgecore.js', minify: true, plugins: [stubNative], banner, metafile: SHOW_SIZES }),
+  build({ ...device, entryPoints: ['edge/edgecore.ts'], outfile: 'dist/edgecore.js', plugins: [stubNative, stubDebug], metafile: SHOW_SIZES }),
   build({ ...common, entryPoints: ['cloud/cloudcore.ts'], outfile: 'dist/cloudcore.js', packages: 'external', sourcemap: true, metafile: true }),
   build({ ...common, entryPoints: ['cli/ledge.ts'], outfile: 'dist/ledge.js', packages: 'external', sourcemap: true }),
+  // The mappers run on the device beside EdgeCore, as pods: self-contained like it.
+  ...(existsSync(`${root}/mappers/modbus/main.ts`)
+    ? [
+        build({ ...device, entryPoints: ['mappers/virtual/main.ts'], outfile: 'dist/mappers/virtual.js', plugins: [stubDebug] }),
+        build({ ...device, entryPoints: ['mappers/modbus/main.ts'], outfile: 'dist/mappers/modbus.js', plugins: [stubDebug, stubSerialport] }),
+      ]
+    : []),
 ]);
 
 function size(file) {
@@ -54,8 +91,8 @@ function size(file) {
   const gz = gzipSync(readFileSync(`${root}/${file}`)).length;
   return { file, kb: (bytes / 1024).toFixed(1), gzipKb: (gz / 1024).toFixed(1), bytes };
 }
-const rows = ['dist/edgecore.js', 'dist/cloudcore.js', 'dist/ledge.js'].map(size);
-for (const r of rows) console.log(`${r.file.padEnd(20)} ${r.kb.padStart(8)} KB  (gzip ${r.gzipKb} KB)`);
+const rows = ['dist/edgecore.js', 'dist/cloudcore.js', 'dist/ledge.js', 'dist/mappers/virtual.js', 'dist/mappers/modbus.js'].filter((f) => existsSync(`${root}/${f}`)).map(size);
+for (const r of rows) console.log(`${r.file.padEnd(24)} ${r.kb.padStart(8)} KB  (gzip ${r.gzipKb} KB)`);
 console.log(`built in ${Date.now() - started} ms`);
 if (SHOW_SIZES) {
   // Bytes of dist/edgecore.js per package (node_modules) or per module folder (edge/edged, shared/wal, …).

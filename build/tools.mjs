@@ -20,6 +20,11 @@
 //    is configured: the tests start their own `podman system service` with CONTAINERS_CONF pointing
 //    at that file and storage under a temporary directory (test/helpers/podman.ts). The marker
 //    .tools/podman/ready.json records the paths the tests use.
+//  - Mosquitto → the MQTT device bus tests (ensureMosquitto): Debian's mosquitto and
+//    mosquitto-clients (apt-get as root, only when missing). The tests start their own broker on an
+//    ephemeral port with a config file in a temporary directory; the system service is not used (and
+//    is left as the package set it up). The marker .tools/mosquitto/ready.json records the paths of
+//    mosquitto, mosquitto_pub, mosquitto_sub and mosquitto_passwd.
 //
 // Idempotent and quiet when everything is in place. What cannot be provisioned is reported in one
 // line each; the tests that need it then skip with a reason instead of failing.
@@ -431,6 +436,61 @@ export function ensurePodman() {
   return { ok: true, ...m };
 }
 
+/** The Debian packages of Mosquitto and how each binary is found installed. */
+const MOSQUITTO_BINS = [
+  { name: 'mosquitto', pkg: 'mosquitto', bin: ['/usr/sbin/mosquitto', '/usr/bin/mosquitto'] },
+  { name: 'mosquitto_passwd', pkg: 'mosquitto', bin: ['/usr/bin/mosquitto_passwd', '/usr/sbin/mosquitto_passwd'] },
+  { name: 'mosquitto_pub', pkg: 'mosquitto-clients', bin: ['/usr/bin/mosquitto_pub'] },
+  { name: 'mosquitto_sub', pkg: 'mosquitto-clients', bin: ['/usr/bin/mosquitto_sub'] },
+];
+
+/**
+ * Mosquitto (broker and clients) for the MQTT device bus tests; returns `{ ok: true, ...marker }` or
+ * `{ ok: false, reason }`. Installs only the packages that are missing (as root, with apt-get), so a
+ * machine that has them costs a few stat calls. The tests run their own broker processes.
+ */
+export function ensureMosquitto() {
+  const dir = join(root, '.tools/mosquitto');
+  const markerFile = join(dir, 'ready.json');
+  const locate = () => Object.fromEntries(MOSQUITTO_BINS.map((b) => [b.name, b.bin.find((p) => existsSync(p))]));
+  const missingPackages = (found) => [...new Set(MOSQUITTO_BINS.filter((b) => !found[b.name]).map((b) => b.pkg))];
+  let found = locate();
+  let missing = missingPackages(found);
+  const started = Date.now();
+  if (missing.length > 0) {
+    rmSync(markerFile, { force: true });
+    if (process.platform !== 'linux')
+      return { ok: false, reason: `Mosquitto is provisioned on Linux only (this is ${process.platform}); install it and its clients to run the MQTT tests` };
+    if (process.getuid?.() !== 0) return { ok: false, reason: `needs root to install ${missing.join(', ')}: run \`sudo npm run tools\`` };
+    if (!has('apt-get')) return { ok: false, reason: `no apt-get to install ${missing.join(', ')}` };
+    const install = () =>
+      run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...APT_LOCK, ...missing], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    let r = install();
+    if (!r.ok) {
+      run('apt-get', ['update', '-qq', ...APT_LOCK]);
+      r = install();
+    }
+    found = locate();
+    missing = missingPackages(found);
+    if (missing.length > 0) return { ok: false, reason: `apt-get install ${missing.join(' ')} failed: ${lastLine(r.err) || 'not found after install'}` };
+  }
+  const old = readMarker(markerFile);
+  const mtimeMs = Math.floor(statSync(found.mosquitto).mtimeMs);
+  // `mosquitto -h` only when the binary changed: a provisioned machine pays a few stat calls, no process.
+  const version =
+    old?.mosquitto === found.mosquitto && old.mosquittoMtimeMs === mtimeMs && old.version
+      ? old.version
+      : (/mosquitto version (\S+)/.exec(run(found.mosquitto, ['-h']).out)?.[1] ?? 'unknown');
+  const m = { ...found, mosquittoMtimeMs: mtimeMs, version };
+  if (JSON.stringify(old) !== JSON.stringify(m)) {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(`${markerFile}.partial`, `${JSON.stringify(m, null, 2)}\n`);
+    renameSync(`${markerFile}.partial`, markerFile);
+    say(`mosquitto ${version} for the MQTT device bus tests (${found.mosquitto}), in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  }
+  return { ok: true, ...m };
+}
+
 /** Provisions every tool; never throws: a tool that cannot be had is reported and its tests skip. */
 export async function provisionAll() {
   for (const [name, fn] of [
@@ -439,6 +499,7 @@ export async function provisionAll() {
     ['arm64 emulation', ensureArm64],
     ['armhf emulation', ensureArmhf],
     ['podman', ensurePodman],
+    ['mosquitto', ensureMosquitto],
   ]) {
     try {
       const r = await fn();

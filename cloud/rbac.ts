@@ -29,4 +29,10 @@ export const cloudcoreRules: PolicyRule[] = [
   { apiGroups: ['apiextensions.k8s.io'], resources: ['customresourcedefinitions'], verbs: ['get', 'create'] },
   { apiGroups: ['reliablesyncs.ledge.io'], resources: ['objectsyncs', 'clusterobjectsyncs'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
   { apiGroups: ['reliablesyncs.ledge.io'], resources: ['objectsyncs/status', 'clusterobjectsyncs/status'], verbs: ['update'] },
+  // DeviceController (it installs its CRDs with the rule above): Devices and DeviceModels are only read (informers);
+  // DeviceStatuses are read (informer, a fresh read after a conflict), created, replaced, and deleted with their Device.
+  { apiGroups: ['devices.kubeedge.io'], resources: ['devices', 'devicemodels'], verbs: ['get', 'list', 'watch'] },
+  { apiGroups: ['devices.kubeedge.io'], resources: ['devicestatuses'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
+  // Only used where a DeviceStatus CRD has a status subresource (KubeEdge's has none); kept so such a CRD still works.
+  { apiGroups: ['devices.kubeedge.io'], resources: ['devicestatuses/status'], verbs: ['get', 'update', 'patch'] },
 ];

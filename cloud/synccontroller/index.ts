@@ -6,3 +6,4 @@ export { SyncController, SyncOperation, desiredChanged, edgeResourceOf } from '.
 export type { DesiredObject, DesiredSource, DesiredChange, ObjectKey, SyncControllerOptions, SyncControllerInit, ReconcileResult } from './synccontroller.js';
 export { defaultSyncControllerOptions } from './options.js';
 export * from './crds.js';
+export { combineDesiredSources } from './desired.js';

@@ -4,3 +4,4 @@
  * local control plane and the mapper SDK: types, and the validation of a Device against its model.
  */
 export * from './types.js';
+export * from './validate.js';
