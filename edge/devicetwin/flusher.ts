@@ -11,6 +11,7 @@
  * (timeout, no EdgeHub) keeps everything dirty and ends the pass; the next one retries.
  * Offline nothing is sent nor queued: the latest value of each property waits in the twin store.
  */
+import { ErrorCode } from '../../shared/errors/index.js';
 import type { DeviceReport, DeviceReportBatch, Twin } from '../../shared/devices/index.js';
 import { errorCode, errorMessage } from '../../shared/errors/index.js';
 import { Group, ModuleName, Operation, ResourceType, newMessage, type ErrorContent, type Message } from '../../shared/protocol/index.js';
@@ -126,7 +127,7 @@ export class Flusher {
     }
     if (reply !== null && reply !== undefined) {
       const c = reply as Partial<ErrorContent>;
-      this.failed(typeof c.code === 'string' ? c.code : 'LEDGE_ERR_UNKNOWN', typeof c.message === 'string' ? c.message : JSON.stringify(reply), batch.length);
+      this.failed(typeof c.code === 'string' ? c.code : ErrorCode.Unknown, typeof c.message === 'string' ? c.message : JSON.stringify(reply), batch.length);
       return false;
     }
     this.stats.messages++;

@@ -194,12 +194,12 @@ async function serveUnary(socketPath: string, service: ServiceSpec, handlers: ob
     stream.on('error', () => {}); // a reset by the peer surfaces as 'close'; nothing to log per call
     const path = String(headers[':path'] ?? '');
     if (headers[':method'] !== 'POST') {
-      problems.warn('method', 'DMI request with a method other than POST refused', { method: headers[':method'], path, code: 'LEDGE_ERR_DMI' });
+      problems.warn('method', 'DMI request with a method other than POST refused', { method: headers[':method'], path, code: ErrorCode.Dmi });
       return early(stream, 405, GrpcStatus.INTERNAL, `gRPC requires POST, got ${headers[':method']}`);
     }
     const contentType = String(headers['content-type'] ?? '');
     if (!GRPC_CONTENT_TYPE.test(contentType)) {
-      problems.warn('content-type', 'DMI request with a non-gRPC content-type refused', { contentType, path, code: 'LEDGE_ERR_DMI' });
+      problems.warn('content-type', 'DMI request with a non-gRPC content-type refused', { contentType, path, code: ErrorCode.Dmi });
       return early(stream, 415, GrpcStatus.INTERNAL, `invalid gRPC request content-type ${JSON.stringify(contentType)}`);
     }
     const call: Call = { stream, abort: new AbortController(), done: false };
@@ -217,12 +217,12 @@ async function serveUnary(socketPath: string, service: ServiceSpec, handlers: ob
     const method = methods.get(path);
     if (!method) {
       const svc = path.split('/')[1] ?? '';
-      problems.warn(`unimplemented ${path.slice(0, 200)}`, 'DMI call to an unknown method', { path: path.slice(0, 200), code: 'LEDGE_ERR_DMI' });
+      problems.warn(`unimplemented ${path.slice(0, 200)}`, 'DMI call to an unknown method', { path: path.slice(0, 200), code: ErrorCode.Dmi });
       return finish(call, GrpcStatus.UNIMPLEMENTED, svc === service.name ? `unknown method ${path.split('/')[2] ?? ''} for service ${svc}` : `unknown service ${svc}`);
     }
     const encoding = headers['grpc-encoding'];
     if (encoding !== undefined && encoding !== 'identity') {
-      problems.warn('compressed', 'DMI call with compression refused (identity only)', { path, encoding, code: 'LEDGE_ERR_DMI' });
+      problems.warn('compressed', 'DMI call with compression refused (identity only)', { path, encoding, code: ErrorCode.Dmi });
       return finish(call, GrpcStatus.UNIMPLEMENTED, `grpc-encoding ${String(encoding)} is not supported (identity only)`);
     }
     let deadline: number | undefined;
@@ -230,7 +230,7 @@ async function serveUnary(socketPath: string, service: ServiceSpec, handlers: ob
     if (timeoutHeader !== undefined) {
       const ms = parseGrpcTimeout(String(timeoutHeader));
       if (ms === undefined) {
-        problems.warn('timeout', 'DMI call with a malformed grpc-timeout refused', { path, timeout: timeoutHeader, code: 'LEDGE_ERR_DMI' });
+        problems.warn('timeout', 'DMI call with a malformed grpc-timeout refused', { path, timeout: timeoutHeader, code: ErrorCode.Dmi });
         return finish(call, GrpcStatus.INTERNAL, `malformed grpc-timeout ${JSON.stringify(timeoutHeader)}`);
       }
       deadline = now() + ms;
@@ -246,7 +246,7 @@ async function serveUnary(socketPath: string, service: ServiceSpec, handlers: ob
       problems.warn('rate', 'DMI calls over the rate limit refused', {
         path,
         callsPerSecond: options.callsPerSecond ?? defaultGrpcServerOptions.callsPerSecond,
-        code: 'LEDGE_ERR_DMI',
+        code: ErrorCode.Dmi,
       });
       return finish(call, GrpcStatus.RESOURCE_EXHAUSTED, 'too many requests');
     }
@@ -260,7 +260,7 @@ async function serveUnary(socketPath: string, service: ServiceSpec, handlers: ob
         if (messages.length > 1) throw new DmiError('unary call with more than one request message', { grpcStatus: GrpcStatus.INTERNAL });
       } catch (err) {
         const { status, message } = statusOf(err);
-        problems.warn(`frame ${status}`, 'DMI request refused', { path, status, reason: message, code: 'LEDGE_ERR_DMI' });
+        problems.warn(`frame ${status}`, 'DMI request refused', { path, status, reason: message, code: ErrorCode.Dmi });
         finish(call, status, message);
       }
     });
@@ -268,7 +268,7 @@ async function serveUnary(socketPath: string, service: ServiceSpec, handlers: ob
       if (call.done) return;
       if (decoder.pending > 0 || messages.length !== 1) {
         const message = decoder.pending > 0 ? 'request ended inside a gRPC message frame' : 'unary call without a request message';
-        problems.warn('frame incomplete', 'DMI request refused', { path, status: GrpcStatus.INTERNAL, reason: message, code: 'LEDGE_ERR_DMI' });
+        problems.warn('frame incomplete', 'DMI request refused', { path, status: GrpcStatus.INTERNAL, reason: message, code: ErrorCode.Dmi });
         return finish(call, GrpcStatus.INTERNAL, message);
       }
       let req: unknown;
@@ -276,7 +276,7 @@ async function serveUnary(socketPath: string, service: ServiceSpec, handlers: ob
         req = decodeMessage(method.spec.request, messages[0]!);
       } catch (err) {
         const { status, message } = statusOf(err);
-        problems.warn('decode', 'DMI request that does not decode refused', { path, status, reason: message, code: 'LEDGE_ERR_DMI' });
+        problems.warn('decode', 'DMI request that does not decode refused', { path, status, reason: message, code: ErrorCode.Dmi });
         return finish(call, status, `grpc: error unmarshalling request: ${message}`);
       }
       const ctx: CallContext = deadline === undefined ? { signal: call.abort.signal } : { signal: call.abort.signal, deadline };
@@ -293,7 +293,7 @@ async function serveUnary(socketPath: string, service: ServiceSpec, handlers: ob
           try {
             body = encodeMessage(method.spec.response, (res ?? {}) as object);
           } catch (err) {
-            problems.warn(`encode ${path}`, 'DMI handler returned a response that does not encode', { path, err, code: 'LEDGE_ERR_DMI' });
+            problems.warn(`encode ${path}`, 'DMI handler returned a response that does not encode', { path, err, code: ErrorCode.Dmi });
             return finish(call, GrpcStatus.INTERNAL, (err as Error).message);
           }
           finish(call, GrpcStatus.OK, '', body);
@@ -302,7 +302,7 @@ async function serveUnary(socketPath: string, service: ServiceSpec, handlers: ob
           const { status, message } = statusOf(err);
           if (status === GrpcStatus.UNKNOWN || status === GrpcStatus.INTERNAL) {
             // Expected refusals (NOT_FOUND, INVALID_ARGUMENT, …) are the handler's to log; a crash is ours.
-            problems.warn(`handler ${path}`, 'DMI handler failed', { path, err, code: (err as { code?: unknown })?.code ?? 'LEDGE_ERR_DMI' });
+            problems.warn(`handler ${path}`, 'DMI handler failed', { path, err, code: (err as { code?: unknown })?.code ?? ErrorCode.Dmi });
           }
           finish(call, status, message);
         },
@@ -315,11 +315,11 @@ async function serveUnary(socketPath: string, service: ServiceSpec, handlers: ob
     sessions.add(session);
     // A connection nobody uses is closed (gracefully: a Go client just dials again).
     session.setTimeout(DMI_SERVER_IDLE_SESSION_MS, () => session.close());
-    session.on('error', (err) => problems.warn('session', 'DMI connection error', { err, code: 'LEDGE_ERR_DMI' }));
+    session.on('error', (err) => problems.warn('session', 'DMI connection error', { err, code: ErrorCode.Dmi }));
     session.once('close', () => sessions.delete(session));
   });
   // A client speaking something other than HTTP/2 prior knowledge, or garbage.
-  server.on('sessionError', (err) => problems.warn('session', 'DMI connection error', { err, code: 'LEDGE_ERR_DMI' }));
+  server.on('sessionError', (err) => problems.warn('session', 'DMI connection error', { err, code: ErrorCode.Dmi }));
 
   // Connections reach the HTTP/2 server through the :authority fix (./authority.ts).
   const listener = net.createServer((socket) => server.emit('connection', fixAuthority(socket)));
@@ -331,7 +331,7 @@ async function serveUnary(socketPath: string, service: ServiceSpec, handlers: ob
       resolve();
     });
   });
-  listener.on('error', (err) => problems.warn('server', 'DMI server error', { err, code: 'LEDGE_ERR_DMI' }));
+  listener.on('error', (err) => problems.warn('server', 'DMI server error', { err, code: ErrorCode.Dmi }));
   await chmod(socketPath, 0o660);
   const { ino } = await lstat(socketPath);
   log.debug('DMI server listening', { socketPath });

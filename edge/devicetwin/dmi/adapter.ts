@@ -16,6 +16,7 @@
  * - A Device that would crash a framework mapper (./validate.ts) is not sent: one log line, and it
  *   is listed by `problems()` until it is fixed or deleted.
  */
+import { ErrorCode } from '../../../shared/errors/index.js';
 import { accessSync, constants as fsConstants, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { dmiTwinsToTwins, deviceMapperClient, GrpcStatus, mapperAddress, serveDeviceManager } from '../../../shared/dmi/index.js';
@@ -244,7 +245,7 @@ export class DmiAdapterImpl implements DmiAdapter, World {
       }
     }
     this.log.warn(`DMI: cannot listen on ${wanted} (${errorMessage(problem)}); listening on ${fallback} instead: mappers must be given this path`, {
-      code: 'LEDGE_ERR_CONFIG',
+      code: ErrorCode.Config,
       socket: fallback,
     });
     mkdirSync(this.o.dataDir, { recursive: true });
@@ -423,9 +424,9 @@ export class DmiAdapterImpl implements DmiAdapter, World {
     if (had?.message === message) return;
     this.problemList.set(id, { kind, key, ...(protocol ? { protocol } : {}), reason, message, since: had?.since ?? new Date(this.now()).toISOString() });
     if (reason === 'invalid') {
-      this.log.warn(`DMI: ${kind} ${key} is not sent to ${protocol ? `the ${protocol} mapper` : 'mappers'}: ${message}`, { code: 'LEDGE_ERR_DEVICE_INVALID', [kind]: key });
+      this.log.warn(`DMI: ${kind} ${key} is not sent to ${protocol ? `the ${protocol} mapper` : 'mappers'}: ${message}`, { code: ErrorCode.DeviceInvalid, [kind]: key });
     } else {
-      this.log.warn(`DMI: ${message} for ${kind} ${key}`, { code: 'LEDGE_ERR_DMI', [kind]: key, protocol });
+      this.log.warn(`DMI: ${message} for ${kind} ${key}`, { code: ErrorCode.Dmi, [kind]: key, protocol });
     }
   }
 
@@ -463,7 +464,7 @@ export class DmiAdapterImpl implements DmiAdapter, World {
     if (Buffer.byteLength(name) > MAX_NAME_BYTES) throw invalid(`mapper.name is longer than ${MAX_NAME_BYTES} bytes`);
     let link = this.links.get(protocol);
     if (!link && this.links.size >= this.o.maxMappers) {
-      this.logOnce('maxMappers', 'warn', `DMI: mapper ${name} (protocol ${protocol}) refused: ${this.o.maxMappers} protocols are recorded already`, { code: 'LEDGE_ERR_DMI' });
+      this.logOnce('maxMappers', 'warn', `DMI: mapper ${name} (protocol ${protocol}) refused: ${this.o.maxMappers} protocols are recorded already`, { code: ErrorCode.Dmi });
       throw new DmiError(`at most ${this.o.maxMappers} mapper protocols`, { grpcStatus: GrpcStatus.RESOURCE_EXHAUSTED });
     }
     const record: MapperRecord = {
@@ -484,7 +485,7 @@ export class DmiAdapterImpl implements DmiAdapter, World {
         'warn',
         `DMI: protocol ${protocol} is now served by mapper ${name} at ${address} (was ${link.record.name} at ${link.record.address})`,
         {
-          code: 'LEDGE_ERR_DMI',
+          code: ErrorCode.Dmi,
         },
       );
     } else {

@@ -17,6 +17,7 @@
  * spec is tried again), and is reported through `onRefused`. GetDevice is never called: it
  * crashes framework mappers.
  */
+import { ErrorCode } from '../../../shared/errors/index.js';
 import { type Backoff, backoff } from '../../../shared/backoff/index.js';
 import type { DeviceMapperClient, DmiDevice, DmiDeviceModel } from '../../../shared/dmi/index.js';
 import { DmiError, errorMessage } from '../../../shared/errors/index.js';
@@ -179,7 +180,7 @@ export class MapperLink {
     if (this.busy || this.closed || this.timer !== undefined) return;
     this.run().catch((err: unknown) => {
       // A bug, not a mapper's answer: said once; the next change runs the queue again.
-      this.o.log.error(`DMI link for protocol ${this.protocol} stopped: ${errorMessage(err)}`, { code: 'LEDGE_ERR_DMI' });
+      this.o.log.error(`DMI link for protocol ${this.protocol} stopped: ${errorMessage(err)}`, { code: ErrorCode.Dmi });
     });
   }
 

@@ -11,6 +11,7 @@
  * leaves the old file or the new one. Writes are serialized and coalesced: a save requested while
  * one runs is served by the next write, which takes the state as it is then.
  */
+import { ErrorCode } from '../../../shared/errors/index.js';
 import { mkdirSync, readFileSync, renameSync } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -66,7 +67,7 @@ export function loadRegistry(path: string, log: Logger): MapperRecord[] {
     text = readFileSync(path, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    log.error(`cannot read the DMI mapper registry ${path}; starting without recorded mappers`, { code: 'LEDGE_ERR_STORAGE', error: errorMessage(err) });
+    log.error(`cannot read the DMI mapper registry ${path}; starting without recorded mappers`, { code: ErrorCode.Storage, error: errorMessage(err) });
     return [];
   }
   let parsed: unknown;
@@ -78,7 +79,7 @@ export function loadRegistry(path: string, log: Logger): MapperRecord[] {
   const file = parsed as Partial<RegistryFile> | undefined;
   if (typeof file !== 'object' || file === null || file.version !== 1 || !Array.isArray(file.mappers)) {
     log.error(`the DMI mapper registry ${path} is not valid; kept as ${path}.bad, starting without recorded mappers (they are recorded again when they register)`, {
-      code: 'LEDGE_ERR_STORAGE',
+      code: ErrorCode.Storage,
     });
     try {
       renameSync(path, `${path}.bad`);
@@ -93,7 +94,7 @@ export function loadRegistry(path: string, log: Logger): MapperRecord[] {
     if (validRecord(r)) out.push(r);
     else dropped++;
   }
-  if (dropped > 0) log.error(`the DMI mapper registry ${path} has ${dropped} malformed record(s); they are ignored`, { code: 'LEDGE_ERR_STORAGE' });
+  if (dropped > 0) log.error(`the DMI mapper registry ${path} has ${dropped} malformed record(s); they are ignored`, { code: ErrorCode.Storage });
   return out;
 }
 
