@@ -387,6 +387,16 @@ function containersConf() {
   ].join('\n');
 }
 
+/** `apt-get install` of Debian packages (non-interactive, waiting for apt's lock); after one failure, `apt-get update` and once more. */
+function aptInstall(packages) {
+  const install = () =>
+    run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...APT_LOCK, ...packages], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  const r = install();
+  if (r.ok) return r;
+  run('apt-get', ['update', '-qq', ...APT_LOCK]);
+  return install();
+}
+
 /**
  * Podman for the container runtime's tests; returns `{ ok: true, ...marker }` or `{ ok: false, reason }`.
  * Installs only the packages that are missing (as root, with apt-get), so a machine that has them
@@ -404,13 +414,7 @@ export function ensurePodman() {
     if (process.platform !== 'linux') return { ok: false, reason: `Podman is provisioned on Linux only (this is ${process.platform})` };
     if (process.getuid?.() !== 0) return { ok: false, reason: `needs root (a rootful podman service) and ${missing.join(', ')}: run \`sudo npm run tools\`` };
     if (!has('apt-get')) return { ok: false, reason: `no apt-get to install ${missing.join(', ')}` };
-    const install = () =>
-      run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...APT_LOCK, ...missing], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-    let r = install();
-    if (!r.ok) {
-      run('apt-get', ['update', '-qq', ...APT_LOCK]);
-      r = install();
-    }
+    const r = aptInstall(missing);
     found = locate();
     missing = PODMAN_DEBS.filter((d) => !found[d.pkg]).map((d) => d.pkg);
     if (missing.length > 0) return { ok: false, reason: `apt-get install ${missing.join(' ')} failed: ${lastLine(r.err) || 'not found after install'}` };
@@ -463,13 +467,7 @@ export function ensureMosquitto() {
       return { ok: false, reason: `Mosquitto is provisioned on Linux only (this is ${process.platform}); install it and its clients to run the MQTT tests` };
     if (process.getuid?.() !== 0) return { ok: false, reason: `needs root to install ${missing.join(', ')}: run \`sudo npm run tools\`` };
     if (!has('apt-get')) return { ok: false, reason: `no apt-get to install ${missing.join(', ')}` };
-    const install = () =>
-      run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...APT_LOCK, ...missing], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-    let r = install();
-    if (!r.ok) {
-      run('apt-get', ['update', '-qq', ...APT_LOCK]);
-      r = install();
-    }
+    const r = aptInstall(missing);
     found = locate();
     missing = missingPackages(found);
     if (missing.length > 0) return { ok: false, reason: `apt-get install ${missing.join(' ')} failed: ${lastLine(r.err) || 'not found after install'}` };
