@@ -3,22 +3,14 @@
  * the Device and its model, the durable twin store (real files), limits.
  */
 import assert from 'node:assert/strict';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { DeviceInvalidError, DeviceUnknownError, ErrorCode } from '../../shared/errors/index.js';
 import type { DeviceChangeEvent, ModelChangeEvent } from '../../edge/devicetwin/index.js';
-import { readMetaLog, tempDir } from '../helpers/files.js';
+import { readMetaLog } from '../helpers/files.js';
 import { join } from 'node:path';
-import { Clock, device, deviceResource, linesWith, metaWith, model, modelResource, startTwin } from './fakes.js';
+import { Clock, device, deviceResource, linesWith, metaWith, model, modelResource, startTwin, tempDirs } from './fakes.js';
 
-const dirs: { cleanup: () => void }[] = [];
-after(() => {
-  for (const d of dirs) d.cleanup();
-});
-function dir(): string {
-  const d = tempDir('ledge-twin-');
-  dirs.push(d);
-  return d.path;
-}
+const dir = tempDirs();
 
 test('devices and models come from MetaView; listeners get an add per held device, then the live changes', async () => {
   const h = await startTwin(dir(), { meta: metaWith('thermo-1', 'thermo-2') });

@@ -7,10 +7,25 @@ import type { ModuleContext } from '../../shared/beehive/index.js';
 import type { Device, DeviceModel } from '../../shared/devices/index.js';
 import { createLogger, type Logger } from '../../shared/log/index.js';
 import { newResponse, type Message } from '../../shared/protocol/index.js';
-import type { BusMessage, DeviceBus } from '../../edge/eventbus/index.js';
+import { topicMatches, type BusMessage, type DeviceBus } from '../../edge/eventbus/index.js';
 import type { MetaChange, MetaListener, MetaView, StoredObject } from '../../edge/metamanager/index.js';
 import { createDeviceTwin, defaultDeviceTwinOptions, type DeviceTwin, type DeviceTwinOptions } from '../../edge/devicetwin/index.js';
 import { within } from '../helpers/process.js';
+import { tempDir } from '../helpers/files.js';
+import { after } from 'node:test';
+
+/** A function that makes a fresh temp directory per call; all are removed after the file's tests. */
+export function tempDirs(prefix = 'ledge-twin-'): () => string {
+  const dirs: { cleanup: () => void }[] = [];
+  after(() => {
+    for (const d of dirs) d.cleanup();
+  });
+  return () => {
+    const d = tempDir(prefix);
+    dirs.push(d);
+    return d.path;
+  };
+}
 
 export class FakeMeta implements MetaView {
   readonly objects = new Map<string, StoredObject>();
@@ -52,18 +67,6 @@ export class FakeMeta implements MetaView {
 export interface Published {
   topic: string;
   body: Record<string, unknown>;
-}
-
-/** MQTT topic filter matching (`+` one level, `#` the rest). */
-export function topicMatches(filter: string, topic: string): boolean {
-  const f = filter.split('/');
-  const t = topic.split('/');
-  for (let i = 0; i < f.length; i++) {
-    if (f[i] === '#') return true;
-    if (i >= t.length) return false;
-    if (f[i] !== '+' && f[i] !== t[i]) return false;
-  }
-  return f.length === t.length;
 }
 
 export class FakeBus implements DeviceBus {

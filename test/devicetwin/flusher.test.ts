@@ -4,20 +4,11 @@
  * kept on an error answer, full resync on reconnection. EdgeHub is a fake context.
  */
 import assert from 'node:assert/strict';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { ErrorCode, TimeoutError } from '../../shared/errors/index.js';
-import { tempDir } from '../helpers/files.js';
-import { type Harness, linesWith, metaWith, startTwin } from './fakes.js';
+import { type Harness, linesWith, metaWith, startTwin, tempDirs } from './fakes.js';
 
-const dirs: { cleanup: () => void }[] = [];
-after(() => {
-  for (const d of dirs) d.cleanup();
-});
-function dir(): string {
-  const d = tempDir('ledge-twin-');
-  dirs.push(d);
-  return d.path;
-}
+const dir = tempDirs();
 
 const report = (h: Harness, name: string, prop: string, value: string) => h.twin.core.report('default', name, [{ propertyName: prop, reported: { value } }], 'mqtt');
 const reports = (h: Harness) => h.ctx.batches().flatMap((b) => b.reports);

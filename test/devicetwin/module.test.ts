@@ -3,25 +3,16 @@
  * twin store surviving a real kill -9.
  */
 import assert from 'node:assert/strict';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { ErrorCode } from '../../shared/errors/index.js';
 import { newMessage } from '../../shared/protocol/index.js';
 import { defaultDmiAdapterOptions, type DmiAdapter, type DmiAdapterOptions } from '../../edge/devicetwin/dmi/index.js';
 import { deviceManagerClient } from '../../shared/dmi/index.js';
 import type { TwinCore } from '../../edge/devicetwin/index.js';
-import { tempDir } from '../helpers/files.js';
 import { eventually, startProcess } from '../helpers/process.js';
-import { linesWith, startTwin } from './fakes.js';
+import { linesWith, startTwin, tempDirs } from './fakes.js';
 
-const dirs: { cleanup: () => void }[] = [];
-after(() => {
-  for (const d of dirs) d.cleanup();
-});
-function dir(): string {
-  const d = tempDir('ledge-twin-');
-  dirs.push(d);
-  return d.path;
-}
+const dir = tempDirs();
 
 test('messages of group twin: a sync one is answered LEDGE_ERR_UNSUPPORTED (logged once); responses and ACKs are ignored', async () => {
   const h = await startTwin(dir());

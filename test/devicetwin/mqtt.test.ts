@@ -5,21 +5,12 @@
  * case, floods, and the one report path upstream.
  */
 import assert from 'node:assert/strict';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { ErrorCode } from '../../shared/errors/index.js';
-import { tempDir } from '../helpers/files.js';
 import { eventually } from '../helpers/process.js';
-import { device, deviceResource, type Harness, linesWith, metaWith, startTwin } from './fakes.js';
+import { device, deviceResource, type Harness, linesWith, metaWith, startTwin, tempDirs } from './fakes.js';
 
-const dirs: { cleanup: () => void }[] = [];
-after(() => {
-  for (const d of dirs) d.cleanup();
-});
-function dir(): string {
-  const d = tempDir('ledge-twin-');
-  dirs.push(d);
-  return d.path;
-}
+const dir = tempDirs();
 
 const T = '$hw/events/device/default/thermo-1';
 const NODE = '$hw/events/node/edge-1';
