@@ -6,58 +6,21 @@ import { build } from 'esbuild';
 import { readFileSync, statSync, mkdirSync, existsSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
+import { banner, streamAlias, stubDebug, stubLong, stubNative, stubSerialport, wsClientOnly } from './esbuild-plugins.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
 /**
- * Budget for the finished EdgeCore, minified: 400 KB for the link (issue #3), raised to 480 KB when
+ * Budget for the finished EdgeCore, minified: what it measures, rounded up to 10 KB, plus ~5% (a
+ * ceiling that catches growth, not a target). History: 400 KB for the link (issue #3); 480 KB when
  * EdgeCore learned to run pods (issue 10: Edged and its two runtimes ≈ 100 KB, MetaServer ≈ 22 KB;
- * docs/benchmarks.md, "Edge bundle by module"). `npm run build -- --sizes` prints what each part costs.
+ * docs/benchmarks.md, "Edge bundle by module"); 820 KB with devices (issue 12: the MQTT broker and
+ * DMI took it from 449 KB to 789.5 KB, and stubbing `long` and ws's server half brought it to
+ * 771.1 KB; the issue's 400 KB target is out of reach with them, docs/devices.md, "Bundle cost").
+ * `npm run build -- --sizes` prints what each part costs.
  */
-const EDGE_BUDGET = 480 * 1024;
+const EDGE_BUDGET = 820 * 1024;
 const SHOW_SIZES = process.argv.includes('--sizes');
-
-// Optional native accelerators of ws and cbor-x: never in the edge bundle. The stub
-// throws, exactly like a missing optional package, so the libraries use their JS paths.
-const stubNative = {
-  name: 'stub-native',
-  setup(b) {
-    b.onResolve({ filter: /^(bufferutil|utf-8-validate|cbor-extract)$/ }, (args) => ({ path: args.path, namespace: 'stub' }));
-    b.onLoad({ filter: /.*/, namespace: 'stub' }, (args) => ({ contents: `throw new Error(${JSON.stringify(`${args.path} is not bundled`)});`, loader: 'js' }));
-  },
-};
-
-// Libraries of the MQTT broker (aedes, mqtt-packet) log through `debug`, which EdgeCore never
-// enables: a no-op stands in (saves ~8 KB and an environment read at load).
-// mqtt-packet's `bl` pulls in readable-stream, npm's copy of Node's own stream module (76 KB):
-// the bundles use node:stream instead (docs/devices.md, "Bundle cost"; the device tests run the bundle).
-const stubDebug = {
-  name: 'stub-debug',
-  setup(b) {
-    b.onResolve({ filter: /^debug$/ }, () => ({ path: 'debug', namespace: 'stub-debug' }));
-    b.onLoad({ filter: /.*/, namespace: 'stub-debug' }, () => ({
-      contents:
-        'const d = () => { const f = () => {}; f.enabled = false; f.extend = d; return f; }; d.enable = () => {}; d.disable = () => ""; d.enabled = () => false; module.exports = d;',
-      loader: 'js',
-    }));
-  },
-};
-// The Modbus mapper speaks Modbus TCP only: modbus-serial's serial ports (the native serialport
-// package) are replaced by a class that refuses, so the bundle needs no native addon.
-const stubSerialport = {
-  name: 'stub-serialport',
-  setup(b) {
-    b.onResolve({ filter: /^serialport$/ }, () => ({ path: 'serialport', namespace: 'stub-serialport' }));
-    b.onLoad({ filter: /.*/, namespace: 'stub-serialport' }, () => ({
-      contents: 'class SerialPort { constructor() { throw new Error("serial ports are not supported by this mapper build (Modbus TCP only)"); } } module.exports = { SerialPort };',
-      loader: 'js',
-    }));
-  },
-};
-const streamAlias = { 'readable-stream': 'stream' };
-
-// CommonJS dependencies (ws) call require() for Node built-ins; give the ESM bundle one.
-const banner = { js: "import { createRequire as __ledgeCreateRequire } from 'node:module'; const require = __ledgeCreateRequire(import.meta.url);" };
 
 const common = {
   bundle: true,
@@ -74,16 +37,12 @@ mkdirSync(`${root}/dist`, { recursive: true });
 const started = Date.now();
 const device = { ...common, minify: true, banner, alias: streamAlias };
 const [edgecore, cloudcore] = await Promise.all([
-  build({ ...device, entryPoints: ['edge/edgecore.ts'], outfile: 'dist/edgecore.js', plugins: [stubNative, stubDebug], metafile: SHOW_SIZES }),
+  build({ ...device, entryPoints: ['edge/edgecore.ts'], outfile: 'dist/edgecore.js', plugins: [stubNative, stubDebug, stubLong, wsClientOnly], metafile: SHOW_SIZES }),
   build({ ...common, entryPoints: ['cloud/cloudcore.ts'], outfile: 'dist/cloudcore.js', packages: 'external', sourcemap: true, metafile: true }),
   build({ ...common, entryPoints: ['cli/ledge.ts'], outfile: 'dist/ledge.js', packages: 'external', sourcemap: true }),
   // The mappers run on the device beside EdgeCore, as pods: self-contained like it.
-  ...(existsSync(`${root}/mappers/modbus/main.ts`)
-    ? [
-        build({ ...device, entryPoints: ['mappers/virtual/main.ts'], outfile: 'dist/mappers/virtual.js', plugins: [stubDebug] }),
-        build({ ...device, entryPoints: ['mappers/modbus/main.ts'], outfile: 'dist/mappers/modbus.js', plugins: [stubDebug, stubSerialport] }),
-      ]
-    : []),
+  build({ ...device, entryPoints: ['mappers/virtual/main.ts'], outfile: 'dist/mappers/virtual.js', plugins: [stubDebug, stubLong] }),
+  build({ ...device, entryPoints: ['mappers/modbus/main.ts'], outfile: 'dist/mappers/modbus.js', plugins: [stubDebug, stubLong, stubSerialport] }),
 ]);
 
 function size(file) {

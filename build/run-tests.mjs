@@ -41,6 +41,10 @@ const env = {
   LEDGE_METASERVER_PORT: process.env.LEDGE_METASERVER_PORT ?? '0',
   // Every CloudCore's CloudStream (kubectl logs/exec) too, instead of all trying 10350.
   LEDGE_STREAM_PORT: process.env.LEDGE_STREAM_PORT ?? '0',
+  // Every EdgeCore's embedded MQTT broker (instead of all trying 1883) and DMI socket (a relative
+  // path is under its data directory, instead of all trying /etc/kubeedge/dmi.sock).
+  LEDGE_MQTT_PORT: process.env.LEDGE_MQTT_PORT ?? '0',
+  LEDGE_DMI_SOCKET: process.env.LEDGE_DMI_SOCKET ?? 'dmi.sock',
 };
 const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit', env });
 process.exit(r.status ?? 1);

@@ -65,9 +65,9 @@ async function runUp(argv: string[]): Promise<void> {
     process.exitCode = 1;
     return;
   }
-  const child = spawn(process.execPath, [edgecore, '--cloud', core.hub.url, '--node-name', 'edge-1', '--data-dir', './.ledge/edge-1', '--log-level', config.log.level], {
-    stdio: 'inherit',
-  });
+  // Everything under ./.ledge: the DMI socket too (mappers: --dmi-socket .ledge/edge-1/dmi.sock), not /etc/kubeedge.
+  const edgeArgs = ['--cloud', core.hub.url, '--node-name', 'edge-1', '--data-dir', './.ledge/edge-1', '--dmi-socket', 'dmi.sock', '--log-level', config.log.level];
+  const child = spawn(process.execPath, [edgecore, ...edgeArgs], { stdio: 'inherit' });
   log.info(
     `ledge is up: CloudHub at ${core.hub.url}, EdgeCore "edge-1" pid ${child.pid}${core.apiserver ? `, kubectl --kubeconfig ${core.apiserver.kubeconfigPath}` : ''}. Ctrl-C stops both.`,
   );

@@ -13,6 +13,8 @@ import { defaultCloudHubOptions } from './cloudhub/options.js';
 import { defaultSyncControllerOptions } from './synccontroller/options.js';
 import { defaultLeaderElectionOptions } from './leaderelection/options.js';
 import { defaultCloudStreamOptions } from './cloudstream/options.js';
+import { defaultDeviceControllerOptions } from './devicecontroller/options.js';
+import { defaultDeviceWebhookOptions } from './devicewebhook/options.js';
 // Constants only (no imports): reading them does not bundle the control plane into dist/cloudcore.js.
 import { defaultApiServerOptions } from '../apiserver/options.js';
 
@@ -120,6 +122,36 @@ export const cloudConfigSpec = {
       description: 'full reconcile of connected nodes against their sync records (ms)',
     },
   }),
+  ...moduleFields('devices', defaultDeviceControllerOptions, {
+    statusWritesPerSecond: {
+      type: 'number',
+      min: 0.1,
+      flag: 'device-status-writes-per-second',
+      description: 'ceiling of DeviceStatus writes per second, all devices together (reports in between are coalesced, latest wins)',
+    },
+    statusBurst: { type: 'integer', min: 1, description: 'DeviceStatus writes that may go at once after a quiet spell' },
+    minStatusWritesPerSecond: { type: 'number', min: 0.1, description: 'floor the DeviceStatus write rate falls to while the API server pushes back (429/5xx)' },
+    statusWriteConcurrency: { type: 'integer', min: 1, max: 256, description: 'DeviceStatus writes in flight at once' },
+    maxReportsPerBatch: { type: 'integer', min: 1, description: 'device reports handled from one upstream message' },
+    maxTwinValueBytes: { type: 'integer', min: 16, description: 'longest reported twin value (bytes)' },
+    syncTimeoutMs: { type: 'integer', min: 1000, description: 'how long desired sets wait for the device informers before they count as empty (ms)' },
+    installCrds: { type: 'boolean', flag: 'install-device-crds', description: 'install the devices.kubeedge.io CRDs where they are missing' },
+  }),
+  // The device validation webhook (real clusters; the local control plane validates by itself): on when given a certificate.
+  ...moduleFields('deviceWebhook', defaultDeviceWebhookOptions, {
+    host: { type: 'string', flag: 'webhook-bind-address', description: 'device validation webhook listen address (in a pod: 0.0.0.0)' },
+    port: { type: 'integer', min: 0, max: 65535, flag: 'webhook-port', description: 'device validation webhook HTTPS port (0 = any free port)' },
+    maxBodyBytes: { type: 'integer', min: 65_536, description: 'largest AdmissionReview the webhook reads (bytes)' },
+    requestTimeoutMs: { type: 'integer', min: 100, description: 'a webhook request must arrive whole within this time (ms)' },
+    maxConnections: { type: 'integer', min: 1, description: 'webhook connections served at once' },
+  }),
+  'deviceWebhook.certFile': {
+    type: 'string',
+    flag: 'webhook-tls-cert-file',
+    optional: true,
+    description: "PEM serving certificate of the device validation webhook (its names include the Service's <svc>.<ns>.svc); enables the webhook",
+  },
+  'deviceWebhook.keyFile': { type: 'string', flag: 'webhook-tls-key-file', optional: true, description: 'PEM key of --webhook-tls-cert-file' },
   ...moduleFields('leaderElection', defaultLeaderElectionOptions, {
     namespace: { type: 'string', description: 'namespace of the leader-election Lease' },
     leaseDurationMs: { type: 'integer', min: 1000, flag: 'leader-lease-duration-ms', deprecatedFlags: ['leader-lease-duration'], description: 'leader lease duration (ms)' },

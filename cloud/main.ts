@@ -16,7 +16,9 @@ import { ModuleName } from '../shared/protocol/index.js';
 import { createCloudHub, type CloudHub, type CloudHubOptions } from './cloudhub/index.js';
 import { createEdgeController } from './edgecontroller/index.js';
 import { EvictionProtection } from './edgecontroller/tolerations.js';
-import { SyncController } from './synccontroller/index.js';
+import { SyncController, combineDesiredSources } from './synccontroller/index.js';
+import { createDeviceController, type DeviceController } from './devicecontroller/index.js';
+import { createDeviceWebhook, type DeviceWebhook } from './devicewebhook/index.js';
 import { LeaderElector, defaultIdentity } from './leaderelection/index.js';
 import { loadKube, loadKubeConfig } from './kube/index.js';
 import { CloudStream, cloudStreamEndpoint, defaultCloudStreamOptions } from './cloudstream/index.js';
@@ -28,6 +30,8 @@ export interface CloudCore {
   sync?: SyncController;
   /** The embedded control plane, with `local: true`. */
   apiserver?: ApiServerHandle;
+  /** The device validation webhook, with --webhook-tls-cert-file. */
+  webhook?: DeviceWebhook;
   stop(): Promise<void>;
 }
 
@@ -102,13 +106,14 @@ export async function startCloudCore(config: CloudConfig, log: Logger, extras: C
   // points to one already built: no forward declaration, no module wiring itself into
   // another. Each flow has one channel (docs/controllers.md, "Wiring"):
   //   upstream    node → CloudHub → EdgeController   Beehive sendSync, routed by group (hub.upstreamRoutes)
-  //   desired     EdgeController → SyncController    Beehive 'desired-changed' message per node
+  //               node → CloudHub → DeviceController   the same, group twin (reported twins → DeviceStatus)
+  //   desired     EdgeController, DeviceController → SyncController    Beehive 'desired-changed' message per node
   //   downstream  SyncController → CloudHub → node   Beehive message, resource node/<name>/…
   //   ACKs        CloudHub → the module that sent    Beehive 'ack' report carrying the ACKed message
   //   sessions    CloudHub → SyncController, CloudStream   Beehive 'connected' / 'disconnected' reports
   //   streams     CloudStream → CloudHub → node     hub.openStream: kubectl logs/exec/attach over the link (docs/streams.md)
-  // Reads, not flows: the SyncController reads the EdgeController's desired sets (DesiredSource,
-  // which it also tells when a node released an object), CloudHub's sessions and the elector;
+  // Reads, not flows: the SyncController reads the EdgeController's and the DeviceController's
+  // desired sets (one DesiredSource, which it also tells when a node released an object), CloudHub's sessions and the elector;
   // CloudStream reads the EdgeController's pod → node map; the EdgeController reads CloudStream's
   // endpoint when it writes a Node (the one reference declared before its module: with
   // --stream-port 0 the port is known once CloudStream listens).
@@ -129,6 +134,7 @@ export async function startCloudCore(config: CloudConfig, log: Logger, extras: C
   let stream: CloudStream | undefined;
   const edgeController = createEdgeController(kc, log.child({ module: 'edgecontroller' }), {
     ...(protection ? { informerObservers: [protection] } : {}),
+    announceNodes: () => hub.connectedNodes(),
     // Edge Nodes point the API server's node proxy at CloudStream (the port once listening, for --stream-port 0).
     ...(streamConfig ? { streamEndpoint: () => (streamConfig.port !== 0 ? cloudStreamEndpoint(streamConfig) : stream?.isListening() ? stream.nodeEndpoint() : undefined) } : {}),
   });
@@ -145,11 +151,13 @@ export async function startCloudCore(config: CloudConfig, log: Logger, extras: C
         log.child({ module: 'cloudstream' }),
       )
     : undefined;
+  // Devices and their models go down beside pods; reported twins come up into DeviceStatus (docs/devices.md).
+  const deviceController = kc ? createDeviceController(kc, log.child({ module: 'devicecontroller' }), { ...config.devices, announceNodes: () => hub.connectedNodes() }) : undefined;
   const sync = kc
     ? new SyncController(
         kc,
         {
-          desired: edgeController,
+          desired: deviceController ? combineDesiredSources(edgeController, deviceController) : edgeController,
           isConnected: (node) => hub.isConnected(node),
           connectedNodes: () => hub.connectedNodes(),
           isLeader: () => elector?.isLeader() ?? false,
@@ -158,13 +166,23 @@ export async function startCloudCore(config: CloudConfig, log: Logger, extras: C
         log.child({ module: 'synccontroller' }),
       )
     : undefined;
-  const modules: Module[] = [hub, edgeController, ...(sync ? [sync] : []), ...(elector ? [elector] : []), ...(protection ? [protection] : []), ...(stream ? [stream] : [])];
+  const modules: Module[] = [
+    hub,
+    edgeController,
+    ...(deviceController ? [deviceController] : []),
+    ...(sync ? [sync] : []),
+    ...(elector ? [elector] : []),
+    ...(protection ? [protection] : []),
+    ...(stream ? [stream] : []),
+  ];
 
   const bee = new Beehive({ log });
   const extra = extras.modules ?? [];
   // An embedder's module replaces the built-in one of the same name (test harnesses); CloudHub is always this one.
   for (const m of modules) if (m === hub || !extra.some((e) => e.name === m.name)) bee.register(m);
   for (const m of extra) bee.register(m);
+  // Before the modules: a webhook that cannot serve (a bad certificate) fails the start with nothing else running.
+  const webhook = await startDeviceWebhook(config, deviceController, log);
   bee.start();
   await hub.ready();
   if (stream) await stream.ready();
@@ -173,11 +191,28 @@ export async function startCloudCore(config: CloudConfig, log: Logger, extras: C
     hub,
     ...(sync ? { sync } : {}),
     ...(apiserver ? { apiserver } : {}),
+    ...(webhook ? { webhook } : {}),
     stop: async () => {
+      await webhook?.close();
       await bee.stop();
       await apiserver?.close();
     },
   };
+}
+
+/**
+ * The device validation webhook, when given its serving certificate (real clusters; the local
+ * control plane validates Devices itself). Models are read through the DeviceController.
+ */
+async function startDeviceWebhook(config: CloudConfig, devices: DeviceController | undefined, log: Logger): Promise<DeviceWebhook | undefined> {
+  const { certFile, keyFile, ...rest } = config.deviceWebhook;
+  if (!certFile && !keyFile) return undefined;
+  if (!certFile || !keyFile) throw new ConfigError('config fields "deviceWebhook.certFile" and "deviceWebhook.keyFile" must be set together');
+  if (!devices) throw new ConfigError('the device webhook reads DeviceModels from the Kubernetes API: give --kubeconfig or run in a cluster');
+  const webhook = createDeviceWebhook({ ...rest, certFile, keyFile, models: (ns, name) => devices.model(ns, name) }, log);
+  const at = await webhook.start();
+  log.info('device webhook listening', { host: at.host, port: at.port });
+  return webhook;
 }
 
 /** `ledge cloud`: parses flags, starts, and handles signals. */

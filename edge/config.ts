@@ -13,6 +13,9 @@ import { defaultNodeStatusOptions } from './nodestatus/options.js';
 import { defaultMetaManagerOptions, defaultMetaStoreOptions } from './metamanager/options.js';
 import { defaultMetaServerOptions } from './metaserver/options.js';
 import { defaultContainerLogRateOptions, defaultContainerRuntimeOptions, defaultEdgedOptions } from './edged/options.js';
+import { defaultEventBusOptions } from './eventbus/options.js';
+import { defaultDeviceTwinOptions } from './devicetwin/options.js';
+import { defaultDmiAdapterOptions } from './devicetwin/dmi/options.js';
 
 export const edgeConfigSpec = {
   jit: {
@@ -117,6 +120,91 @@ export const edgeConfigSpec = {
     pauseImage: { type: 'string', flag: 'pod-infra-container-image', description: "image of each pod's infra container (holds the pod's network namespace)" },
     requestTimeoutMs: { type: 'integer', min: 100, description: 'timeout of one container runtime API request (ms)' },
     pullProgressDeadlineMs: { type: 'integer', min: 100, description: 'an image pull without progress this long fails with ErrImagePull (ms)' },
+  }),
+  // The MQTT device bus (docs/devices.md, "EventBus").
+  ...moduleFields('eventBus', defaultEventBusOptions, {
+    mode: {
+      type: 'enum',
+      values: ['internal', 'external', 'both', 'off'],
+      flag: 'mqtt-mode',
+      env: 'LEDGE_MQTT_MODE',
+      description: 'device bus: internal (embedded broker), external (a broker such as Mosquitto), both (bridged) or off',
+    },
+    bridgeTopics: { type: 'string[]', flag: 'mqtt-bridge-topics', description: 'mode both: topic filters copied between the two brokers' },
+  }),
+  ...moduleFields('eventBus.internal', defaultEventBusOptions.internal, {
+    host: {
+      type: 'string',
+      flag: 'mqtt-bind-address',
+      env: 'LEDGE_MQTT_BIND_ADDRESS',
+      description: 'embedded broker listen address (no authentication: keep it on loopback unless the network is trusted)',
+    },
+    port: { type: 'integer', min: 0, max: 65535, flag: 'mqtt-port', env: 'LEDGE_MQTT_PORT', description: 'embedded broker port (0: any free port)' },
+    maxPacketBytes: { type: 'integer', min: 1024, max: 256 * 1024 * 1024, description: 'largest MQTT packet a client may send the embedded broker (bytes)' },
+    maxClients: { type: 'integer', min: 1, description: 'clients connected to the embedded broker at once' },
+    publishesPerSecond: { type: 'number', min: 1, description: 'publishes per second each client of the embedded broker may make (past the burst: dropped)' },
+    publishBurst: { type: 'integer', min: 1, description: 'publishes a client may make at once above the rate' },
+    maxRetained: { type: 'integer', min: 0, description: 'retained messages the embedded broker keeps' },
+    maxRetainedBytes: { type: 'integer', min: 0, description: 'payload bytes of all retained messages together' },
+  }),
+  ...moduleFields('eventBus.external', defaultEventBusOptions.external, {
+    url: { type: 'string', flag: 'mqtt-server', env: 'LEDGE_MQTT_SERVER', description: 'external broker: mqtt://host:port or mqtts://host:port (TLS)' },
+    keepaliveSeconds: { type: 'integer', min: 1, max: 65535, description: 'MQTT keepalive with the external broker (s)' },
+    reconnectBaseMs: { type: 'integer', min: 10, description: 'first reconnect delay ceiling to the external broker (ms, full jitter)' },
+    reconnectMaxMs: { type: 'integer', min: 10, description: 'largest reconnect delay ceiling to the external broker (ms)' },
+    maxPacketBytes: { type: 'integer', min: 1024, max: 256 * 1024 * 1024, description: 'largest packet accepted from the external broker (bytes)' },
+    maxQueued: { type: 'integer', min: 1, description: 'QoS 1 messages waiting for the external broker' },
+    connectTimeoutMs: { type: 'integer', min: 100, description: 'time the external broker has to answer CONNECT (ms)' },
+  }),
+  'eventBus.external.username': { type: 'string', flag: 'mqtt-username', env: 'LEDGE_MQTT_USERNAME', optional: true, description: 'user name at the external broker' },
+  'eventBus.external.password': {
+    type: 'string',
+    env: 'LEDGE_MQTT_PASSWORD',
+    optional: true,
+    description: 'password at the external broker (environment or config file only: a flag would show in ps)',
+  },
+  'eventBus.external.caFile': { type: 'string', flag: 'mqtt-ca-file', optional: true, description: "PEM CA bundle that signed the external broker's certificate (mqtts)" },
+  'eventBus.external.certFile': { type: 'string', flag: 'mqtt-cert-file', optional: true, description: 'PEM client certificate for the external broker (mqtts)' },
+  'eventBus.external.keyFile': { type: 'string', flag: 'mqtt-key-file', optional: true, description: 'PEM private key of --mqtt-cert-file' },
+  'eventBus.external.insecureSkipTlsVerify': {
+    type: 'boolean',
+    flag: 'mqtt-insecure-skip-tls-verify',
+    default: false,
+    description: "do not verify the external broker's certificate (development only)",
+  },
+  'eventBus.external.clientId': { type: 'string', flag: 'mqtt-client-id', optional: true, description: 'MQTT client id at the external broker (default ledge-<random>)' },
+  // Device twins (docs/devices.md, "DeviceTwin").
+  ...moduleFields('twin', defaultDeviceTwinOptions, {
+    reportIntervalMs: {
+      type: 'integer',
+      min: 10,
+      flag: 'twin-report-interval-ms',
+      description: 'reported twins are sent to the cloud at most this often (ms; latest value per property wins)',
+    },
+    maxReportsPerMessage: { type: 'integer', min: 1, max: 10_000, description: 'device reports in one upstream message' },
+    maxReportBytes: { type: 'integer', min: 4096, max: 1024 * 1024, description: 'bytes of device reports in one upstream message (below the frame limit)' },
+    maxPayloadBytes: { type: 'integer', min: 256, description: 'largest MQTT payload handled on the twin topics (bigger: result code 413)' },
+    maxDevices: { type: 'integer', min: 1, description: 'devices this node holds twins for' },
+    maxValueBytes: { type: 'integer', min: 16, description: 'longest twin value (bytes of UTF-8)' },
+    maxPropertyNameBytes: { type: 'integer', min: 16, description: 'longest property name in a twin message (bytes)' },
+    maxPendingMessages: { type: 'integer', min: 1, description: 'MQTT twin messages waiting to be handled (past it: result code 429)' },
+  }),
+  // DMI, the gRPC interface of KubeEdge's mappers (docs/devices.md, "DMI").
+  'dmi.enabled': { type: 'boolean', flag: 'dmi', env: 'LEDGE_DMI', default: true, description: 'serve DMI (DeviceManagerService) to mappers on --dmi-socket' },
+  ...moduleFields('dmi', defaultDmiAdapterOptions, {
+    socketPath: {
+      type: 'string',
+      flag: 'dmi-socket',
+      env: 'LEDGE_DMI_SOCKET',
+      description: 'unix socket of DeviceManagerService (KubeEdge: /etc/kubeedge/dmi.sock; relative: under --data-dir; unwritable: <data-dir>/dmi.sock)',
+    },
+    callTimeoutMs: { type: 'integer', min: 100, description: 'deadline of each call to a mapper (ms)' },
+    callsPerSecond: { type: 'number', min: 0, description: 'DMI calls per second from all mappers together (0: unlimited)' },
+    burst: { type: 'integer', min: 1, description: 'DMI calls at once above the rate' },
+    maxMessageBytes: { type: 'integer', min: 4096, max: 64 * 1024 * 1024, description: 'largest DMI request a mapper may send (bytes)' },
+    retryBaseMs: { type: 'integer', min: 10, description: 'first retry delay ceiling while a mapper is unreachable (ms)' },
+    retryMaxMs: { type: 'integer', min: 10, description: 'largest retry delay to a mapper (ms)' },
+    maxMappers: { type: 'integer', min: 1, description: 'mappers (protocols) registered at once' },
   }),
 } as const satisfies ConfigSpec;
 

@@ -18,6 +18,8 @@ import { createMetaServer, type MetaServer } from './metaserver/index.js';
 import { createNodeStatusReporter } from './nodestatus/index.js';
 import { createContainerRuntime, createEdged, createProcessRuntime } from './edged/index.js';
 import { createEdgeStream } from './edgestream/index.js';
+import { createEventBus } from './eventbus/index.js';
+import { createDeviceTwin } from './devicetwin/index.js';
 import { edgeConfigSpec, edgeUsage, type EdgeConfig } from './config.js';
 
 export interface EdgeCore {
@@ -60,25 +62,45 @@ export function startEdgeCore(given: EdgeConfig, log: Logger): EdgeCore {
   );
   // kubectl logs/exec/attach: the streams the cloud opens on the link, served from Edged's pods (docs/streams.md).
   const edgeStream = createEdgeStream({ nodeName: config.nodeName, pods: edged }, log);
+  // The MQTT device bus (off: no broker, no client; DMI alone serves devices).
+  const eventBus = config.eventBus.mode === 'off' ? undefined : createEventBus(config.eventBus, log.child({ module: 'eventbus' }));
+  const hub = createEdgeHub(
+    {
+      endpoints: config.cloud,
+      nodeName: config.nodeName,
+      dataDir: config.dataDir,
+      ...config.hub,
+      // The link is back: pod statuses and device twins are sent again (the cloud may have lost or marked them meanwhile).
+      onConnected: () => {
+        edged.reconnected();
+        twin.reconnected();
+      },
+      onStream: (stream) => edgeStream.serve(stream),
+    },
+    log.child({ module: 'edgehub' }),
+  );
+  // Device twins: Devices come through MetaManager, reports go up through EdgeHub while the link is up.
+  const twin = createDeviceTwin(
+    {
+      nodeName: config.nodeName,
+      dataDir: config.dataDir,
+      meta: meta.view,
+      ...(eventBus ? { bus: eventBus } : {}),
+      linkUp: () => hub.connected,
+      ...config.twin,
+      // A relative socket path is under the data directory (several EdgeCores on one host, the tests).
+      dmi: { ...config.dmi, socketPath: resolve(config.dataDir, config.dmi.socketPath), dataDir: config.dataDir },
+    },
+    log.child({ module: 'devicetwin' }),
+  );
   const bee = new Beehive({ log });
   // The modules, in one list (KubeEdge's registerModules).
-  bee.register(
-    createEdgeHub(
-      {
-        endpoints: config.cloud,
-        nodeName: config.nodeName,
-        dataDir: config.dataDir,
-        ...config.hub,
-        // The link is back: pod statuses are sent again (the cloud marked them not ready meanwhile).
-        onConnected: () => edged.reconnected(),
-        onStream: (stream) => edgeStream.serve(stream),
-      },
-      log.child({ module: 'edgehub' }),
-    ),
-  );
+  bee.register(hub);
   bee.register(meta);
   if (config.metaServer.enabled) bee.register(metaServer);
   bee.register(edged);
+  if (eventBus) bee.register(eventBus);
+  bee.register(twin);
   // The node is NotReady while its metadata store cannot write.
   bee.register(
     createNodeStatusReporter({

@@ -52,6 +52,7 @@ import {
   DEVICE_STATUS_PLURAL,
   DEVICE_VERSION,
   deviceKey,
+  type DeviceModel,
   type DeviceModelSpec,
   type DeviceSpec,
   type DeviceStatusObject,
@@ -377,6 +378,25 @@ export class DeviceController implements Module, DesiredSource {
       add(out, d, 'Device');
     }
     return out;
+  }
+
+  /**
+   * A DeviceModel (the device webhook's lookup): from the informer's cache, else read from the API
+   * (before the informers listed, or one created a moment ago). Undefined when it does not exist.
+   */
+  async model(namespace: string, name: string): Promise<DeviceModel | undefined> {
+    const cached = this.models?.informer.get(name, namespace);
+    // The informer holds the API's objects: a DeviceModel by the CRD's schema.
+    if (cached) return cached as unknown as DeviceModel;
+    if (!this.kc) return undefined;
+    try {
+      const read = await this.api().getNamespacedCustomObject({ group: DEVICE_GROUP, version: DEVICE_VERSION, namespace, plural: DEVICE_MODEL_PLURAL, name });
+      // A custom object is plain JSON: the DeviceModel the API server holds.
+      return read as DeviceModel;
+    } catch (err) {
+      if (httpStatus(err) === 404) return undefined;
+      throw err;
+    }
   }
 
   /** The Node objects are the EdgeController's: unknown here. */

@@ -81,6 +81,11 @@ export interface EdgeControllerOptions {
    * addresses go to the `ledge.io/edge-addresses` annotation (docs/streams.md). Unset: the edge's addresses.
    */
   streamEndpoint?: () => { address: string; port: number } | undefined;
+  /**
+   * Nodes to announce to the SyncController once the informers listed (CloudHub's connected
+   * nodes): one that connected before then was not reconciled (its set was not known yet).
+   */
+  announceNodes?: () => string[];
 }
 
 /** Annotation of an edge Node holding the addresses the edge reported (JSON), when its addresses point at CloudStream. */
@@ -156,6 +161,8 @@ export class EdgeController implements Module, DesiredSource {
 
   private async startInformers(): Promise<void> {
     const kc = this.kc!;
+    // A restart (after a failure) is synced again only once its new informers listed.
+    this.nodesSynced = false;
     this.nodes = watchResource<k8s.V1Node>(kc, '/api/v1/nodes', this.log, { labelSelector: EDGE_ROLE_LABEL });
     this.pods = watchResource<k8s.V1Pod>(kc, '/api/v1/pods', this.log);
     this.configMaps = watchResource<k8s.V1ConfigMap>(kc, '/api/v1/configmaps', this.log);
@@ -201,6 +208,10 @@ export class EdgeController implements Module, DesiredSource {
     }
     await Promise.all([this.nodes.synced, this.pods.synced, this.configMaps.synced, this.secrets.synced]);
     this.nodesSynced = true;
+    // The sets are known now: the nodes changed while listing (every node with pods), and every
+    // node connected meanwhile, are announced, one message each.
+    for (const node of this.options.announceNodes?.() ?? []) this.changed(node);
+    this.flushWhenSynced();
     for (const o of this.options.informerObservers ?? []) o.attach({ pods: this.pods, nodes: this.nodes });
     this.log.info('edge controller watching', { pods: this.pods.informer.list().length, edgeNodes: this.nodes.informer.list().length });
   }
@@ -253,6 +264,11 @@ export class EdgeController implements Module, DesiredSource {
     return out;
   }
 
+  /** DesiredSource: the pods, nodes, configmaps and secrets listed (without an API: nothing to wait for). */
+  synced(): boolean {
+    return !this.kc || this.nodesSynced;
+  }
+
   nodeExists(node: string): boolean | undefined {
     if (!this.nodesSynced || !this.nodes) return undefined;
     return this.nodes.informer.get(node) !== undefined;
@@ -277,10 +293,14 @@ export class EdgeController implements Module, DesiredSource {
     let list = this.pendingChanges.get(node);
     if (!list) this.pendingChanges.set(node, (list = []));
     if (terminating) list.push(terminating);
-    if (!this.flushQueued) {
-      this.flushQueued = true;
-      queueMicrotask(() => this.flushChanges());
-    }
+    this.flushWhenSynced();
+  }
+
+  /** Sends the pending changes in a microtask, once the informers listed (until then they only collect). */
+  private flushWhenSynced(): void {
+    if (!this.nodesSynced || this.flushQueued || this.pendingChanges.size === 0) return;
+    this.flushQueued = true;
+    queueMicrotask(() => this.flushChanges());
   }
 
   private flushChanges(): void {

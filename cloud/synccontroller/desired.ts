@@ -18,6 +18,8 @@ export function combineDesiredSources(primary: DesiredSource, ...more: DesiredSo
       return out;
     },
     nodeExists: (node: string) => primary.nodeExists(node),
+    /** Known once every source's sets are. */
+    synced: () => all.every((s) => s.synced?.() !== false),
     released(node: string, ref: ObjectKey): void {
       for (const s of all) s.released?.(node, ref);
     },

@@ -67,6 +67,12 @@ export interface DesiredSource {
   /** Whether the Node object exists (for GC); undefined while unknown. */
   nodeExists(node: string): boolean | undefined;
   /**
+   * Whether the desired sets are known (the source's informers listed). While false no node is
+   * reconciled: a set read half-listed would delete from the node what is merely not listed yet.
+   * Once true, the source announces the nodes to reconcile (`desired-changed`). Absent: always known.
+   */
+  synced?(): boolean;
+  /**
    * `node` holds no copy of the object any more: it ACKed its delete, or it never received
    * it (see {@link DesiredChange.terminating}). Graceful pod deletion completes here.
    */
@@ -329,6 +335,10 @@ export class SyncController implements Module {
   /** A node connected to this replica: forget what was queued for a previous session and reconcile. */
   nodeConnected(node: string): void {
     this.forgetSent(node);
+    if (this.source.synced?.() === false) {
+      this.log.info(`node ${node} connected: reconciled once the controllers have listed their objects`, { node });
+      return;
+    }
     const r = this.reconcileNode(node);
     this.log.info(`node ${node} connected: ${r.sent} objects to send, ${r.deleted} to delete, ${r.upToDate} already up to date`, { node, ...r });
   }
@@ -345,6 +355,8 @@ export class SyncController implements Module {
   reconcileNode(node: string): ReconcileResult {
     const result = { sent: 0, upToDate: 0, deleted: 0 };
     if (!this.options.isConnected(node)) return result;
+    // Not listed yet: nothing is sent or deleted (the source announces the node once it listed).
+    if (this.source.synced?.() === false) return result;
     const desired = this.source.desiredFor(node);
     const recs = this.records.get(node);
     let sent = this.sent.get(node);

@@ -41,8 +41,11 @@ async function running() {
     },
   } as unknown as ModuleContext;
   const ec = new EdgeController(cp.kc, log.logger);
+  // Its desired sets are unknown until the informers listed: the SyncController reconciles no node until then.
+  assert.equal(ec.synced(), false);
   const done = ec.start(ctx, ac.signal);
   await eventually(() => log.has(/edge controller watching/), 15_000, 'informers synced');
+  assert.equal(ec.synced(), true);
   const changes = (node: string) => sent.filter((s) => (s.m.content as DesiredChange).node === node).map((s) => s.m.content as DesiredChange);
   const stop = async () => {
     ac.abort();

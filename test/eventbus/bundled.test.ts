@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { build, type Plugin } from 'esbuild';
+import { build } from 'esbuild';
+import { banner, streamAlias, stubDebug } from '../../build/esbuild-plugins.mjs';
 import { tempDir } from '../helpers/files.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { eventually, repoRoot, within } from '../helpers/process.js';
@@ -15,19 +16,6 @@ import { mosquittoSkipReason, mqttPub, mqttSub, startMosquitto, type Mosquitto }
 
 const skip = mosquittoSkipReason();
 const entry = fileURLToPath(new URL('./fixtures/bundle-entry.ts', import.meta.url));
-
-/** build/build.mjs's stand-in for `debug` (the lead's; repeated here so the test does not import the build script). */
-const stubDebug: Plugin = {
-  name: 'stub-debug',
-  setup(b) {
-    b.onResolve({ filter: /^debug$/ }, () => ({ path: 'debug', namespace: 'stub-debug' }));
-    b.onLoad({ filter: /.*/, namespace: 'stub-debug' }, () => ({
-      contents:
-        'const d = () => { const f = () => {}; f.enabled = false; f.extend = d; return f; }; d.enable = () => {}; d.disable = () => ""; d.enabled = () => false; module.exports = d;',
-      loader: 'js',
-    }));
-  },
-};
 
 describe('the bundled bus (esbuild, readable-stream → node:stream, debug stubbed)', { skip }, () => {
   const dir = tempDir('ledge-eventbus-bundle-');
@@ -47,9 +35,10 @@ describe('the bundled bus (esbuild, readable-stream → node:stream, debug stubb
       format: 'esm',
       target: 'node20',
       absWorkingDir: repoRoot,
-      alias: { 'readable-stream': 'stream' },
+      // The device bundles' own options (build/esbuild-plugins.mjs).
+      alias: streamAlias,
       plugins: [stubDebug],
-      banner: { js: "import { createRequire as __r } from 'node:module'; const require = __r(import.meta.url);" },
+      banner,
       logLevel: 'error',
     });
     mosquitto = await startMosquitto({ dir: dir.path });

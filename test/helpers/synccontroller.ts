@@ -15,9 +15,12 @@ export function syncControllerOnBus(kc: k8s.KubeConfig) {
   const desired = new Map<string, Map<string, DesiredObject>>();
   const connected = new Set<string>();
   const released: { node: string; uid: string }[] = [];
+  /** Whether the desired sets count as listed (the test flips it). */
+  const listed = { synced: true };
   const source: DesiredSource = {
     desiredFor: (n) => new Map(desired.get(n) ?? []),
     nodeExists: () => true,
+    synced: () => listed.synced,
     released: (node, ref) => void released.push({ node, uid: ref.uid }),
   };
   const sync = new SyncController(
@@ -38,5 +41,5 @@ export function syncControllerOnBus(kc: k8s.KubeConfig) {
   bee.start();
   /** Resolves once the SyncController listed its records (fails after 20 s). */
   const loaded = () => eventually(() => log.has(/sync records loaded/), 20_000, 'SyncController started');
-  return { sync, bee, desired, connected, released, queued, loaded, log };
+  return { sync, bee, desired, connected, released, queued, loaded, log, listed };
 }

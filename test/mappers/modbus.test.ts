@@ -4,10 +4,8 @@
 // served in the test: readings reported from the registers, desired values written into coils and
 // holding registers (at register and at UpdateDevice), the device going away and coming back.
 import assert from 'node:assert/strict';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, test } from 'node:test';
-import modbusSerial from 'modbus-serial';
 import type { Device, DeviceModel } from '../../shared/devices/index.js';
 import { deviceMapperClient, deviceToDmi, modelToDmi } from '../../shared/dmi/index.js';
 import { DeviceInvalidError } from '../../shared/errors/index.js';
@@ -18,6 +16,7 @@ import { createMapper } from '../../mappers/sdk/index.js';
 import { tempDir } from '../helpers/files.js';
 import { exitCode, startProcess, within } from '../helpers/process.js';
 import { FakeEdgeCore, recordingLogger } from './fakes.js';
+import { SimulatedDevice } from '../helpers/modbus.js';
 
 const v = (o: Partial<ReturnType<typeof parseVisitor>> = {}) => ({
   register: 'HoldingRegister' as const,
@@ -122,48 +121,6 @@ describe('Modbus configData', () => {
     assert.throws(() => parseVisitor({ register: 'HoldingRegister', offset: 0, scale: 0 }), DeviceInvalidError);
   });
 });
-
-/** A Modbus TCP device simulated with modbus-serial's ServerTCP (unit 1), tables open to the test. */
-class SimulatedDevice {
-  readonly coils = new Array<boolean>(100).fill(false);
-  readonly discrete = new Array<boolean>(100).fill(false);
-  readonly holding = new Array<number>(100).fill(0);
-  readonly input = new Array<number>(100).fill(0);
-  private server: InstanceType<typeof modbusSerial.ServerTCP> | undefined;
-  port = 0;
-
-  async start(port = 0): Promise<void> {
-    const server = new modbusSerial.ServerTCP(
-      {
-        getCoil: (a: number) => this.coils[a] ?? false,
-        getDiscreteInput: (a: number) => this.discrete[a] ?? false,
-        getHoldingRegister: (a: number) => this.holding[a] ?? 0,
-        getInputRegister: (a: number) => this.input[a] ?? 0,
-        setCoil: (a: number, value: boolean) => {
-          this.coils[a] = value;
-        },
-        setRegister: (a: number, value: number) => {
-          this.holding[a] = value;
-        },
-      },
-      // ServerTCP replaces a falsy port with 502; the string '0' asks the OS for an ephemeral port.
-      { host: '127.0.0.1', port: (port || '0') as unknown as number, unitID: 1 },
-    );
-    await new Promise<void>((resolve, reject) => {
-      server.on('initialized', () => resolve());
-      server.on('serverError', (err: unknown) => reject(err));
-    });
-    this.server = server;
-    // modbus-serial keeps the net.Server in a private field; its address is the only way to the port.
-    this.port = ((server as unknown as { _server: { address(): AddressInfo } })._server.address() as AddressInfo).port;
-  }
-
-  async stop(): Promise<void> {
-    const s = this.server;
-    this.server = undefined;
-    if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
-  }
-}
 
 const model: DeviceModel = {
   metadata: { name: 'plc-model', namespace: 'default' },
