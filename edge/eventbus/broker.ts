@@ -29,6 +29,8 @@ import { FrameScanner } from './frames.js';
 import { LogWindow, TokenBucket, type Clock } from './limits.js';
 import type { ResolvedInternalOptions } from './options.js';
 import type { BusMessage } from './types.js';
+// Before aedes loads: its writes go through the same mqtt-packet, set up there.
+import './packets.js';
 
 /** Repeated problems of one kind and client are logged at most once per this window. */
 const LOG_WINDOW_MS = 60_000;

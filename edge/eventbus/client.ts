@@ -22,7 +22,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import mqtt from 'mqtt-packet';
+import { mqtt } from './packets.js';
 import type { IConnackPacket, IPublishPacket, ISubackPacket, Packet } from 'mqtt-packet';
 import { ConfigError, ErrorCode, MqttError, StoppedError, errorCode, errorMessage } from '../../shared/errors/index.js';
 import type { Logger } from '../../shared/log/index.js';

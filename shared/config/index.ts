@@ -329,6 +329,7 @@ async function load<const S extends ConfigSpec>(spec: S, input: LoadConfigInput,
   /** Flag (current or deprecated) → field key; flags in the order they are applied (deprecated first, so the current one wins). */
   const flagToKey = new Map<string, string>();
   const deprecatedFlag = new Map<string, string>();
+  const negatedFlagToKey = new Map<string, string>();
   for (const [key, f] of Object.entries(spec)) {
     if (!f.flag) continue;
     const opt = { type: f.type === 'boolean' ? ('boolean' as const) : ('string' as const), ...(f.type === 'string[]' ? { multiple: true } : {}) };
@@ -339,6 +340,11 @@ async function load<const S extends ConfigSpec>(spec: S, input: LoadConfigInput,
     }
     options[f.flag] = { ...opt, ...(f.short ? { short: f.short } : {}) };
     flagToKey.set(f.flag, key);
+    // A boolean flag is turned off with --no-<flag> (Node 20's parseArgs has no negation of its own).
+    if (f.type === 'boolean') {
+      options[`no-${f.flag}`] = { type: 'boolean' };
+      negatedFlagToKey.set(`no-${f.flag}`, key);
+    }
   }
   let parsed: ReturnType<typeof parseArgs>;
   try {
@@ -378,6 +384,12 @@ async function load<const S extends ConfigSpec>(spec: S, input: LoadConfigInput,
     if (current) warnings.push(`--${flag} is deprecated; use --${current}`);
     set(key, coerce(key, spec[key]!, Array.isArray(v) ? v.join(',') : v, 'flag', flag));
   }
+  for (const [flag, key] of negatedFlagToKey) {
+    if (values[flag] === undefined) continue;
+    const positive = flag.slice('no-'.length);
+    if (values[positive] !== undefined) throw new ConfigError(`--${positive} and --${flag} contradict each other (see --help)`);
+    set(key, false);
+  }
   if (!values.help) {
     for (const [key, f] of Object.entries(spec)) {
       if (result[key] === undefined && !f.optional) {
@@ -406,7 +418,7 @@ export function formatHelp(usage: string, spec: ConfigSpec): string {
   const showDefault = (f: FieldSpec) => (f.default !== undefined ? ` [default: ${Array.isArray(f.default) ? f.default.join(',') : String(f.default)}]` : '');
   for (const [key, f] of Object.entries(spec)) {
     if (!f.flag) continue;
-    const flag = `${f.short ? `-${f.short}, ` : '    '}--${f.flag}${f.type === 'boolean' ? '' : ` <${f.type === 'enum' ? f.values.join('|') : f.type}>`}`;
+    const flag = `${f.short ? `-${f.short}, ` : '    '}--${f.type === 'boolean' ? `[no-]${f.flag}` : f.flag}${f.type === 'boolean' ? '' : ` <${f.type === 'enum' ? f.values.join('|') : f.type}>`}`;
     lines.push(`  ${flag.padEnd(pad)} ${f.description}${showDefault(f)}`);
     const old = [...(f.deprecatedFlags ?? []).map((d) => `--${d}`), ...(f.deprecatedEnv ?? [])];
     lines.push(`  ${''.padEnd(pad)} field: ${key}${f.env ? `, env: ${f.env}` : ''}${old.length ? ` (deprecated: ${old.join(', ')})` : ''}`);

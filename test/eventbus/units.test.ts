@@ -192,3 +192,12 @@ describe('frame scanner', () => {
     assert.equal(m.push(Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x01])).ok, false);
   });
 });
+
+describe('mqtt-packet set-up (edge/eventbus/packets.ts)', () => {
+  it("the bus turns off mqtt-packet's number cache (65,536 Buffers, +13 MiB RSS for good) before anything is written", () => {
+    // client.ts, imported above, loads the set-up; aedes shares this mqtt-packet instance.
+    assert.equal(mqtt.writeToStream.cacheNumbers, false);
+    const bytes = mqtt.generate({ cmd: 'publish', topic: 't', payload: Buffer.from('x'), qos: 1, messageId: 513, retain: false, dup: false });
+    assert.equal(bytes.readUInt16BE(5), 513, 'packet ids are still written right without the cache');
+  });
+});

@@ -61,6 +61,8 @@ export class FakeEdgeCore extends Waiter {
   /** Return an error to fail a call (it is recorded in `refused`). */
   failRegister: ((req: DmiMapperRegisterRequest) => Error | undefined) | undefined;
   failStatus: ((req: DmiReportDeviceStatusRequest) => Error | undefined) | undefined;
+  /** Runs before MapperRegister is answered (e.g. EdgeCore sending RegisterDevice first, as it may). */
+  beforeRegisterAnswer: ((req: DmiMapperRegisterRequest) => Promise<void>) | undefined;
   readonly refused: DmiReportDeviceStatusRequest[] = [];
   private server: GrpcServer | undefined;
 
@@ -75,6 +77,7 @@ export class FakeEdgeCore extends Waiter {
         this.registers.push(req);
         this.notify();
         if (err) throw err;
+        await this.beforeRegisterAnswer?.(req);
         return this.response;
       },
       reportDeviceStatus: async (req) => {

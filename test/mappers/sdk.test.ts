@@ -159,6 +159,24 @@ describe('mapper SDK', () => {
     assert.equal(mapper.devices()[0]!.state, 'running');
   });
 
+  test('a RegisterDevice that arrives before the MapperRegister answer waits for its model, and starts once the answer brings it', async () => {
+    // The answer has the model but not the device: EdgeCore sent that one on its own, just before.
+    const { edge, driver, mapper, mapperSocket } = await setup([]);
+    // EdgeCore hands the device over while the mapper's registration is still being answered.
+    edge.beforeRegisterAnswer = async () => {
+      const client = deviceMapperClient(mapperSocket, { timeoutMs: 2000 });
+      try {
+        await client.registerDevice({ device: deviceToDmi(device('dev-1'), model) });
+      } finally {
+        client.close();
+      }
+    };
+    await within(mapper.start(), 10_000, 'mapper start');
+    await edge.waitFor(() => edge.reported('dev-1', 'temperature').length >= 1, 'the device reporting');
+    await driver.waitFor(() => driver.writes.some((w) => w.property === 'setpoint' && w.value === '42'), 'its desired value written');
+    assert.equal(mapper.devices()[0]!.state, 'running');
+  });
+
   test('UpdateDevice restarts the device and writes the new desired value', async () => {
     const { edge, driver, mapper, mapperSocket } = await setup([device('dev-1')]);
     await within(mapper.start(), 10_000, 'mapper start');

@@ -113,6 +113,16 @@ describe('config', () => {
     await assert.rejects(loadConfig(edgeConfigSpec, { argv: [...required, '--heartbeat-interval', 'soon'], env: {} }), /\(from --heartbeat-interval\) must be an integer/);
   });
 
+  test('a boolean flag on by default is turned off with --no-<flag>; both at once is refused; --help shows --[no-]flag', async () => {
+    const required = ['--cloud', 'ws://127.0.0.1:1', '--node-name', 'n1'];
+    assert.equal((await loadConfig(edgeConfigSpec, { argv: required, env: {} })).config.dmi.enabled, true);
+    assert.equal((await loadConfig(edgeConfigSpec, { argv: [...required, '--no-dmi'], env: {} })).config.dmi.enabled, false);
+    // The flag wins over the environment, as every flag does.
+    assert.equal((await loadConfig(edgeConfigSpec, { argv: [...required, '--no-dmi'], env: { LEDGE_DMI: 'true' } })).config.dmi.enabled, false);
+    await assert.rejects(loadConfig(edgeConfigSpec, { argv: [...required, '--dmi', '--no-dmi'], env: {} }), /--dmi and --no-dmi contradict/);
+    assert.match(formatHelp('usage', edgeConfigSpec), /--\[no-\]dmi\b/);
+  });
+
   test('--host and LEDGE_CLOUDHUB_HOST are deprecated names of --bind-address and LEDGE_CLOUDHUB_BIND_ADDRESS', async () => {
     const flag = await loadConfig(cloudConfigSpec, { argv: ['--host', '0.0.0.0'], env: {} });
     assert.equal(flag.config.hub.host, '0.0.0.0');
