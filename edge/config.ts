@@ -23,7 +23,8 @@ export const edgeConfigSpec = {
     flag: 'jit',
     env: 'LEDGE_JIT',
     default: false,
-    description: 'compile hot JavaScript to machine code (V8 Sparkplug + TurboFan); off, EdgeCore runs interpreted and saves ~6 MiB RSS at steady state',
+    description:
+      'compile hot JavaScript to machine code (V8 Sparkplug + TurboFan) and let V8 size the young generation; off, EdgeCore runs interpreted with a 1 MiB young generation, saving ~6 MiB RSS idle and ~40 MiB with 1,000 reporting device twins',
   },
   cloud: { type: 'string[]', flag: 'cloud', env: 'LEDGE_CLOUD', description: 'CloudHub endpoint URL(s), comma-separated or repeated; tried in order' },
   nodeName: { type: 'string', flag: 'node-name', env: 'LEDGE_NODE_NAME', description: "this node's name (DNS-1123 subdomain)" },

@@ -138,19 +138,27 @@ function podServiceEnv(metaServer: MetaServer, enabled: boolean, pod: V1Pod): Re
 }
 
 /**
- * Turns off V8's compilers to machine code (Sparkplug and TurboFan) for the rest of the process.
+ * Turns off V8's compilers to machine code (Sparkplug and TurboFan) for the rest of the process,
+ * and keeps the young generation at its first size (below).
  * An agent spends its life in a few loops (keepalive, status report, store writes) that gain
  * nothing measurable from machine code, while the compilers' own code pages, faulted in from the
  * node binary the first time they run, and their code and feedback on the heap, cost about
  * 6.5 MiB of RSS at steady state
  * (docs/benchmarks.md, "Edge memory at steady state"). Set here, before anything is hot; `--jit`
- * keeps them for nodes with heavy traffic. Where the runtime has no such switch (Bun), a no-op.
+ * keeps them, and V8's own young-generation sizing, for nodes with heavy traffic. Where the runtime
+ * has no such switch (Bun), a no-op.
  */
-function interpretOnly(log: Logger): void {
+function leanV8(log: Logger): void {
   const setFlags = (v8 as { setFlagsFromString?: (flags: string) => void }).setFlagsFromString;
   try {
     setFlags?.('--no-opt');
     setFlags?.('--no-sparkplug');
+    // The young generation stays at its first size (1 MiB semi-spaces) instead of doubling up to
+    // 16 MiB under a steady stream of short-lived objects (device reports, frames): V8 reads this
+    // factor at each growth decision, so it works when set now. Measured with 1,000 device twins
+    // reporting: 77 instead of 117 MiB RSS, and no swings (docs/benchmarks.md, "Devices: memory");
+    // scavenges are smaller and more frequent.
+    setFlags?.('--semi-space-growth-factor=1');
   } catch (err) {
     log.debug(`V8 flags not applied: ${errorMessage(err)}`);
   }
@@ -161,7 +169,7 @@ export async function runEdge(argv: string[]): Promise<void> {
   const started = await startCommand('edge', edgeConfigSpec, edgeUsage, argv, (c) => loggerFromConfig(c.log).child({ node: c.nodeName }));
   if (!started) return;
   const { config, log, crash, untilStopSignal } = started;
-  if (!config.jit) interpretOnly(log);
+  if (!config.jit) leanV8(log);
   let core: EdgeCore;
   try {
     core = startEdgeCore(config, log);
