@@ -128,13 +128,15 @@ export async function startCloudCore(config: CloudConfig, log: Logger, extras: C
     },
     { log: log.child({ module: 'cloudhub' }) },
   );
+  // CloudHub's connected nodes: what the SyncController reconciles periodically, and what each controller announces once its informers listed.
+  const connectedNodes = () => hub.connectedNodes();
   const elector = kc ? new LeaderElector(kc, { ...config.leaderElection, identity }, log.child({ module: 'leaderelection' })) : undefined;
   // Pods bound to edge nodes tolerate the unreachable taint without a time limit (docs/design.md): the leader patches them.
   const protection = kc ? new EvictionProtection(kc, () => elector?.isLeader() ?? false, log.child({ module: 'evictionprotection' })) : undefined;
   let stream: CloudStream | undefined;
   const edgeController = createEdgeController(kc, log.child({ module: 'edgecontroller' }), {
     ...(protection ? { informerObservers: [protection] } : {}),
-    announceNodes: () => hub.connectedNodes(),
+    announceNodes: connectedNodes,
     // Edge Nodes point the API server's node proxy at CloudStream (the port once listening, for --stream-port 0).
     ...(streamConfig ? { streamEndpoint: () => (streamConfig.port !== 0 ? cloudStreamEndpoint(streamConfig) : stream?.isListening() ? stream.nodeEndpoint() : undefined) } : {}),
   });
@@ -152,14 +154,14 @@ export async function startCloudCore(config: CloudConfig, log: Logger, extras: C
       )
     : undefined;
   // Devices and their models go down beside pods; reported twins come up into DeviceStatus (docs/devices.md).
-  const deviceController = kc ? createDeviceController(kc, log.child({ module: 'devicecontroller' }), { ...config.devices, announceNodes: () => hub.connectedNodes() }) : undefined;
+  const deviceController = kc ? createDeviceController(kc, log.child({ module: 'devicecontroller' }), { ...config.devices, announceNodes: connectedNodes }) : undefined;
   const sync = kc
     ? new SyncController(
         kc,
         {
           desired: deviceController ? combineDesiredSources(edgeController, deviceController) : edgeController,
           isConnected: (node) => hub.isConnected(node),
-          connectedNodes: () => hub.connectedNodes(),
+          connectedNodes,
           isLeader: () => elector?.isLeader() ?? false,
           reconcileIntervalMs: config.controllers.reconcileIntervalMs,
         },

@@ -137,12 +137,9 @@ class MapperImpl implements Mapper {
     this.log.info('mapper serving', { socket: options.socketPath, dmiSocket: options.dmiSocketPath });
     const res = await this.register();
     const models = (res.modelList ?? []).slice(0, this.tuning.maxModels).map((m) => this.acceptModel(m));
+    // Devices EdgeCore sent (RegisterDevice) while this answer was on its way may wait for one of these models.
+    await Promise.all(models.map((m) => this.modelChanged(deviceKey(m.metadata.namespace, m.metadata.name ?? ''))));
     const devices = res.deviceList ?? [];
-    // A device EdgeCore sent (RegisterDevice) while this answer was on its way waits for its model: it may be one of these.
-    const listed = new Set(devices.map((d) => deviceKey(d.namespace, d.name ?? '')));
-    const waiting = [...this.held.values()].filter((h) => !listed.has(deviceKey(h.device.metadata.namespace, h.device.metadata.name ?? '')));
-    const answered = new Set(models.map((m) => deviceKey(m.metadata.namespace, m.metadata.name ?? '')));
-    await Promise.all(waiting.filter((h) => answered.has(modelKeyOf(h.device))).map((h) => this.enqueue(h.device, 'update')));
     this.log.info('registered with EdgeCore', { devices: devices.length, models: models.length });
     const skip = (err: unknown) => this.log.warn(`device from MapperRegister skipped: ${errorMessage(err)}`, { code: errorCode(err) });
     const started: Promise<void>[] = [];

@@ -418,7 +418,7 @@ export function formatHelp(usage: string, spec: ConfigSpec): string {
   const showDefault = (f: FieldSpec) => (f.default !== undefined ? ` [default: ${Array.isArray(f.default) ? f.default.join(',') : String(f.default)}]` : '');
   for (const [key, f] of Object.entries(spec)) {
     if (!f.flag) continue;
-    const flag = `${f.short ? `-${f.short}, ` : '    '}--${f.type === 'boolean' ? `[no-]${f.flag}` : f.flag}${f.type === 'boolean' ? '' : ` <${f.type === 'enum' ? f.values.join('|') : f.type}>`}`;
+    const flag = `${f.short ? `-${f.short}, ` : '    '}--${f.type === 'boolean' ? `[no-]${f.flag}` : `${f.flag} <${f.type === 'enum' ? f.values.join('|') : f.type}>`}`;
     lines.push(`  ${flag.padEnd(pad)} ${f.description}${showDefault(f)}`);
     const old = [...(f.deprecatedFlags ?? []).map((d) => `--${d}`), ...(f.deprecatedEnv ?? [])];
     lines.push(`  ${''.padEnd(pad)} field: ${key}${f.env ? `, env: ${f.env}` : ''}${old.length ? ` (deprecated: ${old.join(', ')})` : ''}`);
