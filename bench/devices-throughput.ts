@@ -290,6 +290,13 @@ function pct(sorted: number[], p: number): number {
   return sorted.length ? percentile(sorted, p) : Number.NaN;
 }
 
+/** CPU cores each process used between two samples of their CPU time (ms), over `wallS` seconds. */
+function coresOver<K extends string>(before: Record<K, number>, after: Record<K, number>, wallS: number): Record<K, number> {
+  const out = {} as Record<K, number>;
+  for (const k of Object.keys(before) as K[]) out[k] = round((after[k] - before[k]) / 1000 / wallS, 2);
+  return out;
+}
+
 async function main(): Promise<void> {
   for (const f of ['ledge.js', 'edgecore.js']) {
     if (!existsSync(join(root, 'dist', f))) {
@@ -472,7 +479,7 @@ async function main(): Promise<void> {
       m.takeLatencies();
       w.reset();
       const t0 = Date.now();
-      const cpu0 = { e: cpuMs(edge.pid), c: cpuMs(c.pid), a: cpuMs(api.pid), b: cpuMs(process.pid) };
+      const cpu0 = { edgecore: cpuMs(edge.pid), cloudcore: cpuMs(c.pid), apiserver: cpuMs(api.pid), bench: cpuMs(process.pid) };
       const series: [number, number][] = [];
       while (Date.now() - t0 < SECONDS * 1000) {
         await sleep(Math.min(5000, SECONDS * 1000 - (Date.now() - t0)));
@@ -483,7 +490,7 @@ async function main(): Promise<void> {
         }
       }
       const wallS = (Date.now() - t0) / 1000;
-      const cpu1 = { e: cpuMs(edge.pid), c: cpuMs(c.pid), a: cpuMs(api.pid), b: cpuMs(process.pid) };
+      const cpu1 = { edgecore: cpuMs(edge.pid), cloudcore: cpuMs(c.pid), apiserver: cpuMs(api.pid), bench: cpuMs(process.pid) };
       const c1 = m.counters();
       const calls = m.takeLatencies();
       const callMs = calls.latencies.sort((a, b) => a - b);
@@ -513,7 +520,7 @@ async function main(): Promise<void> {
         acceptedPerS: round(d.ok / wallS),
         skipped: d.skipped,
         callMs: { p50: round(pct(callMs, 50)), p99: round(pct(callMs, 99)), max: round(callMs.at(-1) ?? Number.NaN), peakInFlight: calls.peakInFlight },
-        edgeCpuMsPerReport: round((cpu1.e - cpu0.e) / Math.max(1, d.ok), 2),
+        edgeCpuMsPerReport: round((cpu1.edgecore - cpu0.edgecore) / Math.max(1, d.ok), 2),
         errors: d.errors,
         errorSamples: c1.errorSamples,
         statusWritesPerS: round(writes / wallS),
@@ -521,12 +528,7 @@ async function main(): Promise<void> {
         landingAgeMs: { p50: pct(ages, 50), p99: pct(ages, 99), max: ages.at(-1) ?? Number.NaN, samples: ages.length },
         updateIntervalS: { p50: round(pct(intervals, 50)), p99: round(pct(intervals, 99)), samples: intervals.length },
         readerAgeAtEndS: { p50: round(pct(readerAges, 50)), p99: round(pct(readerAges, 99)), max: round(readerAges.at(-1) ?? Number.NaN), devicesSeen: readerAges.length },
-        cpuCores: {
-          edgecore: round((cpu1.e - cpu0.e) / 1000 / wallS, 2),
-          cloudcore: round((cpu1.c - cpu0.c) / 1000 / wallS, 2),
-          apiserver: round((cpu1.a - cpu0.a) / 1000 / wallS, 2),
-          bench: round((cpu1.b - cpu0.b) / 1000 / wallS, 2),
-        },
+        cpuCores: coresOver(cpu0, cpu1, wallS),
         edgeRssMiB: round(rss.rss / MiB),
         edgeRssAnonMiB: round(rss.rssAnon / MiB),
         edgeRssSeries: series,
@@ -587,7 +589,7 @@ async function main(): Promise<void> {
       const r0 = sub.received;
       sub.latencies.length = 0;
       const t0 = Date.now();
-      const cpu0 = { e: cpuMs(b.pid), p: cpuMs(pubs.child.pid ?? 0), b: cpuMs(process.pid) };
+      const cpu0 = { edgecore: cpuMs(b.pid), publishers: cpuMs(pubs.child.pid ?? 0), bench: cpuMs(process.pid) };
       const series: [number, number][] = [];
       while (Date.now() < deadline - 200) {
         await sleep(Math.min(5000, Math.max(0, deadline - 100 - Date.now())));
@@ -595,7 +597,7 @@ async function main(): Promise<void> {
       }
       const wallS = (Date.now() - t0) / 1000;
       const r1 = sub.received;
-      const cpu1 = { e: cpuMs(b.pid), p: cpuMs(pubs.child.pid ?? 0), b: cpuMs(process.pid) };
+      const cpu1 = { edgecore: cpuMs(b.pid), publishers: cpuMs(pubs.child.pid ?? 0), bench: cpuMs(process.pid) };
       const rss = readRss(b.pid);
       const lat = [...sub.latencies].sort((a, b) => a - b);
       const res = await done;
@@ -628,11 +630,7 @@ async function main(): Promise<void> {
         publishRatePerS: Math.round((res.sent ?? 0) / ((deadline - tStart) / 1000)),
         drainAfterDeadlineS: round(drainS),
         latencyMs: { p50: pct(lat, 50), p99: pct(lat, 99), samples: lat.length },
-        cpuCores: {
-          edgecore: round((cpu1.e - cpu0.e) / 1000 / wallS, 2),
-          publishers: round((cpu1.p - cpu0.p) / 1000 / wallS, 2),
-          bench: round((cpu1.b - cpu0.b) / 1000 / wallS, 2),
-        },
+        cpuCores: coresOver(cpu0, cpu1, wallS),
         edgeRssMiB: round(rss.rss / MiB),
         edgeRssAnonMiB: round(rss.rssAnon / MiB),
         edgeRssSeries: series,

@@ -43,3 +43,18 @@ export function syncControllerOnBus(kc: k8s.KubeConfig) {
   const loaded = () => eventually(() => log.has(/sync records loaded/), 20_000, 'SyncController started');
   return { sync, bee, desired, connected, released, queued, loaded, log, listed };
 }
+
+/** A ConfigMap as a desired object: number `i` (its uid is derived from it), at resourceVersion `rv`. */
+export function desiredConfigMap(i: number, rv: string): DesiredObject {
+  const name = `cm-${i}`;
+  const uid = `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`;
+  return {
+    uid,
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    namespace: 'default',
+    name,
+    resourceVersion: rv,
+    body: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: 'default', uid, resourceVersion: rv }, data: { i: String(i) } },
+  };
+}

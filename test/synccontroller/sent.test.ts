@@ -7,27 +7,12 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Message } from '../../shared/protocol/index.js';
-import type { DesiredObject } from '../../cloud/synccontroller/index.js';
 import { ackReport } from '../../cloud/cloudhub/index.js';
 import { eventually } from '../helpers/process.js';
 import { useLocalControlPlane } from '../helpers/controlplane.js';
-import { syncControllerOnBus } from '../helpers/synccontroller.js';
+import { desiredConfigMap, syncControllerOnBus } from '../helpers/synccontroller.js';
 
 const cp = useLocalControlPlane('ledge-sync-');
-
-function configMap(i: number, rv: string): DesiredObject {
-  const name = `cm-${i}`;
-  const uid = `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`;
-  return {
-    uid,
-    apiVersion: 'v1',
-    kind: 'ConfigMap',
-    namespace: 'default',
-    name,
-    resourceVersion: rv,
-    body: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: 'default', uid, resourceVersion: rv }, data: { i: String(i) } },
-  };
-}
 
 async function harness() {
   const h = syncControllerOnBus(cp.kc);
@@ -54,7 +39,7 @@ describe('SyncController: what was sent is remembered only until ACKed or the se
     const h = await harness();
     try {
       h.connected.add('n1');
-      h.desired.set('n1', new Map(Array.from({ length: N }, (_, i) => configMap(i, String(100 + i))).map((o) => [o.uid, o])));
+      h.desired.set('n1', new Map(Array.from({ length: N }, (_, i) => desiredConfigMap(i, String(100 + i))).map((o) => [o.uid, o])));
       h.sync.nodeConnected('n1');
       const inserts = await h.take(N);
       assert.equal(inserts.length, N);
@@ -69,7 +54,7 @@ describe('SyncController: what was sent is remembered only until ACKed or the se
       await eventually(() => h.sync.trackedSends() === 0, 20_000, 'ACKed sends forgotten');
 
       // An update goes down and is ACKed.
-      const cm0 = configMap(0, '500');
+      const cm0 = desiredConfigMap(0, '500');
       h.desired.get('n1')!.set(cm0.uid, cm0);
       assert.equal(h.sync.reconcileNode('n1').sent, 1);
       h.ack(await h.take(1));
@@ -84,7 +69,7 @@ describe('SyncController: what was sent is remembered only until ACKed or the se
       h.ack(deletes);
       await eventually(() => h.sync.trackedSends() === 0, 20_000, 'ACKed deletes forgotten');
       assert.ok(
-        Array.from({ length: N }, (_, i) => configMap(i, '0')).every((o) => h.sync.ackedVersion('n1', o.uid) === undefined),
+        Array.from({ length: N }, (_, i) => desiredConfigMap(i, '0')).every((o) => h.sync.ackedVersion('n1', o.uid) === undefined),
         'records deleted',
       );
       assert.equal(h.sync.reconcileNode('n1').deleted, 0, 'no delete goes twice');
@@ -97,7 +82,7 @@ describe('SyncController: what was sent is remembered only until ACKed or the se
     const h = await harness();
     try {
       h.connected.add('n2');
-      const o = configMap(1000, '7');
+      const o = desiredConfigMap(1000, '7');
       h.desired.set('n2', new Map([[o.uid, o]]));
       h.sync.nodeConnected('n2');
       const [insert] = await h.take(1);
@@ -117,7 +102,7 @@ describe('SyncController: what was sent is remembered only until ACKed or the se
     const h = await harness();
     try {
       h.connected.add('n3');
-      h.desired.set('n3', new Map(Array.from({ length: N }, (_, i) => configMap(3000 + i, '9')).map((o) => [o.uid, o])));
+      h.desired.set('n3', new Map(Array.from({ length: N }, (_, i) => desiredConfigMap(3000 + i, '9')).map((o) => [o.uid, o])));
       h.sync.nodeConnected('n3');
       h.ack(await h.take(N));
       // At once, before the record writes completed.
@@ -137,7 +122,7 @@ describe('SyncController: what was sent is remembered only until ACKed or the se
       for (let s = 0; s < 20; s++) {
         const node = `gone-${s}`;
         h.connected.add(node);
-        h.desired.set(node, new Map(Array.from({ length: 10 }, (_, i) => configMap(2000 + s * 10 + i, '3')).map((o) => [o.uid, o])));
+        h.desired.set(node, new Map(Array.from({ length: 10 }, (_, i) => desiredConfigMap(2000 + s * 10 + i, '3')).map((o) => [o.uid, o])));
         h.sync.nodeConnected(node);
         await h.take(10);
         h.connected.delete(node);

@@ -5,28 +5,14 @@
  */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import type { DesiredObject } from '../../cloud/synccontroller/index.js';
 import { ackReport } from '../../cloud/cloudhub/index.js';
 import { eventually } from '../helpers/process.js';
 import { useLocalControlPlane } from '../helpers/controlplane.js';
-import { syncControllerOnBus } from '../helpers/synccontroller.js';
+import { desiredConfigMap, syncControllerOnBus } from '../helpers/synccontroller.js';
 
 const cp = useLocalControlPlane('ledge-sync-synced-');
 
-function configMap(i: number): DesiredObject {
-  const name = `cm-${i}`;
-  const uid = `00000000-0000-4000-8000-${String(i).padStart(12, '1')}`;
-  const rv = String(10 + i);
-  return {
-    uid,
-    apiVersion: 'v1',
-    kind: 'ConfigMap',
-    namespace: 'default',
-    name,
-    resourceVersion: rv,
-    body: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: 'default', uid, resourceVersion: rv } },
-  };
-}
+const configMap = (i: number) => desiredConfigMap(i, String(10 + i));
 
 describe('SyncController: nothing is sent or deleted while the desired sets are not listed', () => {
   test('a node holding objects reconnects while the sets are unknown: no delete; once known, the real set applies', async () => {
