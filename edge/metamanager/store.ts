@@ -42,7 +42,7 @@ import { join } from 'node:path';
 import { AppendLog } from '../../shared/wal/index.js';
 import { defaultMetaStoreOptions } from './options.js';
 import { compareResourceVersions } from '../../shared/protocol/index.js';
-import { cborDecoderOptions, cborEncoderOptions } from '../../shared/protocol/codec.js';
+import { cborDecoderOptions, cborEncoderOptions, encodeCbor } from '../../shared/protocol/codec.js';
 import { Encoder } from 'cbor-x/encode';
 import { Decoder } from 'cbor-x/decode';
 import type { Logger } from '../../shared/log/index.js';
@@ -109,8 +109,7 @@ const cborDecoder = new Decoder({ ...cborDecoderOptions, copyBuffers: true });
 
 /** A record as it goes into the log: the format byte, then CBOR. */
 function encodeRecord(r: StoreRecord): Uint8Array {
-  // cbor-x returns a view of its reusable working buffer: copy it out before the next encode.
-  const body = cborEncoder.encode(r);
+  const body = encodeCbor(cborEncoder, r);
   const out = new Uint8Array(body.length + 1);
   out[0] = FORMAT_CBOR;
   out.set(body, 1);

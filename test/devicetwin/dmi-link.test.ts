@@ -82,19 +82,24 @@ class FakeMapper {
 class FakeWorld implements World {
   devices = new Map<string, DeviceSlot>();
   models = new Map<string, ModelSlot>();
+  dmi = new Map<string, DmiDevice>();
   device(k: string) {
     return this.devices.get(k);
   }
   model(k: string) {
     return this.models.get(k);
   }
+  dmiDevice(k: string) {
+    return this.devices.get(k)?.fingerprint ? this.dmi.get(k) : undefined;
+  }
   modelWanted(p: string, k: string) {
-    return this.models.get(k)?.protocol === p || [...this.devices.values()].some((d) => d.protocol === p && d.modelKey === k && d.dmi);
+    return this.models.get(k)?.protocol === p || [...this.devices.values()].some((d) => d.protocol === p && d.modelKey === k && d.fingerprint);
   }
   /** A valid device of `protocol` whose spec is summed up by `desired` (its fingerprint). */
   put(name: string, desired: string, protocol = 'P', model = 'default/m'): void {
     const dmi: DmiDevice = { name, namespace: 'default', spec: { protocol: { protocolName: protocol }, properties: [{ name: 't', desired: { value: desired } }] } };
-    this.devices.set(`default/${name}`, { key: `default/${name}`, namespace: 'default', name, protocol, modelKey: model, dmi, fingerprint: `${protocol}:${desired}` });
+    this.devices.set(`default/${name}`, { key: `default/${name}`, namespace: 'default', name, protocol, modelKey: model, fingerprint: `${protocol}:${desired}` });
+    this.dmi.set(`default/${name}`, dmi);
   }
   putModel(key: string, fp = 'm1', protocol = 'P'): void {
     const [namespace, name] = key.split('/') as [string, string];

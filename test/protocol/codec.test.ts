@@ -22,6 +22,7 @@ import {
   validateCbor,
 } from '../../shared/protocol/index.js';
 import type { Message } from '../../shared/protocol/index.js';
+import { cborEncoderOptions, encodeCbor } from '../../shared/protocol/codec.js';
 import { prng } from '../helpers/prng.js';
 
 const INVALID_FRAME = 'LEDGE_ERR_INVALID_FRAME';
@@ -607,5 +608,18 @@ describe('buildResource / parseResource', () => {
 
   it('round-trips a namespaced resource without a name', () => {
     assert.deepEqual(parseResource(buildResource('default', 'pod')), { namespace: 'default', type: 'pod' });
+  });
+});
+
+describe('encodeCbor', () => {
+  it('returns a copy and gives back a working buffer a big value grew', () => {
+    const encoder = new Encoder(cborEncoderOptions);
+    const big = { blob: 'x'.repeat(300_000) };
+    const bytes = encodeCbor(encoder, big);
+    assert.ok(bytes.buffer.byteLength < 310_000, 'the result is a copy of its own size');
+    // The next encode starts in a fresh 8 KiB buffer, not in the 1 MiB+ one the big value needed.
+    assert.equal(encoder.encode(1).buffer.byteLength, 8192);
+    const again = encodeCbor(encoder, { a: 1 });
+    assert.deepEqual([...again], [...encoder.encode({ a: 1 })]);
   });
 });

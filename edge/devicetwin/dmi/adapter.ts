@@ -164,11 +164,19 @@ export class DmiAdapterImpl implements DmiAdapter, World {
     return this.models.get(key);
   }
 
+  dmiDevice(key: string): DmiDevice | undefined {
+    const source = this.sources.get(key);
+    const slot = this.devices.get(key);
+    if (!source || !slot?.fingerprint) return undefined;
+    const prepared = prepareDevice(source, slot.modelKey ? this.modelSources.get(slot.modelKey) : undefined);
+    return prepared.ok ? prepared.dmi : undefined;
+  }
+
   modelWanted(protocol: string, key: string): boolean {
     if (this.models.get(key)?.protocol === protocol) return true;
     for (const d of this.modelUsers.get(key) ?? []) {
       const slot = this.devices.get(d);
-      if (slot && slot.protocol === protocol && slot.dmi) return true;
+      if (slot && slot.protocol === protocol && slot.fingerprint) return true;
     }
     return false;
   }
@@ -276,7 +284,7 @@ export class DmiAdapterImpl implements DmiAdapter, World {
     const devices: string[] = [];
     for (const slot of this.devices.values()) {
       if (slot.protocol !== protocol) continue;
-      if (slot.modelKey && slot.dmi) models.add(slot.modelKey);
+      if (slot.modelKey && slot.fingerprint) models.add(slot.modelKey);
       devices.push(`d:${slot.key}`);
     }
     for (const m of this.models.values()) if (m.protocol === protocol) models.add(m.key);
@@ -325,10 +333,9 @@ export class DmiAdapterImpl implements DmiAdapter, World {
     const slot: DeviceSlot = { key, namespace: device.metadata.namespace || 'default', name: device.metadata.name ?? '', protocol, modelKey };
     if (protocol !== undefined) {
       const prepared = prepareDevice(device, model);
-      if (prepared.ok) {
-        slot.dmi = prepared.dmi;
-        slot.fingerprint = prepared.fingerprint;
-      } else slot.problem = prepared.problem;
+      // Only the fingerprint is kept: dmiDevice() converts again when a call needs the device.
+      if (prepared.ok) slot.fingerprint = prepared.fingerprint;
+      else slot.problem = prepared.problem;
     }
     this.storeDevice(slot, device);
     this.setProblem('device', key, protocol, 'invalid', slot.problem);
@@ -502,8 +509,9 @@ export class DmiAdapterImpl implements DmiAdapter, World {
     const items = this.itemsFor(protocol, link).filter((i) => !i.startsWith('d:') || this.devices.get(i.slice(2))?.protocol === protocol);
     if (req.withData) {
       for (const slot of [...this.devices.values()].sort((a, b) => (a.key < b.key ? -1 : 1))) {
-        if (slot.protocol !== protocol || !slot.dmi || !slot.fingerprint) continue;
-        deviceList.push(slot.dmi);
+        const dmi = slot.protocol === protocol && slot.fingerprint ? this.dmiDevice(slot.key) : undefined;
+        if (!dmi || !slot.fingerprint) continue;
+        deviceList.push(dmi);
         devices.set(slot.key, slot.fingerprint);
       }
       for (const item of items) {

@@ -33,8 +33,11 @@ export interface DeviceSlot {
   /** spec.protocol.protocolName; undefined for a device no mapper serves. */
   protocol?: string;
   modelKey?: string;
-  /** Set when the device is valid for DMI. */
-  dmi?: DmiDevice;
+  /**
+   * Set when the device is valid for DMI: the hash of what the mapper would be sent. The converted
+   * device itself is not kept (World.dmiDevice makes it when a call needs it): with one protobuf
+   * `Any` per configData value it cost more memory than the Device it comes from.
+   */
   fingerprint?: string;
   /** Set when it is not (it is then not sent; what the mapper has is left as it is). */
   problem?: string;
@@ -56,6 +59,8 @@ export interface ModelSlot {
 export interface World {
   device(key: string): DeviceSlot | undefined;
   model(key: string): ModelSlot | undefined;
+  /** Device `key` as its mapper gets it, converted now from what the node holds; undefined when it is not valid for DMI. */
+  dmiDevice(key: string): DmiDevice | undefined;
   /** Whether the mapper of `protocol` needs model `key` (its spec.protocol, or a valid device of that protocol uses it). */
   modelWanted(protocol: string, key: string): boolean;
 }
@@ -253,7 +258,7 @@ export class MapperLink {
     const mine = slot !== undefined && slot.protocol === this.protocol;
     const delivered = this.delivered.get(key);
     if (mine && slot.problem !== undefined) return undefined; // invalid: not sent; the mapper keeps what it has
-    if (mine && slot.dmi && slot.fingerprint) {
+    if (mine && slot.fingerprint) {
       const fp = slot.fingerprint;
       if (this.refused.get(item) === fp) return undefined;
       let kind: CallKind;
@@ -262,7 +267,9 @@ export class MapperLink {
       else if (delivered !== fp) kind = 'UpdateDevice';
       else return undefined;
       if (slot.modelKey && this.modelAction(`m:${slot.modelKey}`, slot.modelKey)) return { needsModel: slot.modelKey };
-      return { kind, item, key, fingerprint: fp, device: slot.dmi };
+      const device = this.world.dmiDevice(key);
+      if (!device) return undefined; // no longer convertible (its model went): the change that did it queues the key again
+      return { kind, item, key, fingerprint: fp, device };
     }
     if (delivered === undefined) return undefined;
     return { kind: 'RemoveDevice', item, key };
