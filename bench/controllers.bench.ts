@@ -125,6 +125,7 @@ async function startCloud(identity: string): Promise<{ svc: Service; url: string
       kubeconfig,
       '--bind-address',
       '127.0.0.1',
+      '--insecure-plain-websocket',
       '--port',
       '0',
       '--identity',

@@ -361,6 +361,7 @@ async function main(): Promise<void> {
         kubeconfig,
         '--bind-address',
         '127.0.0.1',
+        '--insecure-plain-websocket',
         '--port',
         String(cloudPort),
         '--identity',

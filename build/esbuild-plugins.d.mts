@@ -6,5 +6,6 @@ export const stubDebug: Plugin;
 export const stubSerialport: Plugin;
 export const stubLong: Plugin;
 export const wsClientOnly: Plugin;
+export const asn1Esm: Plugin;
 export const streamAlias: Record<string, string>;
 export const banner: NonNullable<BuildOptions['banner']>;

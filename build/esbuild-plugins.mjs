@@ -2,6 +2,7 @@
 // one place: build/build.mjs uses them, and the tests that bundle a module as it ships
 // (test/eventbus/bundled.test.ts) import the same ones (types: ./esbuild-plugins.d.mts).
 import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
 const require = createRequire(import.meta.url);
@@ -63,6 +64,41 @@ export const wsClientOnly = {
   setup(b) {
     const client = join(dirname(require.resolve('ws')), 'lib/websocket.js');
     b.onResolve({ filter: /^ws$/ }, () => ({ path: client }));
+  },
+};
+/**
+ * The ASN.1 stack of edge/join/csr.ts (@peculiar/asn1-*, asn1js, pvtsutils, pvutils) resolved to
+ * its ES module builds ("module" instead of "main") and marked side-effect free, so esbuild drops
+ * the files a CSR never uses (extensions, CRLs, …): 127 instead of 188 KB in the edge bundle.
+ */
+const NAMES = /^(@peculiar\/asn1-[a-z0-9-]+|@peculiar\/utils|asn1js|pvtsutils|pvutils)$/;
+function pkgRoot(file) {
+  let d = dirname(file);
+  while (!/node_modules\/(@[^/]+\/)?[^/]+$/.test(d)) {
+    if (dirname(d) === d) return undefined;
+    d = dirname(d);
+  }
+  return d;
+}
+export const asn1Esm = {
+  name: 'asn1-esm',
+  setup(b) {
+    b.onResolve({ filter: /^(@peculiar\/(asn1-[a-z0-9-]+|utils)|asn1js|pvtsutils|pvutils)$/ }, async (args) => {
+      if (args.pluginData?.asn1Esm) return undefined;
+      const r = await b.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, importer: args.importer, pluginData: { asn1Esm: true } });
+      if (r.errors.length) return r;
+      const root = pkgRoot(r.path);
+      if (!root) return r;
+      const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+      if (!NAMES.test(pkg.name) || !pkg.module) return r;
+      return { path: join(root, pkg.module), sideEffects: false };
+    });
+    // Files inside those packages (relative imports of their ES builds): side-effect free too.
+    b.onResolve({ filter: /^\.\.?\// }, async (args) => {
+      if (args.pluginData?.asn1Esm || !/node_modules\/(@peculiar\/(asn1-[a-z0-9-]+|utils)|asn1js|pvtsutils|pvutils)\//.test(args.importer)) return undefined;
+      const r = await b.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, importer: args.importer, pluginData: { asn1Esm: true } });
+      return r.errors.length ? r : { path: r.path, sideEffects: false };
+    });
   },
 };
 export const streamAlias = { 'readable-stream': 'stream' };

@@ -15,20 +15,27 @@ import { defaultLeaderElectionOptions } from './leaderelection/options.js';
 import { defaultCloudStreamOptions } from './cloudstream/options.js';
 import { defaultDeviceControllerOptions } from './devicecontroller/options.js';
 import { defaultDeviceWebhookOptions } from './devicewebhook/options.js';
+import { defaultCertificateAuthorityOptions } from './certauthority/options.js';
 // Constants only (no imports): reading them does not bundle the control plane into dist/cloudcore.js.
 import { defaultApiServerOptions } from '../apiserver/options.js';
 
 export const cloudConfigSpec = {
   ...logConfigFields,
   ...moduleFields('hub', defaultCloudHubOptions, {
-    // Loopback by default: nodes name themselves (no client certificates yet), so serving other machines is an explicit choice.
+    // Loopback by default: serving other machines is an explicit choice (and needs TLS with a client CA).
     host: {
       type: 'string',
       flag: 'bind-address',
       env: 'LEDGE_CLOUDHUB_BIND_ADDRESS',
       deprecatedFlags: ['host'],
       deprecatedEnv: ['LEDGE_CLOUDHUB_HOST'],
-      description: 'CloudHub listen address (0.0.0.0: every interface; node identity is self-declared, see docs/design.md)',
+      description: 'CloudHub listen address (0.0.0.0: every interface; other than loopback needs --tls-cert-file, --tls-key-file and --tls-ca-file)',
+    },
+    insecurePlainWebSocket: {
+      type: 'boolean',
+      flag: 'insecure-plain-websocket',
+      env: 'LEDGE_CLOUDHUB_INSECURE_PLAIN_WEBSOCKET',
+      description: 'serve plain ws:// without authentication, nodes naming themselves (no TLS; loopback bind address only; development only)',
     },
     port: { type: 'integer', min: 0, max: 65535, flag: 'port', short: 'p', env: 'LEDGE_CLOUDHUB_PORT', description: 'CloudHub WebSocket port (0 = any free port)' },
     heartbeatIntervalMs: { type: 'integer', min: 100, flag: 'heartbeat-interval-ms', deprecatedFlags: ['heartbeat-interval'], description: 'ping interval (ms)' },
@@ -48,9 +55,46 @@ export const cloudConfigSpec = {
     maxUnflushedBytes: { type: 'integer', min: 64 * 1024, description: 'bytes written to a session and not yet flushed before CloudHub stops reading from it' },
     slowPeerTimeoutMs: { type: 'integer', min: 100, description: 'close a session that stays over hub.maxUnflushedBytes this long (ms, close 1008)' },
   }),
-  'hub.tls.certFile': { type: 'string', flag: 'tls-cert-file', env: 'LEDGE_TLS_CERT_FILE', optional: true, description: 'PEM server certificate (enables wss://)' },
+  'hub.tls.certFile': { type: 'string', flag: 'tls-cert-file', env: 'LEDGE_TLS_CERT_FILE', optional: true, description: 'PEM server certificate chain of CloudHub (wss://)' },
   'hub.tls.keyFile': { type: 'string', flag: 'tls-key-file', env: 'LEDGE_TLS_KEY_FILE', optional: true, description: 'PEM server private key' },
-  'hub.tls.caFile': { type: 'string', flag: 'tls-ca-file', env: 'LEDGE_TLS_CA_FILE', optional: true, description: 'PEM CA bundle for client certificates' },
+  'hub.tls.caFile': {
+    type: 'string',
+    flag: 'tls-ca-file',
+    env: 'LEDGE_TLS_CA_FILE',
+    optional: true,
+    description: "PEM CA that signs the nodes' client certificates (subject CN=system:node:<name>, O=system:nodes: the node's identity)",
+  },
+  // CloudCore's node CA (issue 13, docs/security.md): the operator's files, else the `ledge-ca` Secret (made at first start).
+  'ca.certFile': {
+    type: 'string',
+    flag: 'ca-cert-file',
+    env: 'LEDGE_CA_CERT_FILE',
+    optional: true,
+    description: 'PEM CA certificate that signs node and CloudHub certificates (default: the ledge-ca Secret, created at first start)',
+  },
+  'ca.keyFile': { type: 'string', flag: 'ca-key-file', env: 'LEDGE_CA_KEY_FILE', optional: true, description: 'PEM private key of --ca-cert-file' },
+  'ca.namespace': {
+    type: 'string',
+    flag: 'ca-namespace',
+    optional: true,
+    description: 'namespace of the ledge-ca Secret and the join tokens (default: the leader election namespace)',
+  },
+  'ca.tlsSans': {
+    type: 'string[]',
+    flag: 'tls-san',
+    env: 'LEDGE_CLOUDHUB_TLS_SANS',
+    default: [],
+    description: "extra names (DNS or IP) in CloudHub's serving certificate: the addresses nodes dial (127.0.0.1, localhost and a specific bind address are always in)",
+  },
+  // Node certificates renew at 80 % of this (POST /v1/renew, issue 13); seconds-long ones are for tests.
+  ...moduleFields('ca', defaultCertificateAuthorityOptions, {
+    nodeCertLifetimeMs: {
+      type: 'integer',
+      min: 2000,
+      flag: 'node-cert-lifetime-ms',
+      description: 'lifetime of the node client certificates CloudCore issues at join and renewal (ms; nodes renew at 80 % of it)',
+    },
+  }),
   ...moduleFields('stream', defaultCloudStreamOptions, {
     enabled: {
       type: 'boolean',

@@ -20,9 +20,12 @@ import { SyncController, combineDesiredSources } from './synccontroller/index.js
 import { createDeviceController, type DeviceController } from './devicecontroller/index.js';
 import { createDeviceWebhook, type DeviceWebhook } from './devicewebhook/index.js';
 import { LeaderElector, defaultIdentity } from './leaderelection/index.js';
-import { loadKube, loadKubeConfig } from './kube/index.js';
+import { kube, loadKube, loadKubeConfig, type k8s } from './kube/index.js';
 import { CloudStream, cloudStreamEndpoint, defaultCloudStreamOptions } from './cloudstream/index.js';
 import { cloudConfigSpec, cloudUsage, type CloudConfig } from './config.js';
+import { createJoinHandler, createRenewHandler, loadOrCreateCa, type CertificateAuthority } from './certauthority/index.js';
+import { createTokenStore, type TokenStore } from './tokens/index.js';
+import { createNodeRevocation, type NodeRevocation } from './revocation/index.js';
 
 export interface CloudCore {
   bee: Beehive;
@@ -32,6 +35,10 @@ export interface CloudCore {
   apiserver?: ApiServerHandle;
   /** The device validation webhook, with --webhook-tls-cert-file. */
   webhook?: DeviceWebhook;
+  /** The node CA CloudHub trusts and issues from (managed TLS: no --tls-cert-file, a Kubernetes API or --ca-cert-file). */
+  ca?: CertificateAuthority;
+  /** The join tokens (managed TLS with a Kubernetes API): what POST /v1/join consumes. */
+  tokens?: TokenStore;
   stop(): Promise<void>;
 }
 
@@ -49,14 +56,69 @@ export interface CloudCoreExtras {
   hubOverrides?: Partial<CloudHubOptions>;
 }
 
+/** CloudHub's options from the config: the `hub.tls.*` files when any is set (CloudHub checks that they, or --insecure-plain-websocket, make sense). */
 export function hubOptionsFrom(config: CloudConfig): Partial<CloudHubOptions> {
   const { tls, ...rest } = config.hub;
-  if ((tls?.certFile && !tls.keyFile) || (!tls?.certFile && tls?.keyFile)) {
-    throw new ConfigError('config fields "hub.tls.certFile" and "hub.tls.keyFile" must be set together');
-  }
+  const files = { ...(tls?.certFile ? { certFile: tls.certFile } : {}), ...(tls?.keyFile ? { keyFile: tls.keyFile } : {}), ...(tls?.caFile ? { caFile: tls.caFile } : {}) };
+  return { ...rest, ...(Object.keys(files).length ? { tls: files } : {}) };
+}
+
+/**
+ * CloudHub's credentials when the operator gave no --tls-cert-file (docs/security.md): the node CA
+ * (--ca-cert-file/--ca-key-file, else the `ledge-ca` Secret, created by whichever replica starts
+ * first), a serving certificate issued from it at each start for the bind address, --tls-san,
+ * 127.0.0.1 and localhost, and the join endpoint (POST /v1/join) when there is an API to keep
+ * tokens in. None with --insecure-plain-websocket or operator TLS files, or with neither an API nor
+ * CA files (then CloudHub explains what it needs).
+ */
+async function managedHubSecurity(
+  config: CloudConfig,
+  kc: k8s.KubeConfig | undefined,
+  log: Logger,
+  revocation?: Pick<NodeRevocation, 'refusal'>,
+): Promise<{ ca: CertificateAuthority; tokens?: TokenStore; hub: Partial<CloudHubOptions>; onRenewed(listener: (node: string, notAfterMs: number) => void): void } | undefined> {
+  if (config.hub.insecurePlainWebSocket || config.hub.tls?.certFile || config.hub.tls?.keyFile) return undefined;
+  const caFiles = config.ca.certFile && config.ca.keyFile ? { certFile: config.ca.certFile, keyFile: config.ca.keyFile } : undefined;
+  if ((config.ca.certFile || config.ca.keyFile) && !caFiles) throw new ConfigError('--ca-cert-file and --ca-key-file go together');
+  if (!kc && !caFiles) return undefined;
+  const namespace = config.ca.namespace ?? config.leaderElection.namespace;
+  const core = kc?.makeApiClient(kube().CoreV1Api);
+  const ca = await loadOrCreateCa({
+    ...(core ? { core } : {}),
+    namespace,
+    ...(caFiles ?? {}),
+    nodeCertLifetimeMs: config.ca.nodeCertLifetimeMs,
+    log: log.child({ module: 'certauthority' }),
+  });
+  const host = config.hub.host;
+  const serving = await ca.issueServingCert([...(host && host !== '0.0.0.0' && host !== '::' ? [host] : []), ...config.ca.tlsSans]);
+  const tokens = core ? createTokenStore({ core, namespace }) : undefined;
+  log.info(
+    `node CA ${ca.hash} (${ca.source === 'files' ? 'from --ca-cert-file' : ca.source === 'created' ? `created in Secret ${namespace}/ledge-ca` : `Secret ${namespace}/ledge-ca`})`,
+    {
+      joins: tokens ? 'POST /v1/join' : 'off (no Kubernetes API for tokens)',
+      renewals: 'POST /v1/renew',
+    },
+  );
+  const join = tokens ? createJoinHandler({ ca, tokens, log: log.child({ module: 'join' }) }) : undefined;
+  // Renewal needs no token store (a CA from --ca-cert-file renews too); a revoked node renews nothing.
+  const renewed = new Set<(node: string, notAfterMs: number) => void>();
+  const renew = createRenewHandler({
+    ca,
+    log: log.child({ module: 'renew' }),
+    onRenewed: (node, notAfterMs) => {
+      for (const l of renewed) l(node, notAfterMs);
+    },
+    ...(revocation ? { isRevoked: (node, cert) => revocation.refusal(node, cert) } : {}),
+  });
   return {
-    ...rest,
-    ...(tls?.certFile && tls.keyFile ? { tls: { certFile: tls.certFile, keyFile: tls.keyFile, ...(tls.caFile ? { caFile: tls.caFile } : {}) } } : {}),
+    ca,
+    onRenewed: (listener) => renewed.add(listener),
+    ...(tokens ? { tokens } : {}),
+    hub: {
+      tls: { cert: serving.cert, key: serving.key, ca: ca.certPem },
+      httpHandler: (req, res) => (join?.(req, res) ?? false) || renew(req, res),
+    },
   };
 }
 
@@ -120,14 +182,28 @@ export async function startCloudCore(config: CloudConfig, log: Logger, extras: C
   const identity = config.leaderElection.identity ?? defaultIdentity();
   // CloudStream needs the pods (to route by node) and the API (Leases of the sessions each replica holds).
   const streamConfig = kc && config.stream.enabled ? { ...config.stream, ...streamDefaultsFor(config, apiserver) } : undefined;
+  // Revoked nodes (issue 13, docs/security.md): with an API and TLS (plain ws:// has no certificates to refuse). Deleted edge
+  // Nodes come from the EdgeController's Node informer; `ledge node revoke` from ConfigMap ledge-revoked-nodes.
+  const revocation =
+    kc && !config.hub.insecurePlainWebSocket
+      ? createNodeRevocation({ namespace: config.ca.namespace ?? config.leaderElection.namespace }, { kc, log: log.child({ module: 'revocation' }) })
+      : undefined;
+  // Mutual TLS by default: the node CA and CloudHub's certificate from it, the join endpoint beside the link.
+  const security = await managedHubSecurity(config, kc, log, revocation);
   const hub = createCloudHub(
     {
       ...hubOptionsFrom(config),
+      ...security?.hub,
+      ...(revocation ? { revocation } : {}),
       ...(kc ? { sessionSubscribers: [ModuleName.SyncController, ...(streamConfig ? [ModuleName.CloudStream] : [])] } : {}),
       ...extras.hubOverrides,
     },
     { log: log.child({ module: 'cloudhub' }) },
   );
+  // A node that renewed its certificate here keeps its session past the old certificate's expiry.
+  security?.onRenewed((node, notAfterMs) => hub.extendSessionExpiry(node, notAfterMs));
+  // A node revoked (or its Node deleted): its live session here is closed at once.
+  revocation?.onRevoked((nodes) => hub.closeRevokedSessions(nodes));
   // CloudHub's connected nodes: what the SyncController reconciles periodically, and what each controller announces once its informers listed.
   const connectedNodes = () => hub.connectedNodes();
   const elector = kc ? new LeaderElector(kc, { ...config.leaderElection, identity }, log.child({ module: 'leaderelection' })) : undefined;
@@ -135,8 +211,10 @@ export async function startCloudCore(config: CloudConfig, log: Logger, extras: C
   const protection = kc ? new EvictionProtection(kc, () => elector?.isLeader() ?? false, log.child({ module: 'evictionprotection' })) : undefined;
   let stream: CloudStream | undefined;
   const edgeController = createEdgeController(kc, log.child({ module: 'edgecontroller' }), {
-    ...(protection ? { informerObservers: [protection] } : {}),
+    informerObservers: [...(protection ? [protection] : []), ...(revocation ? [revocation] : [])],
     announceNodes: connectedNodes,
+    // A deleted Node is registered again only from a live session here (not from a report of the revoked node's closed one).
+    ...(revocation ? { mayRegisterNode: (node: string) => hub.isConnected(node) } : {}),
     // Edge Nodes point the API server's node proxy at CloudStream (the port once listening, for --stream-port 0).
     ...(streamConfig ? { streamEndpoint: () => (streamConfig.port !== 0 ? cloudStreamEndpoint(streamConfig) : stream?.isListening() ? stream.nodeEndpoint() : undefined) } : {}),
   });
@@ -173,6 +251,7 @@ export async function startCloudCore(config: CloudConfig, log: Logger, extras: C
     edgeController,
     ...(deviceController ? [deviceController] : []),
     ...(sync ? [sync] : []),
+    ...(revocation ? [revocation] : []),
     ...(elector ? [elector] : []),
     ...(protection ? [protection] : []),
     ...(stream ? [stream] : []),
@@ -194,6 +273,8 @@ export async function startCloudCore(config: CloudConfig, log: Logger, extras: C
     ...(sync ? { sync } : {}),
     ...(apiserver ? { apiserver } : {}),
     ...(webhook ? { webhook } : {}),
+    ...(security ? { ca: security.ca } : {}),
+    ...(security?.tokens ? { tokens: security.tokens } : {}),
     stop: async () => {
       await webhook?.close();
       await bee.stop();

@@ -8,6 +8,8 @@
 export interface PolicyRule {
   apiGroups: string[];
   resources: string[];
+  /** Only these objects (Kubernetes cannot restrict create, list or watch by name). */
+  resourceNames?: string[];
   verbs: string[];
 }
 
@@ -21,8 +23,14 @@ export const cloudcoreRules: PolicyRule[] = [
   { apiGroups: [''], resources: ['pods/status'], verbs: ['update'] },
   // Only read, and only those referenced by pods are sent to nodes.
   { apiGroups: [''], resources: ['configmaps', 'secrets'], verbs: ['get', 'list', 'watch'] },
-  // CloudStream's peer token: the first replica creates Secret ledge-stream-peer (cloudstream/leases.ts); reading it is the rule above.
-  { apiGroups: [''], resources: ['secrets'], verbs: ['create'] },
+  // CloudStream's peer token: the first replica creates Secret ledge-stream-peer (cloudstream/leases.ts); the node CA: the
+  // first replica creates Secret ledge-ca (certauthority/ca.ts); join tokens: a single-use one is consumed by deleting its
+  // Secret ledge-token-<id> (tokens/index.ts). Reading them is the rule above.
+  { apiGroups: [''], resources: ['secrets'], verbs: ['create', 'delete'] },
+  // Node revocation (revocation/store.ts): a replica records a deleted edge Node in ConfigMap ledge-revoked-nodes (the CA's
+  // namespace), creating it when missing; it is read and watched through the rule above. Kubernetes cannot limit create by name.
+  { apiGroups: [''], resources: ['configmaps'], verbs: ['create'] },
+  { apiGroups: [''], resources: ['configmaps'], resourceNames: ['ledge-revoked-nodes'], verbs: ['update'] },
   // Node heartbeats (kube-node-lease), leader election (kube-system) and CloudStream's per-node stream Leases (ledge-stream-<node>).
   { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
   // SyncController installs its CRDs when missing.

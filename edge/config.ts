@@ -48,6 +48,14 @@ export const edgeConfigSpec = {
     insecureSkipTlsVerify: { type: 'boolean', flag: 'insecure-skip-tls-verify', description: "do not verify CloudHub's certificate (development only)" },
   }),
   'hub.caFile': { type: 'string', flag: 'ca-file', env: 'LEDGE_CA_FILE', optional: true, description: "PEM CA bundle that signed CloudHub's certificate" },
+  'hub.certFile': {
+    type: 'string',
+    flag: 'cert-file',
+    env: 'LEDGE_CERT_FILE',
+    optional: true,
+    description: 'PEM client certificate naming this node (CN=system:node:<name>; written by ledge join); required with wss://',
+  },
+  'hub.keyFile': { type: 'string', flag: 'key-file', env: 'LEDGE_KEY_FILE', optional: true, description: 'PEM private key of --cert-file' },
   ...moduleFields('nodeStatus', defaultNodeStatusOptions, {
     intervalMs: { type: 'integer', min: 10, flag: 'node-status-interval-ms', deprecatedFlags: ['node-status-interval'], description: 'node status report interval (ms)' },
     kubeletVersion: { type: 'string', description: "nodeInfo.kubeletVersion, kubectl's VERSION column (semver; the default names the Kubernetes version Ledge serves)" },

@@ -3,15 +3,14 @@
  * EdgeCore entry point (bundled into dist/edgecore.js). Wires the modules in one
  * explicit list (KubeEdge's registerModules) and runs until SIGTERM/SIGINT.
  */
-import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
 import v8 from 'node:v8';
 import { Beehive } from '../shared/beehive/index.js';
 import { loggerFromConfig, type Logger } from '../shared/log/index.js';
 import { startCommand } from '../shared/runtime/index.js';
-import { errorCode, errorMessage, ConfigError, StorageError } from '../shared/errors/index.js';
-import { lockDataDir } from '../shared/lock/index.js';
+import { errorCode, errorMessage, ConfigError } from '../shared/errors/index.js';
+import { lockDataDir, makePrivateDir } from '../shared/lock/index.js';
 import { createEdgeHub } from './edgehub/index.js';
 import { createMetaManager } from './metamanager/index.js';
 import { createMetaServer, type MetaServer } from './metaserver/index.js';
@@ -31,11 +30,8 @@ export interface EdgeCore {
 export function startEdgeCore(given: EdgeConfig, log: Logger): EdgeCore {
   // Absolute: pods run with their own working directory and are given paths under it.
   const config = { ...given, dataDir: resolve(given.dataDir) };
-  try {
-    mkdirSync(config.dataDir, { recursive: true });
-  } catch (err) {
-    throw new StorageError(`cannot create data directory ${config.dataDir}: ${errorMessage(err)}`, { cause: err });
-  }
+  // 0700: it holds the node's key and secrets (issue 13); created so, or narrowed.
+  makePrivateDir(config.dataDir, log);
   // One EdgeCore per data directory (a second would interleave writes to the same logs).
   const lock = lockDataDir(config.dataDir, { owner: 'edgecore', log });
   const meta = createMetaManager({ dataDir: config.dataDir, ...config.meta }, log.child({ module: 'metamanager' }));

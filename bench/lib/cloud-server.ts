@@ -108,7 +108,10 @@ async function main(): Promise<void> {
       '--log-format',
       'json',
       // wss:// when the parent passes a certificate (BENCH_TLS=1 in bench/cloudhub-scale.ts).
-      ...(process.env.BENCH_TLS_CERT && process.env.BENCH_TLS_KEY ? ['--tls-cert-file', process.env.BENCH_TLS_CERT, '--tls-key-file', process.env.BENCH_TLS_KEY] : []),
+      // Without one, plain ws:// (the simulated nodes name themselves). The TLS run needs --tls-ca-file and node client certificates since #13.
+      ...(process.env.BENCH_TLS_CERT && process.env.BENCH_TLS_KEY
+        ? ['--tls-cert-file', process.env.BENCH_TLS_CERT, '--tls-key-file', process.env.BENCH_TLS_KEY]
+        : ['--insecure-plain-websocket']),
     ],
     env: {},
   });

@@ -335,7 +335,22 @@ export async function startControlPlane(bundles: Bundles, dir: string): Promise<
 export async function startCloudCore(bundles: Bundles, cp: ControlPlane, identity: string, extra: string[] = []): Promise<{ svc: Service; url: string }> {
   const svc = startService(
     identity,
-    [bundles.ledge, 'cloud', '--kubeconfig', cp.kubeconfig, '--bind-address', '127.0.0.1', '--port', '0', '--identity', identity, '--log-level', 'info', ...extra],
+    [
+      bundles.ledge,
+      'cloud',
+      '--kubeconfig',
+      cp.kubeconfig,
+      '--bind-address',
+      '127.0.0.1',
+      '--insecure-plain-websocket',
+      '--port',
+      '0',
+      '--identity',
+      identity,
+      '--log-level',
+      'info',
+      ...extra,
+    ],
     { env: { ...process.env, LEDGE_LOG_FORMAT: 'json' }, keepLines: 2000 },
   );
   onCleanup(() => svc.stop(5000));

@@ -1,6 +1,10 @@
 /**
  * @module
- * CloudHub: the WebSocket server edge nodes connect to. One session per node; a
+ * CloudHub: the WebSocket server edge nodes connect to. A node is the one its client
+ * certificate names (`CN=system:node:<name>, O=system:nodes`, verified against the client CA;
+ * issue 13): anything else is refused before the upgrade, and plain ws:// with self-declared
+ * names runs only when asked for (`insecurePlainWebSocket`) on loopback. Plain HTTPS requests on
+ * the same port go to `httpHandler` (the join endpoint). One session per node; a
  * second connection from the same node replaces the first. Downstream messages from
  * cloud modules (resource `node/{name}/{namespace}/{type}/{name}`, or `node/*\/…` for
  * every connected node) go through the node's {@link DeliveryQueue}: ordered per
@@ -17,10 +21,11 @@
  * unflushed-bytes budget (a peer that stops reading is cut off), idle node state is
  * evicted, and repeated warnings are summarised per window.
  */
-import { createServer as createHttpServer, STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
+import { X509Certificate } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { channel } from 'node:diagnostics_channel';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
@@ -47,6 +52,7 @@ import {
 } from '../../shared/protocol/index.js';
 import {
   closeReason,
+  ConfigError,
   DisconnectedError,
   ErrorCode,
   errorCode,
@@ -60,8 +66,11 @@ import {
   NoSuchModuleError,
   QueueFullError,
   SlowPeerError,
+  CertExpiredError,
   TextFrameError,
   LedgeError,
+  NodeRevokedError,
+  RevocationsUnavailableError,
   UnsupportedError,
 } from '../../shared/errors/index.js';
 import { Mux, type Stream } from '../../shared/stream/index.js';
@@ -70,8 +79,11 @@ import type { Logger } from '../../shared/log/index.js';
 import { DeliveryQueue } from '../../shared/delivery/index.js';
 import { NodeState, TokenBucket, type FrameKind, type Outgoing } from './node-state.js';
 import { LogLimiter, seconds } from './log-limiter.js';
-import { resolveCloudHubOptions, type CloudHubOptions } from './options.js';
+import { hubTransport, resolveCloudHubOptions, type CloudHubOptions, type CloudHubTlsCredentials, type HubTransport } from './options.js';
+import { isLoopbackHost, isNodeName, nodeFromCertificate, type CertificateIdentity } from './identity.js';
 import { ackReport, sessionReport, SessionOperation, type AckedObject, type SessionReport } from './reports.js';
+
+export { isLoopbackHost } from './identity.js';
 
 const connectedChannel = channel('ledge:cloudhub:connected');
 const disconnectedChannel = channel('ledge:cloudhub:disconnected');
@@ -83,23 +95,8 @@ const ackChannel = channel('ledge:cloudhub:ack');
  */
 const STREAM_LOW_WATER = 64 * 1024;
 
-/** DNS-1123 subdomain, as Kubernetes requires for node names. */
-const NODE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-
-/** True for addresses only this machine can reach: 127.0.0.0/8, ::1, localhost. */
-export function isLoopbackHost(host: string): boolean {
-  const h = host
-    .trim()
-    .toLowerCase()
-    .replace(/^\[(.*)\]$/, '$1');
-  if (h === 'localhost') return true;
-  if (isIP(h) === 4) return h.startsWith('127.');
-  if (isIP(h) === 6) {
-    const canonical = new URL(`http://[${h}]/`).hostname; // compressed, lower case; ::ffff:127.0.0.1 → [::ffff:7f00:1]
-    return canonical === '[::1]' || /^\[::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}\]$/.test(canonical);
-  }
-  return false;
-}
+/** HTTP status of a refused upgrade whose client is not authenticated (no, untrusted, expired or non-node certificate; a name it does not carry). */
+const UNAUTHENTICATED = 401;
 
 /**
  * What CloudHub needs besides its options. Everything it tells other modules goes over
@@ -128,6 +125,8 @@ export class CloudHub implements Module {
   readonly name = ModuleName.CloudHub;
   readonly group = Group.Hub;
   readonly options: CloudHubOptions;
+  /** How nodes are authenticated: by client certificate (`mtls`), or not at all (`plain`, loopback development). */
+  readonly transport: HubTransport;
   private readonly codec: Codec;
   private readonly log: Logger;
   private readonly nodes = new Map<string, NodeState>();
@@ -136,14 +135,21 @@ export class CloudHub implements Module {
   /** Rate limit for hub-wide warnings (refused handshakes, TLS failures). */
   private readonly hubLog: LogLimiter;
   private server: Server | undefined;
+  /** What the TLS server serves with: from the options at listen, or as replaced by {@link setTlsCredentials}. */
+  private credentials: CloudHubTlsCredentials | undefined;
+  private parsedCas: { pem: string; certs: X509Certificate[] } | undefined;
   private wss: WebSocketServer | undefined;
   private ctx: ModuleContext | undefined;
   private timers: NodeJS.Timeout[] = [];
+  /** The client certificate of each live session (only with a `revocation` check): what `closeRevokedSessions` re-checks. */
+  private readonly sessionCertificates = new Map<string, X509Certificate>();
   private listening: Promise<void> | undefined;
   private resolveListening!: () => void;
 
   constructor(options: Partial<CloudHubOptions>, deps: CloudHubDeps) {
     this.options = resolveCloudHubOptions(options);
+    // Before anything binds: CloudHub never serves nodes it cannot tell apart (unless asked to, on loopback).
+    this.transport = hubTransport(this.options);
     this.codec = createCborCodec({ maxFrameBytes: this.options.maxFrameBytes });
     this.log = deps.log;
     this.hubLog = new LogLimiter(this.options.logWindowMs);
@@ -163,7 +169,33 @@ export class CloudHub implements Module {
 
   get url(): string {
     const host = this.options.host === '0.0.0.0' || this.options.host === '::' ? '127.0.0.1' : this.options.host;
-    return `${this.options.tls ? 'wss' : 'ws'}://${host}:${this.port}${this.options.path}`;
+    return `${this.transport === 'mtls' ? 'wss' : 'ws'}://${host}:${this.port}${this.options.path}`;
+  }
+
+  /**
+   * Replaces the serving certificate, its key and the client CA (rotation). New TLS handshakes use
+   * them; open sessions keep theirs. Before the server listens, they replace what the options give.
+   */
+  setTlsCredentials(credentials: CloudHubTlsCredentials): void {
+    if (this.transport !== 'mtls') throw new ConfigError('setTlsCredentials: this CloudHub serves plain ws:// (insecurePlainWebSocket), not TLS');
+    if (!credentials.cert || !credentials.key || !credentials.ca) throw new ConfigError('setTlsCredentials: cert, key and ca are all required');
+    // setSecureContext throws on a bad PEM or a key that does not match: the old credentials stay.
+    (this.server as HttpsServer | undefined)?.setSecureContext({ cert: credentials.cert, key: credentials.key, ca: credentials.ca });
+    this.credentials = { ...credentials };
+  }
+
+  /** The PEM credentials of the options (files read now). */
+  private credentialsFromOptions(): CloudHubTlsCredentials {
+    const t = this.options.tls!;
+    const read = (pem: string | undefined, file: string | undefined, what: string): string => {
+      if (pem) return pem;
+      try {
+        return readFileSync(file!, 'utf8');
+      } catch (err) {
+        throw new ConfigError(`cannot read the ${what} ${file}: ${errorMessage(err)}`, { cause: err });
+      }
+    };
+    return { cert: read(t.cert, t.certFile, 'server certificate'), key: read(t.key, t.keyFile, 'server private key'), ca: read(t.ca, t.caFile, 'client CA') };
   }
 
   async start(ctx: ModuleContext, signal: AbortSignal): Promise<void> {
@@ -183,12 +215,20 @@ export class CloudHub implements Module {
 
   private listen(): Promise<void> {
     const o = this.options;
-    const server = o.tls
-      ? createHttpsServer({ cert: readFileSync(o.tls.certFile), key: readFileSync(o.tls.keyFile), ...(o.tls.caFile ? { ca: readFileSync(o.tls.caFile) } : {}) })
-      : createHttpServer();
-    server.on('request', (_req, res) => {
-      res.writeHead(426, { 'content-type': 'text/plain' }).end(`CloudHub speaks WebSocket (${SUBPROTOCOL}) at ${o.path}\n`);
-    });
+    let server: Server;
+    try {
+      if (this.transport === 'mtls') {
+        this.credentials ??= this.credentialsFromOptions();
+        // A client certificate is asked for, never required by TLS itself: the join endpoint serves
+        // nodes that have none yet; the WebSocket upgrade requires a verified one (onUpgrade).
+        server = createHttpsServer({ ...this.credentials, requestCert: true, rejectUnauthorized: false });
+      } else {
+        server = createHttpServer();
+      }
+    } catch (err) {
+      return Promise.reject(err instanceof ConfigError ? err : new ConfigError(`CloudHub's TLS credentials are not usable: ${errorMessage(err)}`, { cause: err }));
+    }
+    server.on('request', (req, res) => this.onRequest(req, res));
     // clientTracking off: sessions are tracked per node here, and the Set costs memory at 10k nodes.
     const wss = new WebSocketServer({
       noServer: true,
@@ -215,11 +255,17 @@ export class CloudHub implements Module {
         server.off('error', reject);
         const bound = server.address();
         const address = typeof bound === 'object' && bound ? bound.address : o.host;
-        this.log.info('cloudhub listening', { url: this.url, address, tls: !!o.tls });
-        if (!isLoopbackHost(address)) {
+        if (this.transport === 'plain' && !isLoopbackHost(address)) {
+          // The name was loopback (checked at construction) and resolved to something else.
+          server.close();
+          reject(new ConfigError(`--insecure-plain-websocket: ${o.host} resolved to ${address}, not a loopback address; CloudHub does not serve unauthenticated ws:// there`));
+          return;
+        }
+        this.log.info('cloudhub listening', { url: this.url, address, tls: this.transport === 'mtls' });
+        if (this.transport === 'plain') {
           this.log.warn(
-            `CloudHub listens on ${address}, reachable from other machines, while nodes still name themselves (${NODE_NAME_HEADER}, no client certificates): anyone who can reach this port can act as any node. Restrict access to the network, or listen on 127.0.0.1 (the default)`,
-            { address },
+            `CloudHub serves plain ws:// WITHOUT AUTHENTICATION (--insecure-plain-websocket): every node names itself (${NODE_NAME_HEADER}), so any process on this machine can act as any node. Development only; serve nodes with TLS and client certificates (--tls-cert-file, --tls-key-file, --tls-ca-file)`,
+            { code: ErrorCode.Insecure, address },
           );
         }
         this.resolveListening();
@@ -228,18 +274,37 @@ export class CloudHub implements Module {
     });
   }
 
-  /** Refuses an upgrade before it happens: HTTP 400, the body `LEDGE_ERR_HANDSHAKE: <reason>`. */
-  private reject(socket: Duplex, reason: string, remote: string, kind: string): void {
-    const err = new HandshakeError(reason);
+  /** A plain HTTP(S) request: the embedder's handler first (the join endpoint), else 426 on the WebSocket path and 404 elsewhere. */
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const o = this.options;
+    try {
+      if (o.httpHandler?.(req, res)) return;
+    } catch (err) {
+      this.log.error(`HTTP handler failed on ${req.method} ${(req.url ?? '').slice(0, 100)}: ${errorMessage(err)}`, { code: errorCode(err) });
+      if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+      res.end();
+      return;
+    }
+    if ((req.url ?? '').split('?')[0] === o.path) {
+      res.writeHead(426, { 'content-type': 'text/plain' }).end(`CloudHub speaks WebSocket (${SUBPROTOCOL}) at ${o.path}\n`);
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    }
+  }
+
+  /** Refuses an upgrade before it happens: HTTP `status` (default: the error's, else 400), the body `<code>: <reason>` (`err`'s code, default LEDGE_ERR_HANDSHAKE). */
+  private reject(socket: Duplex, reason: string, remote: string, kind: string, status?: number, error?: LedgeError): void {
+    const err = error ?? new HandshakeError(reason);
     this.warnLimited(
       `refused:${kind}`,
       `edge connection refused: ${reason}`,
       { code: err.code, remote },
       (n, ms) => `${n} more edge connections refused (${kind}) in the last ${seconds(ms)}`,
     );
-    const status = err.httpStatus ?? 400;
+    status ??= err.httpStatus ?? 400;
     const body = `${err.code}: ${reason}\n`;
-    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    const retry = status === 503 ? 'Retry-After: 1\r\n' : '';
+    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\n${retry}Content-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
   }
 
   private onUpgrade(wss: WebSocketServer, req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -249,11 +314,119 @@ export class CloudHub implements Module {
     const protocols = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim());
     if (!protocols.includes(SUBPROTOCOL))
       return this.reject(socket, `subprotocol ${SUBPROTOCOL} required (offered: ${protocols.join(',').slice(0, 200) || 'none'})`, remote, 'subprotocol');
-    const node = String(req.headers[NODE_NAME_HEADER] ?? '');
-    if (!node || node.length > 253 || !NODE_NAME.test(node)) return this.reject(socket, `missing or invalid node name header ${NODE_NAME_HEADER}`, remote, 'name');
+    const claimed = req.headers[NODE_NAME_HEADER];
+    let node: string;
+    let certificate: CertificateIdentity | undefined;
+    let x509: X509Certificate | undefined;
+    if (this.transport === 'mtls') {
+      const identity = this.certificateIdentity(req.socket as TLSSocket);
+      if ('reason' in identity) return this.reject(socket, identity.reason, remote, 'certificate', UNAUTHENTICATED);
+      certificate = identity;
+      node = identity.node;
+      if (claimed !== undefined && claimed !== node) {
+        return this.reject(socket, `certificate names node ${node}, header ${NODE_NAME_HEADER} claims ${String(claimed).slice(0, 253)}`, remote, 'impersonation', UNAUTHENTICATED);
+      }
+      if (this.options.revocation) {
+        x509 = (req.socket as TLSSocket).getPeerX509Certificate();
+        const refused = this.revocationError(node, x509);
+        // Logged once per node and window: a revoked node retries with backoff for as long as it runs.
+        if (refused) return this.reject(socket, refused.message, remote, refused instanceof NodeRevokedError ? `revoked:${node}` : 'revocations-loading', undefined, refused);
+      }
+    } else {
+      node = typeof claimed === 'string' ? claimed : '';
+      if (!isNodeName(node)) return this.reject(socket, `missing or invalid node name header ${NODE_NAME_HEADER}`, remote, 'name');
+    }
     if (this.wouldExceedNodeLimit(node)) return this.reject(socket, `node limit ${this.options.maxNodes} reached`, remote, 'limit');
     const streams = req.headers[NODE_STREAMS_HEADER] === '1';
-    wss.handleUpgrade(req, socket, head, (ws) => this.acceptSession(ws, node, remote, String(req.headers[NODE_SESSION_HEADER] ?? ''), { streams }));
+    wss.handleUpgrade(req, socket, head, (ws) =>
+      this.acceptSession(ws, node, remote, String(req.headers[NODE_SESSION_HEADER] ?? ''), { streams, ...(certificate ? { certificate } : {}), ...(x509 ? { x509 } : {}) }),
+    );
+  }
+
+  /**
+   * The node a connection's client certificate names, or why it names none: no certificate, one
+   * that CloudHub's client CA did not verify (another CA, expired, not for client auth), or a
+   * subject that is no node's.
+   */
+  private certificateIdentity(tlsSocket: TLSSocket): CertificateIdentity | { reason: string } {
+    const cert = tlsSocket.getPeerCertificate?.();
+    if (!cert || Object.keys(cert).length === 0) {
+      return { reason: 'no client certificate: a node connects with the certificate "ledge join" wrote (EdgeCore --cert-file, --key-file)' };
+    }
+    if (!tlsSocket.authorized) {
+      const why = String(tlsSocket.authorizationError ?? 'not verified');
+      const expired = why === 'CERT_HAS_EXPIRED' ? ' (expired: re-join the node)' : '';
+      return { reason: `client certificate not accepted: ${why}${expired}` };
+    }
+    // `authorized` alone is not proof: a resumed TLS session reports the verify result saved with
+    // its ticket (apiserver/authn.ts met this). The certificate is checked here again: issued and
+    // signed by a client CA of now, and valid now.
+    const problem = this.recheckCertificate(tlsSocket.getPeerX509Certificate?.());
+    if (problem) return { reason: `client certificate not accepted: ${problem}` };
+    return nodeFromCertificate(cert);
+  }
+
+  /** Why `cert` is not a valid certificate from one of the client CAs of the current credentials, now; undefined when it is. */
+  private recheckCertificate(cert: X509Certificate | undefined): string | undefined {
+    if (!cert) return 'no certificate on the connection';
+    const now = Date.now();
+    if (now < Date.parse(cert.validFrom)) return `not valid before ${cert.validFrom}`;
+    if (now > Date.parse(cert.validTo)) return 'CERT_HAS_EXPIRED (expired: re-join the node)';
+    const cas = this.clientCas();
+    return cas.some((ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey)) ? undefined : 'not issued by the node CA';
+  }
+
+  /** The client CAs of the current credentials, parsed once per credentials. */
+  private clientCas(): X509Certificate[] {
+    const pem = this.credentials?.ca ?? '';
+    if (this.parsedCas?.pem !== pem) {
+      const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+      this.parsedCas = { pem, certs: blocks.map((b) => new X509Certificate(b)) };
+    }
+    return this.parsedCas.certs;
+  }
+
+  /**
+   * Why the `revocation` check refuses `node`'s certificate: NodeRevokedError (401 at the upgrade,
+   * 1008 for a live session), RevocationsUnavailableError while the revocations are not loaded (503).
+   */
+  private revocationError(node: string, cert: X509Certificate | undefined): LedgeError | undefined {
+    const check = this.options.revocation;
+    if (!check || this.transport !== 'mtls') return undefined;
+    if (!check.loaded()) return new RevocationsUnavailableError('CloudCore is starting and has not loaded the node revocations yet; try again');
+    // A verified TLS session always has its certificate; none is refused rather than let through unchecked.
+    const reason = cert ? check.refusal(node, cert) : `node ${node}: no client certificate to check for revocation`;
+    return reason === undefined ? undefined : new NodeRevokedError(reason);
+  }
+
+  /**
+   * Closes the live session of `node` with `reason` (a string: close code `closeCode`, default
+   * 1000; an error: its close code, default 1008, and `<code>: <message>`). Its queue waits for the
+   * next connection. Returns false when this CloudHub holds no session of the node.
+   */
+  closeSession(node: string, reason: string | LedgeError, closeCode?: number): boolean {
+    const s = this.nodes.get(node);
+    if (!s?.socket) return false;
+    if (typeof reason === 'string') this.detach(s, reason, closeCode ?? 1000);
+    else this.closeForError(s, reason, 'session closed by CloudCore');
+    return true;
+  }
+
+  /**
+   * Checks the live sessions of `nodes` (default: all) against the `revocation` check again and
+   * closes those it now refuses (NodeRevokedError, 1008): call it when nodes were revoked (issue 13).
+   * Returns the nodes whose sessions were closed. Without TLS or a check there is nothing to close.
+   */
+  closeRevokedSessions(nodes?: Iterable<string>): string[] {
+    if (!this.options.revocation || this.transport !== 'mtls') return [];
+    const closed: string[] = [];
+    for (const node of nodes ?? [...this.sessionCertificates.keys()]) {
+      const cert = this.sessionCertificates.get(node);
+      if (!cert || !this.nodes.get(node)?.socket) continue;
+      const err = this.revocationError(node, cert);
+      if (err instanceof NodeRevokedError && this.closeSession(node, err)) closed.push(node);
+    }
+    return closed;
   }
 
   /** Live states: connected, or with queued, in-flight or in-progress messages. */
@@ -429,7 +602,7 @@ export class CloudHub implements Module {
    * Takes over an upgraded socket as the session of `node` (after the handshake checks,
    * including the node limit). Public for tests with fake sockets.
    */
-  acceptSession(ws: WebSocket, node: string, remote: string, session = '', features: { streams?: boolean } = {}): void {
+  acceptSession(ws: WebSocket, node: string, remote: string, session = '', features: { streams?: boolean; certificate?: CertificateIdentity; x509?: X509Certificate } = {}): void {
     const s = this.state(node);
     if (s.socket) {
       this.log.info('node reconnected; replacing its previous connection', { node, remote, previous: s.remote });
@@ -451,7 +624,8 @@ export class CloudHub implements Module {
     s.busy = s.inProgress >= this.options.maxUpstreamInProgress;
     // Kept across reconnects (and while idle): reconnecting does not refill a flooder's budget.
     s.bucket ??= new TokenBucket(this.options.upstreamQps, this.options.upstreamBurst);
-    this.log.info('node connected', { node, remote, queued: s.queue?.size ?? 0 });
+    const cert = features.certificate;
+    this.log.info('node connected', { node, remote, queued: s.queue?.size ?? 0, ...(cert ? { certificateSerial: cert.serialNumber, certificateValidTo: cert.validTo } : {}) });
     ws.on('message', (data, isBinary) => this.inbound(s, gen, isBinary ? 'binary' : 'text', data));
     ws.on('ping', (data) => this.inbound(s, gen, 'ping', data));
     ws.on('pong', (data) => this.inbound(s, gen, 'pong', data));
@@ -467,6 +641,52 @@ export class CloudHub implements Module {
     this.updateReading(s);
     this.reportSession(SessionOperation.Connected, { node, remote, ...(session ? { session } : {}) });
     if (connectedChannel.hasSubscribers) connectedChannel.publish({ node, remote });
+    if (cert) this.closeAtExpiry(s, gen, Date.parse(cert.validTo));
+    if (features.x509 && this.options.revocation) {
+      this.sessionCertificates.set(node, features.x509);
+      // Revoked between the upgrade's check and now: closed at once, as a live session would be.
+      if (this.closeRevokedSessions([node]).length) return;
+    }
+  }
+
+  /**
+   * The live session of `node` may run until `notAfterMs` (its node renewed its certificate through
+   * this replica's /v1/renew, which issued one valid until then): it is not closed at the expiry of
+   * the certificate it was opened with. Only ever extends. Returns whether a session was extended.
+   */
+  extendSessionExpiry(node: string, notAfterMs: number): boolean {
+    const s = this.nodes.get(node);
+    if (!s?.socket || s.certNotAfter === undefined || !(notAfterMs > s.certNotAfter)) return false;
+    this.closeAtExpiry(s, s.generation, notAfterMs);
+    return true;
+  }
+
+  /**
+   * A session lasts no longer than its node's certificate: the one it was opened with, or a
+   * renewal issued meanwhile ({@link extendSessionExpiry}). At that expiry the session is closed
+   * (1008, CertExpiredError): a node that did not renew must re-join. A renewal made through
+   * another replica is not seen here: that session is closed once at the old expiry and the node
+   * reconnects with its new certificate. Timers are capped at 2^31-1 ms and re-armed.
+   */
+  private closeAtExpiry(s: NodeState, gen: number, notAfterMs: number): void {
+    if (!Number.isFinite(notAfterMs)) return;
+    s.certNotAfter = notAfterMs;
+    clearTimeout(s.expiryTimer);
+    const left = notAfterMs - Date.now();
+    s.expiryTimer = setTimeout(
+      () => {
+        s.expiryTimer = undefined;
+        if (s.generation !== gen || !s.socket) return;
+        if (Date.now() < notAfterMs) return this.closeAtExpiry(s, gen, notAfterMs);
+        this.closeForError(
+          s,
+          new CertExpiredError(`the client certificate of node ${s.name} expired at ${new Date(notAfterMs).toISOString()}: it must renew (or re-join: edgecore join --force)`),
+          'certificate expired',
+        );
+      },
+      Math.max(0, Math.min(left, 2 ** 31 - 1)),
+    );
+    s.expiryTimer.unref?.();
   }
 
   /** Ends the node's current connection; its queue waits for the next one. */
@@ -474,6 +694,7 @@ export class CloudHub implements Module {
     const ws = s.socket;
     if (!ws) return;
     s.socket = undefined;
+    this.sessionCertificates.delete(s.name);
     s.generation++;
     s.unflushed = 0;
     s.mux?.closeAll({ code: ErrorCode.Disconnected, message: `node ${s.name} disconnected: ${reason}` });
@@ -484,6 +705,9 @@ export class CloudHub implements Module {
     s.backlog = undefined;
     clearTimeout(s.cutoffTimer);
     s.cutoffTimer = undefined;
+    clearTimeout(s.expiryTimer);
+    s.expiryTimer = undefined;
+    s.certNotAfter = undefined;
     s.logLimiter?.close();
     s.queue?.detach();
     if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) {

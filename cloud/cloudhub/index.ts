@@ -8,8 +8,10 @@ import type { CloudHubOptions } from './options.js';
 
 export { CloudHub } from './cloudhub.js';
 export type { CloudHubDeps, NodeSummary } from './cloudhub.js';
-export { defaultCloudHubOptions, resolveCloudHubOptions } from './options.js';
-export type { CloudHubOptions, CloudHubTlsOptions } from './options.js';
+export { defaultCloudHubOptions, hubTransport, resolveCloudHubOptions } from './options.js';
+export type { CloudHubHttpHandler, CloudHubOptions, CloudHubTlsCredentials, CloudHubTlsOptions, HubTransport, RevocationCheck } from './options.js';
+export { isLoopbackHost, nodeFromCertificate } from './identity.js';
+export type { CertificateIdentity } from './identity.js';
 export { ackReport, sessionReport, SessionOperation } from './reports.js';
 export type { AckReport, SessionReport, AckedObject } from './reports.js';
 

@@ -78,6 +78,10 @@ export class NodeState {
   /** Unflushed bytes over `maxUnflushedBytes`: reading held; cut off if it lasts. */
   overBudget = false;
   cutoffTimer: NodeJS.Timeout | undefined;
+  /** Closes the session when its client certificate expires (mTLS). */
+  expiryTimer: NodeJS.Timeout | undefined;
+  /** When the session's certificate (or a renewal of it issued by this replica) expires, ms. */
+  certNotAfter: number | undefined;
   /** Frames read while reading was held, processed in order once it is released. */
   backlog: HeldFrame[] | undefined;
   bucket: TokenBucket | undefined;

@@ -13,10 +13,11 @@
  *   `desiredFor` throws rather than answer "empty", which would send deletes of every device of a
  *   node that connects while a restarted CloudCore is still listing (see {@link DeviceController.synced}).
  * - Upstream: `update` of `node/<node>/devicestatus` with a DeviceReportBatch. Each report is
- *   checked (shape, then: the Device exists, is bound to that node, has the uid the edge names,
- *   and has the properties reported); what fails is left out with one log line per node per
- *   distinct problem. The rest is merged into the devices' pending state, and the message is
- *   answered null at once — ACKed before the DeviceStatus is written. That is safe across a
+ *   first authorized by the NodeAuthorizer (cloud/nodeauthorizer) against the session's node: the
+ *   Device exists and is bound to that node (a report for another node's Device is refused,
+ *   counted and logged as a violation); then checked (shape, the uid the edge names, the
+ *   properties reported); what fails is left out with one log line per node per distinct problem.
+ *   The rest is merged into the devices' pending state, and the message is answered null at once — ACKed before the DeviceStatus is written. That is safe across a
  *   CloudCore crash because the edge resends its full twin state on every new session (it marks
  *   every device dirty on reconnect): whatever this replica held unwritten when it died comes
  *   again to the replica the node reconnects to. Reports are refused unACKed (LEDGE_ERR_API: the
@@ -31,6 +32,7 @@
  * Without a Kubernetes API (no kubeconfig) reports are accepted and dropped and the sets are empty.
  */
 import { Group, ModuleName, Operation, ResourceType, parseResource, type ErrorContent, type Message } from '../../shared/protocol/index.js';
+import { createNodeAuthorizer, sessionOf, type NodeAuthorizer, type NodeAuthorizerOptions } from '../nodeauthorizer/index.js';
 import type { Module, ModuleContext } from '../../shared/beehive/index.js';
 import type { Logger } from '../../shared/log/index.js';
 import {
@@ -93,6 +95,8 @@ export interface DeviceControllerOptions {
    * nodes): a node that connected before then was not reconciled (its set was unknown).
    */
   announceNodes?: () => string[];
+  /** The node authorizer's options (cloud/nodeauthorizer/options.ts); default: on. */
+  authorization?: Partial<NodeAuthorizerOptions>;
 }
 
 export interface DeviceControllerStats extends StatusWriterStats {
@@ -183,6 +187,8 @@ export class DeviceController implements Module, DesiredSource {
   private flushQueued = false;
   /** Per node: problem key → when it was last logged. */
   private readonly problemsLogged = new Map<string, Map<string, number>>();
+  /** What a node may report through its session: every upstream message is checked here first. */
+  readonly authorizer: NodeAuthorizer;
 
   constructor(
     private readonly kc: k8s.KubeConfig | undefined,
@@ -205,6 +211,16 @@ export class DeviceController implements Module, DesiredSource {
     );
     // Without an API the sets are simply empty: nothing to wait for.
     if (!kc) this.isSynced = true;
+    this.authorizer = createNodeAuthorizer(
+      {
+        device: (namespace, name) => {
+          const d = this.devices?.informer.get(name, namespace);
+          return d ? { nodeName: d.spec?.nodeName || undefined } : undefined;
+        },
+      },
+      log,
+      this.options.authorization,
+    );
   }
 
   async start(ctx: ModuleContext, signal: AbortSignal): Promise<void> {
@@ -228,6 +244,7 @@ export class DeviceController implements Module, DesiredSource {
       if (startError !== undefined && !signal.aborted) throw startError;
     } finally {
       signal.removeEventListener('abort', stop);
+      this.authorizer.close();
       await Promise.all([this.devices, this.models, this.statuses].map((w) => w?.stop()));
       if (signal.aborted) this.writer.close();
     }
@@ -448,32 +465,41 @@ export class DeviceController implements Module, DesiredSource {
   /** The reply to one upstream message: null (handled), an error content (rejected), or LEDGE_ERR_API (not handled: resend). */
   private handle(msg: Message): unknown {
     if (msg.route.operation === Operation.Ack) return null;
-    const m = /^node\/([^/]+)\/(.*)$/.exec(msg.route.resource);
-    if (!m) return errorContent(new UnsupportedError(`devicecontroller does not handle resource ${msg.route.resource.slice(0, 100)}`));
-    const [, node, rest] = m as unknown as [string, string, string];
-    const r = parseResource(rest);
+    const session = sessionOf(msg);
+    if (!session) return errorContent(new UnsupportedError(`devicecontroller does not handle resource ${msg.route.resource.slice(0, 100)}`));
+    const { node, message } = session;
+    const r = parseResource(message.route.resource);
+    // This controller handles one message; anything else is refused before it is looked at.
     if (r.type !== ResourceType.DeviceStatus) return errorContent(new UnsupportedError(`devicecontroller does not handle ${r.type.slice(0, 100)}`));
-    if (msg.route.operation !== Operation.Update) return errorContent(new UnsupportedError(`devicecontroller does not handle ${msg.route.operation.slice(0, 40)} of devicestatus`));
+    if (message.route.operation !== Operation.Update)
+      return errorContent(new UnsupportedError(`devicecontroller does not handle ${message.route.operation.slice(0, 40)} of devicestatus`));
     if (!this.kc) return null;
+    // Not listed yet: the authorizer would refuse every Device as unknown, so the edge resends later instead.
     if (!this.isSynced || !this.devices) return { code: ErrorCode.Api, message: 'not handled: the device informers have not listed yet' } satisfies ErrorContent;
-    const checked = checkBatch(msg.content, this.options);
+    // The one check point: the node is the session's (CloudHub's routing), never what the reports claim.
+    const decision = this.authorizer.authorize(node, message);
+    if (!decision.allowed) return decision.error;
+    const authProblems: NodeProblem[] = (decision.refusedEntries ?? []).map((e) => ({
+      ...(e.violation ? Problem.forbidden : Problem.unknown),
+      subject: e.subject,
+    }));
+    const checked = checkBatch(decision.content ?? message.content, this.options);
     if (!checked) {
       this.reportProblems(node, [{ kind: 'content is not a device report batch', subject: 'the whole message', code: ErrorCode.InvalidMessage }]);
       return errorContent(new InvalidMessageError('devicestatus content must be a DeviceReportBatch: {reports: [...]}'));
     }
-    const problems: NodeProblem[] = checked.problems.map((p) => ({ ...p, code: ErrorCode.InvalidMessage }));
+    const problems: NodeProblem[] = [...authProblems, ...checked.problems.map((p) => ({ ...p, code: ErrorCode.InvalidMessage }))];
     for (const report of checked.reports) {
       const key = deviceKey(report.namespace, report.name);
       const d = this.devices.informer.get(report.name, report.namespace);
+      // Authorized above (bound to this node); what is left is whether the report is for this incarnation, still alive.
       const problem = !d
         ? Problem.unknown
-        : d.spec?.nodeName !== node
-          ? Problem.forbidden
-          : report.uid !== undefined && report.uid !== d.metadata?.uid
-            ? Problem.uid
-            : d.metadata?.deletionTimestamp
-              ? Problem.deleting
-              : undefined;
+        : report.uid !== undefined && report.uid !== d.metadata?.uid
+          ? Problem.uid
+          : d.metadata?.deletionTimestamp
+            ? Problem.deleting
+            : undefined;
       if (problem || !d) {
         problems.push({ ...(problem ?? Problem.unknown), subject: key });
         continue;

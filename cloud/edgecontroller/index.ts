@@ -9,32 +9,49 @@
  * - Upstream: node status reports register/update the Node (edge role label,
  *   addresses, capacity, allocatable, nodeInfo, conditions, images) and renew its Lease;
  *   pod status reports go to pods/status. Writes are coalesced per object (latest wins).
- *   A node may write only its own Node and the pods bound to it. A report of the shape
+ *   A report of the shape
  *   older edges send (no allocatable, osImage, images…) is written as before; a malformed
  *   entry (a bad quantity, image or condition) is left out with one log line, never silently.
  * - Queries: a node asks for an object it does not hold (MetaManager's remote query); it is
- *   answered from the informer caches only for what is in that node's desired set (a pod
- *   bound to it, a configmap or secret such a pod references) or its own Node, and refused
- *   with LEDGE_ERR_FORBIDDEN otherwise (whether or not the object exists).
+ *   answered from the informer caches.
+ * - Authorization: every upstream message is first checked by the NodeAuthorizer
+ *   (cloud/nodeauthorizer) against the session's node, with this controller's caches as its
+ *   lookups: a node writes only its own Node and Lease, the status of pods bound to it and its
+ *   mirror pods, and reads only what is in its desired set (or its own Node); anything else is
+ *   refused (LEDGE_ERR_FORBIDDEN) before it reaches the API server. A pod status is checked
+ *   again against the pod read just before the write.
  * - Graceful pod deletion: a pod being deleted is removed from its node's desired set,
  *   so the node is told to delete it; when the node ACKs (it stopped the pod), the
  *   deletion is completed with gracePeriodSeconds=0, as a kubelet does.
- * Without a Kubernetes API (no kubeconfig), status reports are accepted and dropped.
+ * Without a Kubernetes API (no kubeconfig), node status reports are accepted and dropped; the
+ * cache is empty, so pod statuses and queries are refused.
  */
 import { ModuleName, Group, Operation, ResourceType, parseResource, type ErrorContent, type Message, type ParsedResource } from '../../shared/protocol/index.js';
 import type { Module, ModuleContext } from '../../shared/beehive/index.js';
 import type { Logger } from '../../shared/log/index.js';
-import { ErrorCode, errorCode, errorContent, errorMessage, ForbiddenError, NoSuchModuleError, NotFoundError, StoppedError, UnsupportedError } from '../../shared/errors/index.js';
+import {
+  ErrorCode,
+  errorCode,
+  errorContent,
+  errorMessage,
+  ForbiddenError,
+  NodeRevokedError,
+  NoSuchModuleError,
+  NotFoundError,
+  StoppedError,
+  UnsupportedError,
+} from '../../shared/errors/index.js';
 import { kube, httpStatus, toPlain, watchResource, CoalescingWriter, type k8s, type WatchedResource } from '../kube/index.js';
 import { desiredChanged, type DesiredObject, type DesiredSource, type ObjectKey } from '../synccontroller/index.js';
 import { podReferences } from '../../shared/references/index.js';
+import { createNodeAuthorizer, podFacts, sessionOf, type Decision, type NodeAuthorizer, type NodeAuthorizerOptions } from '../nodeauthorizer/index.js';
 import { defaultEdgeControllerOptions } from './options.js';
 
 export { defaultEdgeControllerOptions } from './options.js';
 
 export const EDGE_ROLE_LABEL = 'node-role.kubernetes.io/edge';
-/** Marks a static pod's mirror in the API (a kubelet's annotation). */
-export const MIRROR_ANNOTATION = 'kubernetes.io/config.mirror';
+/** Marks a static pod's mirror in the API (a kubelet's annotation); declared with the rules that read it. */
+export { MIRROR_ANNOTATION } from '../nodeauthorizer/index.js';
 
 /**
  * A node status report as edges send it (edge/nodestatus). Every field is optional: edges
@@ -86,6 +103,20 @@ export interface EdgeControllerOptions {
    * nodes): one that connected before then was not reconciled (its set was not known yet).
    */
   announceNodes?: () => string[];
+  /** The node authorizer's options (cloud/nodeauthorizer/options.ts); default: on. */
+  authorization?: Partial<NodeAuthorizerOptions>;
+  /**
+   * Whether a node's report may register its Node when the API has none (issue 13: a deleted Node
+   * revokes its node). CloudCore passes CloudHub's `isConnected`: a report still under way from a
+   * session closed meanwhile (the revoked node's) does not bring the Node back. Default: always.
+   */
+  mayRegisterNode?: (node: string) => boolean;
+}
+
+/** A pod status waiting to be written, with the check to repeat against the pod read just before the write. */
+interface PodStatusWrite {
+  status: k8s.V1PodStatus;
+  recheck: (pod: k8s.V1Pod) => Decision;
 }
 
 /** Annotation of an edge Node holding the addresses the edge reported (JSON), when its addresses point at CloudStream. */
@@ -111,7 +142,9 @@ export class EdgeController implements Module, DesiredSource {
   private readonly refsOfPod = new Map<string, string[]>();
   private readonly nodeStatusWriter: CoalescingWriter<NodeStatusReport>;
   private readonly leaseWriter: CoalescingWriter<number>;
-  private readonly podStatusWriter: CoalescingWriter<k8s.V1PodStatus>;
+  private readonly podStatusWriter: CoalescingWriter<PodStatusWrite>;
+  /** What a node may do through its session: every upstream message is checked here first. */
+  readonly authorizer: NodeAuthorizer;
   private readonly options: EdgeControllerOptions;
   private ctx: ModuleContext | undefined;
   /** Nodes whose desired set changed since the last flush, with the pods being deleted among the changes. */
@@ -132,7 +165,18 @@ export class EdgeController implements Module, DesiredSource {
     }
     this.nodeStatusWriter = new CoalescingWriter((node, report) => this.writeNodeStatus(node, report));
     this.leaseWriter = new CoalescingWriter((node) => this.renewLease(node));
-    this.podStatusWriter = new CoalescingWriter((key, status) => this.writePodStatus(key, status));
+    this.podStatusWriter = new CoalescingWriter((key, w) => this.writePodStatus(key, w.status, w.recheck));
+    this.authorizer = createNodeAuthorizer(
+      {
+        pod: (namespace, name) => {
+          const pod = this.pods?.informer.get(name, namespace);
+          return pod ? podFacts(pod) : undefined;
+        },
+        referencedBy: (node, type, namespace, name) => this.referencedBy(node, type, namespace, name),
+      },
+      log,
+      this.options.authorization,
+    );
   }
 
   async start(ctx: ModuleContext, signal: AbortSignal): Promise<void> {
@@ -155,6 +199,7 @@ export class EdgeController implements Module, DesiredSource {
           });
       }
     } finally {
+      this.authorizer.close();
       await Promise.all([this.pods, this.nodes, this.configMaps, this.secrets].map((w) => w?.stop()));
     }
   }
@@ -336,29 +381,37 @@ export class EdgeController implements Module, DesiredSource {
 
   /** Returns null when handled, an error to ACK with (rejected), a query's answer, or throws (retry later). */
   private async handle(msg: Message): Promise<unknown> {
-    const m = /^node\/([^/]+)\/(.*)$/.exec(msg.route.resource);
-    if (!m || msg.route.operation === Operation.Ack) return null;
-    const [, node, rest] = m as unknown as [string, string, string];
-    const r = parseResource(rest);
-    if (msg.route.operation === Operation.Query) return this.answerQuery(node, r);
+    const session = sessionOf(msg);
+    if (!session || msg.route.operation === Operation.Ack) return null;
+    // The one check point: the node is the session's (CloudHub's routing), never what the message claims.
+    const { node, message } = session;
+    const decision = this.authorizer.authorize(node, message);
+    if (!decision.allowed) return decision.error;
+    const r = parseResource(message.route.resource);
+    if (message.route.operation === Operation.Query) return this.answerQuery(r);
     switch (r.type) {
       case ResourceType.NodeStatus: {
-        // A node reports only for itself: the session's name wins over anything in the resource.
-        if (r.name && r.name !== node) return forbidden(node, `status of node ${r.name}`);
         if (!this.core) return null;
-        await Promise.all([this.nodeStatusWriter.write(node, msg.content as NodeStatusReport), this.leaseWriter.write(node, this.options.now())]);
+        await Promise.all([this.nodeStatusWriter.write(node, message.content as NodeStatusReport), this.leaseWriter.write(node, this.options.now())]);
         return null;
       }
       case ResourceType.PodStatus: {
-        if (!this.core || !r.namespace || !r.name) return null;
-        const pod = this.pods?.informer.get(r.name, r.namespace);
-        if (!pod) return errorContent(new NotFoundError(`pod ${r.namespace}/${r.name} does not exist`));
-        if (pod.spec?.nodeName !== node) return forbidden(node, `pod ${r.namespace}/${r.name}`);
-        await this.podStatusWriter.write(`${r.namespace}/${r.name}`, msg.content as k8s.V1PodStatus);
+        if (!this.core) return null;
+        const write: PodStatusWrite = {
+          status: message.content as k8s.V1PodStatus,
+          recheck: (pod) => this.authorizer.authorize(node, message, { pod: () => podFacts(pod) }),
+        };
+        try {
+          await this.podStatusWriter.write(`${r.namespace}/${r.name}`, write);
+        } catch (err) {
+          // Refused against the pod as read: the cache was behind (another pod of that name, bound elsewhere).
+          if (err instanceof ForbiddenError) return errorContent(err);
+          throw err;
+        }
         return null;
       }
       case ResourceType.Pod:
-        return this.mirrorPod(node, msg.route.operation, r, msg.content);
+        return this.mirrorPod(node, message, r);
       default:
         return errorContent(new UnsupportedError(`edgecontroller does not handle ${r.type}`));
     }
@@ -366,32 +419,31 @@ export class EdgeController implements Module, DesiredSource {
 
   /**
    * A static pod's mirror (a pod the node runs from its own manifests directory): created or
-   * deleted in the API for the node, as a kubelet does. A node may write only mirror pods
-   * (annotation `kubernetes.io/config.mirror`) bound to itself — the NodeRestriction rule.
+   * deleted in the API for the node, as a kubelet does. The authorizer allowed only a mirror pod
+   * (annotation `kubernetes.io/config.mirror`) bound to the node — the NodeRestriction rule; a pod
+   * read from the API (not yet in the cache) is checked again before it is deleted or kept.
    */
-  private async mirrorPod(node: string, operation: string, r: ParsedResource, content: unknown): Promise<unknown> {
+  private async mirrorPod(node: string, message: Message, r: ParsedResource): Promise<unknown> {
     if (!this.core || !r.namespace || !r.name) return null;
     const namespace = r.namespace;
     const name = r.name;
-    const isMirrorOf = (p: k8s.V1Pod | undefined) => p?.metadata?.annotations?.[MIRROR_ANNOTATION] !== undefined && p.spec?.nodeName === node;
+    const operation = message.route.operation;
+    const recheck = (existing: k8s.V1Pod) => this.authorizer.authorize(node, message, { pod: () => podFacts(existing) });
     if (operation === Operation.Delete) {
       const existing = await this.core.readNamespacedPod({ name, namespace }).catch((err: unknown) => {
         if (httpStatus(err) === 404) return undefined;
         throw err;
       });
       if (!existing) return null;
-      if (!isMirrorOf(existing)) return forbidden(node, `pod ${namespace}/${name} (not its mirror pod)`);
+      const d = recheck(existing);
+      if (!d.allowed) return d.error;
       await this.core.deleteNamespacedPod({ name, namespace, gracePeriodSeconds: 0, body: { preconditions: { uid: existing.metadata!.uid! } } }).catch((err: unknown) => {
         if (httpStatus(err) !== 404 && httpStatus(err) !== 409) throw err;
       });
       this.log.info(`mirror pod ${namespace}/${name} of node ${node} deleted`);
       return null;
     }
-    if (operation !== Operation.Insert && operation !== Operation.Update) return errorContent(new UnsupportedError(`edgecontroller does not handle ${operation} of pods`));
-    const pod = content as k8s.V1Pod;
-    if (!isMirrorOf(pod) || pod.metadata?.name !== name || (pod.metadata?.namespace ?? 'default') !== namespace) {
-      return forbidden(node, `pod ${namespace}/${name}: a node creates only mirror pods of its static pods, bound to itself`);
-    }
+    const pod = message.content as k8s.V1Pod;
     const body: k8s.V1Pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace, labels: pod.metadata?.labels, annotations: pod.metadata?.annotations }, spec: pod.spec };
     try {
       await this.core.createNamespacedPod({ namespace, body });
@@ -400,44 +452,46 @@ export class EdgeController implements Module, DesiredSource {
       if (httpStatus(err) !== 409) throw err;
       // Already there: it is ours if it is a mirror of this node (a resend), else a name clash the node is told about.
       const existing = await this.core.readNamespacedPod({ name, namespace });
-      if (!isMirrorOf(existing)) return errorContent(new ForbiddenError(`pod ${namespace}/${name} exists and is not node ${node}'s mirror pod`));
+      const d = recheck(existing);
+      if (!d.allowed) return d.error;
       // The previous mirror is still going away: not done yet (no answer, the edge resends).
       if (existing.metadata?.deletionTimestamp) throw new Error(`mirror pod ${namespace}/${name} is still being deleted`);
     }
     return null;
   }
 
+  /** Whether a pod bound to `node`, not being deleted, references this configmap or secret (the node's desired set holds it). */
+  private referencedBy(node: string, type: 'configmap' | 'secret', namespace: string, name: string): boolean {
+    return [...(this.podsByRef.get(`${namespace}/${type}/${name}`) ?? [])].some((key) => {
+      if (this.nodeOfPod.get(key) !== node) return false;
+      const i = key.indexOf('/');
+      return !this.pods?.informer.get(key.slice(i + 1), key.slice(0, i))?.metadata?.deletionTimestamp;
+    });
+  }
+
   /**
-   * A node's query for one object: the object (as the desired set sends it) if the node may
-   * read it, else a Forbidden (or NotFound, Unsupported) error content.
+   * A node's query for one object the authorizer let it read: the object (as the desired set
+   * sends it), or a NotFound (being deleted, referenced but absent) or Unsupported error content.
    */
-  private answerQuery(node: string, r: ParsedResource): unknown {
+  private answerQuery(r: ParsedResource): unknown {
     const ns = r.namespace ?? 'default';
     const name = r.name;
     if (!name) return errorContent(new UnsupportedError(`edgecontroller answers queries for one object, not ${r.type} collections`));
     if (!this.pods) return errorContent(new UnsupportedError('edgecontroller has no Kubernetes API to answer queries from'));
-    const refused = (what: string) => errorContent(new ForbiddenError(`node ${node} may not read ${what}: it is not in the node's desired set`));
     switch (r.type) {
       case ResourceType.Pod: {
         const pod = this.pods.informer.get(name, ns);
-        if (!pod || pod.spec?.nodeName !== node) return refused(`pod ${ns}/${name}`);
+        if (!pod) return errorContent(new NotFoundError(`pod ${ns}/${name} does not exist`));
         if (pod.metadata?.deletionTimestamp) return errorContent(new NotFoundError(`pod ${ns}/${name} is being deleted`));
         return toPlain(pod, 'v1', 'Pod');
       }
       case ResourceType.ConfigMap:
       case ResourceType.Secret: {
-        const bound = [...(this.podsByRef.get(`${ns}/${r.type}/${name}`) ?? [])].some((key) => {
-          if (this.nodeOfPod.get(key) !== node) return false;
-          const i = key.indexOf('/');
-          return !this.pods?.informer.get(key.slice(i + 1), key.slice(0, i))?.metadata?.deletionTimestamp;
-        });
-        if (!bound) return refused(`${r.type} ${ns}/${name}`);
         const obj = r.type === ResourceType.ConfigMap ? this.configMaps?.informer.get(name, ns) : this.secrets?.informer.get(name, ns);
         if (!obj) return errorContent(new NotFoundError(`${r.type} ${ns}/${name} does not exist`));
         return toPlain(obj, 'v1', r.type === ResourceType.ConfigMap ? 'ConfigMap' : 'Secret');
       }
       case ResourceType.Node: {
-        if (name !== node) return refused(`node ${name}`);
         const own = this.nodes?.informer.get(name);
         if (!own) return errorContent(new NotFoundError(`node ${name} is not registered`));
         return toPlain(own, 'v1', 'Node');
@@ -471,6 +525,11 @@ export class EdgeController implements Module, DesiredSource {
       current = await core.readNode({ name: node });
     } catch (err) {
       if (httpStatus(err) !== 404) throw err;
+      // Issue 13 (cloud/revocation): a Node deleted under a report in progress is not re-created by it. The informer still
+      // holding it means the deletion is not seen here yet (this controller's delete event comes at once); otherwise the host decides.
+      if (this.nodes?.informer.get(node) || this.options.mayRegisterNode?.(node) === false) {
+        throw new NodeRevokedError(`edge Node ${node} was deleted (which revokes the node): not registered again from this report`);
+      }
       const info = report.nodeInfo ?? {};
       const labels: Record<string, string> = { [EDGE_ROLE_LABEL]: '', 'kubernetes.io/hostname': node };
       if (info.operatingSystem) labels['kubernetes.io/os'] = info.operatingSystem;
@@ -561,12 +620,15 @@ export class EdgeController implements Module, DesiredSource {
     }
   }
 
-  private async writePodStatus(key: string, status: k8s.V1PodStatus): Promise<void> {
+  /** Writes a pod's status; `recheck` (the authorizer's rule) runs on the pod as read, before it is written. */
+  private async writePodStatus(key: string, status: k8s.V1PodStatus, recheck?: (pod: k8s.V1Pod) => Decision): Promise<void> {
     const [namespace, name] = key.split('/') as [string, string];
     // The pod may change between the read and the write (CloudCore's eviction protection patches new
     // pods, a controller labels them): on a conflict it is read again, a few times, before giving up.
     for (let attempt = 1; ; attempt++) {
       const pod = await this.core!.readNamespacedPod({ name, namespace });
+      const d = recheck?.(pod);
+      if (d && !d.allowed) throw new ForbiddenError(d.refused);
       pod.status = status;
       try {
         await this.core!.replaceNamespacedPodStatus({ name, namespace, body: pod });
@@ -648,10 +710,6 @@ function add(out: Map<string, DesiredObject>, obj: k8s.KubernetesObject, apiVers
 function podKey(pod: k8s.V1Pod): ObjectKey {
   const md = pod.metadata!;
   return { kind: 'Pod', name: md.name!, uid: md.uid!, ...(md.namespace ? { namespace: md.namespace } : {}) };
-}
-
-function forbidden(node: string, what: string): ErrorContent {
-  return errorContent(new ForbiddenError(`node ${node} may not write ${what}`));
 }
 
 /** Node's os.arch() names (older edges) → Kubernetes' GOARCH names; GOARCH names pass through. */

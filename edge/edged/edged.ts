@@ -26,6 +26,7 @@ import type { MetaChange, MetaView } from '../metamanager/index.js';
 import type { ConfigLookup, KeyValueObject } from './env.js';
 import { defaultEdgedOptions } from './options.js';
 import { PodWorker, type PodWorkerSettings } from './pod-worker.js';
+import { podPathProblem } from './paths.js';
 import { hostIPv4 } from './process-runtime.js';
 import type { ContainerRuntime, ImageInfo, RuntimeEvent } from './runtime.js';
 import { CONFIG_MIRROR_ANNOTATION, mirrorOf, readStaticPods, type StaticPod } from './static-pods.js';
@@ -363,6 +364,15 @@ export class Edged implements Module {
     if (this.stoppedFlag || !pod?.metadata?.uid) return;
     if (pod.spec?.nodeName && pod.spec.nodeName !== this.opt.nodeName) return;
     if (isMirror(pod)) return;
+    // Its names make its directories (edged/pods/<uid>, edged/logs/<ns>_<name>_<uid>/<container>): one plain segment each, whatever the cloud sent.
+    const unsafe = podPathProblem(pod);
+    if (unsafe) {
+      if (this.workers.has(resource)) void this.remove(resource);
+      if (!this.rejected.has(resource)) this.log.warn(`pod ${resource} rejected: ${unsafe}`, { code: ErrorCode.PodSpec });
+      this.rejected.set(resource, { pod, status: { phase: 'Failed', reason: 'InvalidPodNames', message: unsafe } });
+      this.markDirty(resource);
+      return;
+    }
     const current = this.workers.get(resource);
     if (current && current.uid === pod.metadata.uid) {
       current.update(pod);

@@ -26,6 +26,10 @@
  *   local control plane does not default pods, so a pod from it gets 0600, one through a real
  *   API server gets what the object says. A projected volume's `defaultMode`, when set, applies
  *   to all its sources.
+ * - **Directories.** `<podDir>/volumes` and its `kubernetes.io~<plugin>` directories are 0700
+ *   (EdgeCore's own, never mounted; the pod directory above is 0700 too); each volume's own
+ *   directory is 0755 (0777 for emptyDir), as the kubelet's, so a container user other than
+ *   EdgeCore's can read what its modes allow.
  * - **Size bound.** A configMap/secret/downwardAPI/projected volume whose files total more than
  *   `maxVolumeBytes` (8 MiB, `defaultVolumeOptions`) is refused (a failure, not an exception).
  * - **emptyDir**: a directory, mode 0777 like the kubelet's (a container's user may differ from
@@ -154,6 +158,8 @@ const SUPPORTED: readonly VolumeKind[] = ['configMap', 'secret', 'emptyDir', 'ho
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const CONFIGMAP_MODE = 0o644;
 const SECRET_MODE = 0o600;
+/** `volumes/` and its plugin directories (the volumes themselves are 0755, or 0777 for emptyDir, as the kubelet's: a container's user may differ from EdgeCore's). */
+const PRIVATE_DIR_MODE = 0o700;
 const DATA_DIR = '..data';
 const DATA_TMP = '..data_tmp';
 /** A timestamped data directory's name, as the writer makes it (never `..data` itself). */
@@ -433,7 +439,10 @@ async function materializeOne(pod: V1Pod, v: V1Volume, kind: VolumeKind, options
     await hostPathCheck(path, hp.type ?? '');
     return { name, kind, hostPath: path, readOnly: false };
   }
-  const dir = join(volumesDir(options.podDir), PLUGIN_DIRS[kind], name);
+  const pluginDir = join(volumesDir(options.podDir), PLUGIN_DIRS[kind]);
+  // `volumes/` and `kubernetes.io~<plugin>/` are EdgeCore's (never mounted): private, like the pod directory above them.
+  await mkdir(pluginDir, { recursive: true, mode: PRIVATE_DIR_MODE });
+  const dir = join(pluginDir, name);
   if (kind === 'emptyDir') {
     const ed = v.emptyDir ?? {};
     const medium = ed.medium ?? '';
@@ -542,19 +551,23 @@ function resolveMount(container: V1Container, volumes: MaterializedVolumes, m: N
   const v = Object.hasOwn(volumes.volumes, m.name) ? volumes.volumes[m.name] : undefined;
   if (!v) throw new PodSpecError(`cannot find volume ${JSON.stringify(m.name)} to mount into container ${JSON.stringify(container.name)}`);
   let sub = m.subPath ?? '';
-  if (!sub && m.subPathExpr) sub = expandSubPathExpr(m.subPathExpr, env);
+  // An expanded subPathExpr may hold an env value from a Secret: errors name the expression, never what it expanded to (they reach the log and the pod's status).
+  const expanded = !sub && !!m.subPathExpr;
+  if (expanded) sub = expandSubPathExpr(m.subPathExpr!, env);
+  const label = expanded ? `subPathExpr ${JSON.stringify(m.subPathExpr)} of volume mount ${m.name} (as expanded)` : `subPath of volume mount ${m.name}`;
+  const shown = expanded ? label : `subPath ${JSON.stringify(sub)}`;
   let hostPath = v.hostPath;
   if (sub) {
-    hostPath = safeJoin(v.hostPath, sub, `subPath of volume mount ${m.name}`);
+    hostPath = safeJoin(v.hostPath, sub, label, !expanded);
     if (!exists(hostPath)) {
-      if (v.readOnly) throw new PodSpecError(`subPath ${JSON.stringify(sub)} does not exist in volume ${JSON.stringify(m.name)}`);
+      if (v.readOnly) throw new PodSpecError(`${shown} does not exist in volume ${JSON.stringify(m.name)}`);
       // As the kubelet: made as a directory with the mode of the volume's root.
       try {
         const mode = statSync(v.hostPath).mode & 0o777;
         mkdirSync(hostPath, { recursive: true, mode });
         chmodSync(hostPath, mode);
       } catch (err) {
-        throw new PodSpecError(`cannot create subPath ${JSON.stringify(sub)} in volume ${JSON.stringify(m.name)}: ${errorMessage(err)}`);
+        throw new PodSpecError(`cannot create ${shown} in volume ${JSON.stringify(m.name)}: ${expanded ? ((err as NodeJS.ErrnoException).code ?? 'failed') : errorMessage(err)}`);
       }
     }
   }

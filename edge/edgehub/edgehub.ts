@@ -1,7 +1,8 @@
 /**
  * @module
  * EdgeHub: the edge's link to CloudHub. Connects to one of several endpoints
- * (the next on failure), reconnects with exponential backoff and full jitter,
+ * (the next on failure), over wss:// with the node's client certificate (`certFile`/`keyFile`,
+ * its identity toward CloudHub; a refusal is logged once per backoff streak), reconnects with exponential backoff and full jitter,
  * sends keepalives and drops a link that went silent. Downstream messages are handed
  * to the module of their group and ACKed only after that module made them durable;
  * messages for one resource are handled in order. Upstream messages that need
@@ -10,14 +11,17 @@
  * not queued: it is sent while connected and answered by the cloud's `response` (or an
  * error ACK, from a cloud that does not answer queries); while disconnected, and for the
  * queries in flight when the link drops, the module gets LEDGE_ERR_DISCONNECTED at once.
+ * With a client certificate, a {@link CertificateRenewal} renews it at 80 % of its lifetime over a
+ * connection of its own (POST /v1/renew): the session stays, the next connect uses the new files.
  */
 import { readFileSync } from 'node:fs';
-import { randomUUID } from 'node:crypto';
+import { createPrivateKey, randomUUID, X509Certificate } from 'node:crypto';
 import { channel } from 'node:diagnostics_channel';
 import WebSocket from 'ws';
 import {
   createCborCodec,
   messageIdOf,
+  NODE_CERT_CN_PREFIX,
   newAck,
   newMessage,
   Group,
@@ -34,6 +38,7 @@ import {
 } from '../../shared/protocol/index.js';
 import {
   closeReason,
+  ConfigError,
   DisconnectedError,
   ErrorCode,
   errorCode,
@@ -58,6 +63,7 @@ import { backoff, type Backoff } from '../../shared/backoff/index.js';
 import { Mux } from '../../shared/stream/index.js';
 import { Outbox, type OutboxEntry } from './outbox.js';
 import { resolveEdgeHubOptions, type EdgeHubOptions, type SocketFactory } from './options.js';
+import { CertificateRenewal, completeInterruptedRenewal } from './renewal.js';
 
 const connectedChannel = channel('ledge:edgehub:connected');
 const disconnectedChannel = channel('ledge:edgehub:disconnected');
@@ -103,12 +109,19 @@ export class EdgeHub implements Module {
   private readonly chains = new Map<string, Promise<void>>();
   private readonly handling = new Set<string>();
   private connectedOnce = false;
+  /**
+   * The cloud's reasons for refused handshakes logged in this backoff streak (cleared by a
+   * connection that opened): a refusal is logged once per streak and reason, not per attempt.
+   */
+  private readonly refusalsLogged = new Set<string>();
   /** Rate limit of the "message rejected" log line: when it was last written, and how many were not. */
   private rejectLog = { at: 0, suppressed: 0 };
   /** Queries sent to the cloud and not answered yet, by message id. */
   private readonly queries = new Map<string, { request: Message; timer: NodeJS.Timeout }>();
   /** The streams of the current connection (kubectl logs/exec/attach), when streams are served. */
   private mux: Mux | undefined;
+  /** Renews the client certificate before it expires, beside the link (edge/edgehub/renewal.ts); none without a client certificate. */
+  private readonly renewal: CertificateRenewal | undefined;
   stats = { connects: 0, downstream: 0, acksSent: 0, upstreamAcked: 0, duplicates: 0, rejected: 0, unencodable: 0 };
 
   constructor(init: EdgeHubInit, log: Logger) {
@@ -117,6 +130,76 @@ export class EdgeHub implements Module {
     this.log = log;
     // Full jitter (AWS architecture blog): spreads reconnect storms after a cloud restart.
     this.reconnect = backoff({ baseMs: this.options.reconnectBaseMs, maxMs: this.options.reconnectMaxMs, jitter: 'full' });
+    const { certFile, keyFile } = this.options;
+    if (certFile && keyFile) {
+      // A renewal that stopped between its two renames is finished before the pair is read.
+      completeInterruptedRenewal(certFile, keyFile, log);
+      this.checkClientCertificate();
+      const o = this.options;
+      this.renewal = new CertificateRenewal({
+        nodeName: o.nodeName,
+        certFile,
+        keyFile,
+        ...(o.caFile ? { caFile: o.caFile } : {}),
+        dataDir: o.dataDir,
+        endpoint: () => this.renewalEndpoint(),
+        renewAtFraction: o.renewAtFraction,
+        renewJitterFraction: o.renewJitterFraction,
+        renewRetryBaseMs: o.renewRetryBaseMs,
+        renewRetryMaxMs: o.renewRetryMaxMs,
+        renewTimeoutMs: o.renewTimeoutMs,
+        log,
+      });
+    }
+  }
+
+  /** Where a renewal goes: the endpoint EdgeHub uses now (or tries next), else the first wss:// one. */
+  private renewalEndpoint(): string {
+    const { endpoints } = this.options;
+    const current = endpoints[this.endpointIndex % endpoints.length]!;
+    return current.startsWith('wss:') ? current : (endpoints.find((e) => e.startsWith('wss:')) ?? current);
+  }
+
+  /**
+   * At construction: the client certificate and key are readable, belong together and the
+   * certificate names this node (ConfigError otherwise: CloudHub would refuse every attempt); an
+   * expired one is reported when EdgeHub starts (by the renewal: one line with the re-join command;
+   * the device's clock may be wrong, CloudHub decides).
+   */
+  private checkClientCertificate(): void {
+    const { cert, key } = this.readClientCredentials();
+    let x509: X509Certificate;
+    try {
+      x509 = new X509Certificate(cert);
+    } catch (err) {
+      throw new ConfigError(`hub.certFile ${this.options.certFile} is not a PEM certificate: ${errorMessage(err)}`, { cause: err });
+    }
+    let matches = false;
+    try {
+      matches = x509.checkPrivateKey(createPrivateKey(key));
+    } catch (err) {
+      throw new ConfigError(`hub.keyFile ${this.options.keyFile} is not a PEM private key: ${errorMessage(err)}`, { cause: err });
+    }
+    if (!matches) throw new ConfigError(`hub.keyFile ${this.options.keyFile} is not the private key of the certificate ${this.options.certFile}`);
+    const cn = /(?:^|\n)CN=([^\n]*)/.exec(x509.subject)?.[1];
+    if (cn !== `${NODE_CERT_CN_PREFIX}${this.options.nodeName}`) {
+      throw new ConfigError(
+        `the client certificate ${this.options.certFile} names ${cn ? `"${cn}"` : 'no node'}, not this node (${NODE_CERT_CN_PREFIX}${this.options.nodeName}): use the certificate "ledge join" wrote for --node-name ${this.options.nodeName}`,
+      );
+    }
+    // An expired certificate is reported by the renewal at start: one line, with the re-join command.
+  }
+
+  /** The client certificate and key files, read now (a renewed certificate is used from the next connect attempt). */
+  private readClientCredentials(): { cert: string; key: string } {
+    const read = (file: string, what: string) => {
+      try {
+        return readFileSync(file, 'utf8');
+      } catch (err) {
+        throw new ConfigError(`cannot read the ${what} ${file}: ${errorMessage(err)}`, { cause: err });
+      }
+    };
+    return { cert: read(this.options.certFile!, 'client certificate'), key: read(this.options.keyFile!, 'client private key') };
   }
 
   get connected(): boolean {
@@ -142,12 +225,14 @@ export class EdgeHub implements Module {
     if (o.insecureSkipTlsVerify) this.log.warn('TLS certificate verification is OFF (insecureSkipTlsVerify); use only for development', { code: ErrorCode.Insecure });
     const timers = [setInterval(() => this.queue.tick(), Math.max(50, Math.min(1000, o.ackTimeoutMs / 4))), setInterval(() => this.keepalive(), o.heartbeatIntervalMs)];
     const connector = this.connectLoop(signal);
+    this.renewal?.start();
     try {
       for await (const msg of ctx.messages(signal)) {
         void this.sendUpstream(msg);
       }
     } finally {
       for (const t of timers) clearInterval(t);
+      await this.renewal?.stop();
       this.ws?.close(1001, 'edgecore shutting down');
       await connector;
       this.failQueries(new DisconnectedError('edgecore is stopping'));
@@ -298,8 +383,10 @@ export class EdgeHub implements Module {
       const url = this.options.endpoints[this.endpointIndex % this.options.endpoints.length]!;
       const opened = await this.connectOnce(url, signal);
       if (signal.aborted) return;
-      if (opened) this.reconnect.reset();
-      else this.endpointIndex++; // this endpoint failed: try the next one
+      if (opened) {
+        this.reconnect.reset();
+        this.refusalsLogged.clear();
+      } else this.endpointIndex++; // this endpoint failed: try the next one
       const delay = this.reconnect.next();
       this.log.debug(`reconnecting in ${delay} ms`, { attempt: this.reconnect.attempts });
       await sleep(delay, signal);
@@ -312,8 +399,10 @@ export class EdgeHub implements Module {
     return new Promise((resolve) => {
       let opened = false;
       let timedOut = false;
+      let refused = false;
       let ws: WebSocket;
       try {
+        const client = o.certFile ? this.readClientCredentials() : undefined;
         ws = (o.createSocket ?? defaultSocketFactory)(url, SUBPROTOCOL, {
           headers: { [NODE_NAME_HEADER]: o.nodeName, [NODE_SESSION_HEADER]: this.bootId, ...(o.onStream ? { [NODE_STREAMS_HEADER]: '1' } : {}) },
           perMessageDeflate: false,
@@ -327,6 +416,7 @@ export class EdgeHub implements Module {
           // peer does not answer (default 30 s, during which a hostile peer's bytes are read).
           closeTimeout: o.closeTimeoutMs,
           ...(o.caFile ? { ca: readFileSync(o.caFile) } : {}),
+          ...(client ? { cert: client.cert, key: client.key } : {}),
           ...(o.insecureSkipTlsVerify ? { rejectUnauthorized: false } : {}),
         });
       } catch (err) {
@@ -347,10 +437,27 @@ export class EdgeHub implements Module {
         if (res.headers['sec-websocket-protocol'] !== SUBPROTOCOL) this.log.warn('cloud did not confirm the subprotocol', { code: HandshakeError.code });
       });
       ws.on('unexpected-response', (_req, res) => {
+        refused = true;
         let body = '';
-        res.on('data', (c: Buffer) => (body += c.toString().slice(0, 200)));
+        res.on('data', (c: Buffer) => {
+          if (body.length < 400) body += c.toString().slice(0, 400);
+        });
         res.on('end', () => {
-          this.log.warn(`cloud refused the connection: HTTP ${res.statusCode} ${body.trim()}`, { code: HandshakeError.code, url });
+          // The cloud's reason (`LEDGE_ERR_HANDSHAKE: …`), once per backoff streak and reason: a node
+          // the cloud refuses (a revoked or expired certificate) does not write a line per attempt.
+          const reason = `HTTP ${res.statusCode} ${body.trim().slice(0, 400)}`;
+          // Bounded: a handful of endpoints, each with its reason.
+          if (!this.refusalsLogged.has(reason) && this.refusalsLogged.size < 16) {
+            this.refusalsLogged.add(reason);
+            const hint = res.statusCode === 401 ? '; the node is not authenticated: check --cert-file/--key-file, or re-join the node (ledge join)' : '';
+            this.log.warn(`cloud refused the connection: ${reason}${hint}; retrying with backoff (not logged again until a connection opens)`, {
+              code: HandshakeError.code,
+              url,
+              status: res.statusCode,
+            });
+          } else {
+            this.log.debug(`cloud refused the connection again: ${reason}`, { url });
+          }
           ws.terminate();
         });
       });
@@ -377,6 +484,7 @@ export class EdgeHub implements Module {
       ws.on('message', (data, isBinary) => this.onFrame(ws, data, isBinary));
       ws.on('error', (err) => {
         if (timedOut && !opened) return; // already logged as a handshake timeout
+        if (refused && !opened) return; // the refusal was logged (terminate() reports it as an error too)
         const code = (err as { code?: string }).code ?? ErrorCode.Connect;
         this.log.warn(`${opened ? 'link' : `connect to ${url}`} failed: ${err.message}`, { code });
       });

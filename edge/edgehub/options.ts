@@ -5,6 +5,7 @@
 import type { Stream } from '../../shared/stream/index.js';
 import type WebSocket from 'ws';
 import { HUB_PATH, Limits } from '../../shared/protocol/index.js';
+import { ConfigError } from '../../shared/errors/index.js';
 
 /** Opens the link's WebSocket (tests substitute a fake socket). */
 export type SocketFactory = (url: string, protocol: string, options: WebSocket.ClientOptions & { closeTimeout?: number }) => WebSocket;
@@ -50,6 +51,14 @@ export interface EdgeHubOptions {
   maxDownstreamInProgress: number;
   /** PEM CA bundle to verify CloudHub's certificate (wss://). Default: system CAs. */
   caFile?: string;
+  /**
+   * PEM client certificate (`CN=system:node:<nodeName>, O=system:nodes`, as `ledge join` writes it):
+   * the node's identity toward CloudHub. Required with a wss:// endpoint, with `keyFile`. Read
+   * again at every connect attempt (a renewed certificate is used from the next connection). Default none.
+   */
+  certFile?: string;
+  /** PEM private key of `certFile`. Default none. */
+  keyFile?: string;
   /** Skip certificate verification (development only; logged loudly). */
   insecureSkipTlsVerify: boolean;
   /** Which edge module handles each downstream group. */
@@ -58,7 +67,29 @@ export interface EdgeHubOptions {
   handleTimeoutMs: number;
   /** Opens the WebSocket. Default: `new WebSocket(url, protocol, options)`. */
   createSocket?: SocketFactory;
+  /**
+   * When the client certificate is renewed (POST /v1/renew, edge/edgehub/renewal.ts), as a fraction
+   * of its lifetime (notBefore → notAfter). Needs `certFile` and `caFile`. Default 0.8.
+   */
+  renewAtFraction: number;
+  /** Random spread of the renewal time, ± this fraction of the lifetime (nodes joined together do not renew together). Default 0.05. */
+  renewJitterFraction: number;
+  /** First retry delay cap after a failed renewal, ms; doubles per failure (full jitter), never past half the time left. Default 10000. */
+  renewRetryBaseMs: number;
+  /** Largest retry delay after failed renewals, ms. Default 600000 (10 min). */
+  renewRetryMaxMs: number;
+  /** Deadline of one renewal exchange with CloudHub (TCP, TLS, request, answer), ms. Default 30000. */
+  renewTimeoutMs: number;
 }
+
+/** Defaults of the certificate renewal (part of {@link defaultEdgeHubOptions}). */
+export const defaultRenewalOptions = {
+  renewAtFraction: 0.8,
+  renewJitterFraction: 0.05,
+  renewRetryBaseMs: 10_000,
+  renewRetryMaxMs: 600_000,
+  renewTimeoutMs: 30_000,
+} as const satisfies Partial<EdgeHubOptions>;
 
 export const defaultEdgeHubOptions: Omit<EdgeHubOptions, 'endpoints' | 'nodeName' | 'dataDir'> = {
   heartbeatIntervalMs: 15_000,
@@ -76,6 +107,7 @@ export const defaultEdgeHubOptions: Omit<EdgeHubOptions, 'endpoints' | 'nodeName
   insecureSkipTlsVerify: false,
   downstreamRoutes: { resource: 'metamanager', meta: 'metamanager', twin: 'twin', bus: 'eventbus' },
   handleTimeoutMs: 30_000,
+  ...defaultRenewalOptions,
 };
 
 export function resolveEdgeHubOptions(partial: Partial<EdgeHubOptions> & Pick<EdgeHubOptions, 'endpoints' | 'nodeName' | 'dataDir'>): EdgeHubOptions {
@@ -93,5 +125,24 @@ export function resolveEdgeHubOptions(partial: Partial<EdgeHubOptions> & Pick<Ed
     return u.toString();
   });
   if (o.heartbeatTimeoutMs <= o.heartbeatIntervalMs) throw new TypeError('heartbeatTimeoutMs must be greater than heartbeatIntervalMs');
+  checkRenewalOptions(o);
+  if (!o.certFile !== !o.keyFile) throw new ConfigError('the client certificate and its key go together: set both hub.certFile and hub.keyFile (--cert-file, --key-file)');
+  const tlsEndpoint = o.endpoints.find((e) => e.startsWith('wss:'));
+  if (tlsEndpoint && !o.certFile) {
+    throw new ConfigError(
+      `${tlsEndpoint} needs this node's client certificate (CloudHub takes the node's identity from it): set hub.certFile and hub.keyFile (--cert-file, --key-file), as "ledge join" writes them`,
+    );
+  }
   return o;
+}
+
+/** The renewal's numbers make sense (TypeError otherwise): the renewal time with its jitter stays inside the lifetime. */
+export function checkRenewalOptions(o: Pick<EdgeHubOptions, keyof typeof defaultRenewalOptions>): void {
+  const { renewAtFraction: at, renewJitterFraction: jitter } = o;
+  if (!(jitter >= 0) || !(at - jitter > 0) || !(at + jitter < 1)) {
+    throw new TypeError(`renewAtFraction ± renewJitterFraction (${at} ± ${jitter}) must stay strictly between 0 and 1 of the certificate's lifetime`);
+  }
+  for (const k of ['renewRetryBaseMs', 'renewRetryMaxMs', 'renewTimeoutMs'] as const) {
+    if (!Number.isFinite(o[k]) || o[k] <= 0) throw new TypeError(`${k} must be a positive number of ms, got ${o[k]}`);
+  }
 }

@@ -60,18 +60,24 @@ export interface BrokerTarget {
   password?: string;
 }
 
+/** `url` as it may appear in a message: a `user:password@` part masked (an unparsable URL may still carry one). */
+export function redactUrl(url: string): string {
+  return url.replace(/\/\/[^/@]*@/, '//***@');
+}
+
 export function parseBrokerUrl(url: string): BrokerTarget {
   let u: URL;
   try {
     u = new URL(url);
   } catch {
-    throw new ConfigError(`external MQTT broker URL "${url}" is not a URL (mqtt://host:port or mqtts://host:port)`);
+    throw new ConfigError(`external MQTT broker URL "${redactUrl(url)}" is not a URL (mqtt://host:port or mqtts://host:port)`);
   }
   const scheme = u.protocol.replace(/:$/, '');
   const tls = scheme === 'mqtts' || scheme === 'ssl' || scheme === 'tls';
-  if (!tls && scheme !== 'mqtt' && scheme !== 'tcp') throw new ConfigError(`external MQTT broker URL "${url}": scheme ${scheme}: is not one of mqtt:, tcp:, mqtts:, ssl:, tls:`);
+  if (!tls && scheme !== 'mqtt' && scheme !== 'tcp')
+    throw new ConfigError(`external MQTT broker URL "${redactUrl(url)}": scheme ${scheme}: is not one of mqtt:, tcp:, mqtts:, ssl:, tls:`);
   const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
-  if (!host) throw new ConfigError(`external MQTT broker URL "${url}" has no host`);
+  if (!host) throw new ConfigError(`external MQTT broker URL "${redactUrl(url)}" has no host`);
   const port = u.port ? Number(u.port) : tls ? 8883 : 1883;
   return {
     url: `${tls ? 'mqtts' : 'mqtt'}://${host.includes(':') ? `[${host}]` : host}:${port}`,

@@ -72,6 +72,16 @@ export const ErrorCode = {
   /** The MQTT device bus failed: a broker unreachable or refusing (CONNACK code), a malformed packet, a subscription refused. */
   Mqtt: 'LEDGE_ERR_MQTT',
 
+  // edge/join (issue 13): `edgecore join`, the node's side of admission.
+  /** Joining failed: CloudHub unreachable, its TLS certificate not from the pinned CA, or an unusable answer (the issued certificate not for our key or node). */
+  Join: 'LEDGE_ERR_JOIN',
+  /** CloudHub refused the join (HTTP 4xx/5xx): its status and its own `{code, message}` are in the error. */
+  JoinRefused: 'LEDGE_ERR_JOIN_REFUSED',
+  /** The CA CloudHub served is not the one the join token pins (`sha256:` of its public key): the cloud is refused, the token never sent. */
+  CaHashMismatch: 'LEDGE_ERR_CA_HASH_MISMATCH',
+  /** The node already holds a certificate: joining again needs --force. */
+  AlreadyJoined: 'LEDGE_ERR_ALREADY_JOINED',
+
   // Log-line codes for failures that are not Ledge errors (node, ws, client-node raise them).
   /** A TLS handshake with CloudHub failed. */
   Tls: 'LEDGE_ERR_TLS',
@@ -87,6 +97,42 @@ export const ErrorCode = {
   Watch: 'LEDGE_ERR_WATCH',
   /** An ACK could not be recorded in an ObjectSync after its retries. */
   SyncRecord: 'LEDGE_ERR_SYNC_RECORD',
+
+  // Joining (issue 13: shared/jointoken, cloud/tokens, cloud/certauthority; HTTP answers of POST /v1/join).
+  /** A join token or bearer credential is missing or not `<id>.<secret>[@sha256:<hex>]` (HTTP 401). */
+  JoinTokenMalformed: 'LEDGE_ERR_JOIN_TOKEN_MALFORMED',
+  /** No join token with this id and secret: revoked, already used (single-use), or never issued (HTTP 401). */
+  JoinTokenUnknown: 'LEDGE_ERR_JOIN_TOKEN_UNKNOWN',
+  /** The join token's expiration has passed (HTTP 401). */
+  JoinTokenExpired: 'LEDGE_ERR_JOIN_TOKEN_EXPIRED',
+  /** A single-use join token was consumed by another join first (HTTP 401). */
+  JoinTokenUsed: 'LEDGE_ERR_JOIN_TOKEN_USED',
+  /** A join request is not what the protocol asks: content type, JSON, node name (HTTP 400). */
+  JoinRequest: 'LEDGE_ERR_JOIN_REQUEST',
+  /** A join request body is over the limit (HTTP 413). */
+  JoinBodyTooLarge: 'LEDGE_ERR_JOIN_BODY_TOO_LARGE',
+  /** Join requests arrive faster than the limit (HTTP 429, with Retry-After). */
+  JoinRateLimited: 'LEDGE_ERR_JOIN_RATE_LIMITED',
+  /** A certificate signing request is not PEM PKCS#10, its signature does not verify, or its key is not accepted (HTTP 400). */
+  CsrInvalid: 'LEDGE_ERR_CSR_INVALID',
+  /** CloudCore's CA cannot be loaded: unreadable or mismatched files, a damaged `ledge-ca` Secret, the API refusing. */
+  CertificateAuthority: 'LEDGE_ERR_CA',
+
+  // Certificate renewal (issue 13: cloud/certauthority/renew.ts, edge/edgehub/renewal.ts; POST /v1/renew).
+  /** POST /v1/renew without a usable client certificate: none, not from the node CA, expired, not a node's, or the node revoked (HTTP 401: re-join). */
+  RenewUnauthenticated: 'LEDGE_ERR_RENEW_UNAUTHENTICATED',
+  /** The edge could not renew its client certificate: CloudHub unreachable or refusing, or an unusable answer; the current certificate stays. */
+  CertRenewal: 'LEDGE_ERR_CERT_RENEWAL',
+  /** The node's client certificate has expired: CloudHub refuses it, and only a re-join (`edgecore join --force`) gets a new one. */
+  CertExpired: 'LEDGE_ERR_CERT_EXPIRED',
+
+  // Node revocation (issue 13: cloud/revocation, ConfigMap ledge-revoked-nodes; CloudHub's upgrade).
+  /** The node was revoked (`ledge node revoke`, or its Node deleted): its certificates issued before then are refused (HTTP 401 at the upgrade; a live session is closed with 1008): re-join it. */
+  NodeRevoked: 'LEDGE_ERR_NODE_REVOKED',
+  /** CloudCore has not loaded the node revocations yet (starting): a node's connection is refused with HTTP 503 and tried again. */
+  RevocationsUnavailable: 'LEDGE_ERR_REVOCATIONS_UNAVAILABLE',
+  /** Log-line code: an entry of the revocation ConfigMap is unreadable (left out), or recording a revocation there failed (retried). */
+  RevocationList: 'LEDGE_ERR_REVOCATION_LIST',
 } as const;
 
 /** One of the {@link ErrorCode} values. */
@@ -244,6 +290,72 @@ export class DmiError extends DmiErrorBase {
 /** The MQTT device bus failed (broker unreachable or refusing, malformed packet, subscription refused). */
 export const MqttError = defineError(ErrorCode.Mqtt, 'MqttError', 'MQTT device bus failure');
 
+// edge/join (issue 13): `edgecore join`.
+/** Joining failed: CloudHub unreachable, its TLS certificate not from the pinned CA, or an unusable answer. */
+export const JoinError = defineError(ErrorCode.Join, 'JoinError', 'joining the cloud failed');
+const JoinRefusedErrorBase = defineError(ErrorCode.JoinRefused, 'JoinRefusedError', 'CloudHub refused the join');
+/** CloudHub answered the join with an error status (`status`); `serverCode`/`serverMessage` are its `{code, message}`, when it sent them. */
+export class JoinRefusedError extends JoinRefusedErrorBase {
+  constructor(message?: string, options?: { cause?: unknown; status?: number; serverCode?: string; serverMessage?: string }) {
+    super(message, options);
+    this.status = options?.status;
+    this.serverCode = options?.serverCode;
+    this.serverMessage = options?.serverMessage;
+  }
+  readonly status: number | undefined;
+  readonly serverCode: string | undefined;
+  readonly serverMessage: string | undefined;
+}
+/** The CA CloudHub served does not have the hash the join token pins. */
+export const CaHashMismatchError = defineError(ErrorCode.CaHashMismatch, 'CaHashMismatchError', "CloudHub's CA does not match the join token's CA hash");
+/** The node already holds a certificate (join again with --force). */
+export const AlreadyJoinedError = defineError(ErrorCode.AlreadyJoined, 'AlreadyJoinedError', 'this node has already joined');
+
+// Joining (issue 13: shared/jointoken, cloud/tokens, cloud/certauthority).
+/** A join token or bearer credential is missing or malformed; the message says which part, never the secret. */
+export const JoinTokenMalformedError = defineError(ErrorCode.JoinTokenMalformed, 'JoinTokenMalformedError', 'malformed join token', { httpStatus: 401 });
+/** No join token with this id and secret (revoked, already used, never issued). */
+export const JoinTokenUnknownError = defineError(ErrorCode.JoinTokenUnknown, 'JoinTokenUnknownError', 'unknown join token', { httpStatus: 401 });
+/** The join token has expired. */
+export const JoinTokenExpiredError = defineError(ErrorCode.JoinTokenExpired, 'JoinTokenExpiredError', 'join token expired', { httpStatus: 401 });
+/** A single-use join token was already used. */
+export const JoinTokenUsedError = defineError(ErrorCode.JoinTokenUsed, 'JoinTokenUsedError', 'join token already used', { httpStatus: 401 });
+/** A join request breaks the protocol (content type, JSON, fields, node name). */
+export const JoinRequestError = defineError(ErrorCode.JoinRequest, 'JoinRequestError', 'bad join request', { httpStatus: 400 });
+/** A join request body is over the limit. */
+export const JoinBodyTooLargeError = defineError(ErrorCode.JoinBodyTooLarge, 'JoinBodyTooLargeError', 'join request body too large', { httpStatus: 413 });
+/** Join requests arrive faster than the limit. */
+export const JoinRateLimitedError = defineError(ErrorCode.JoinRateLimited, 'JoinRateLimitedError', 'too many join requests', { httpStatus: 429 });
+/** A CSR is not PEM PKCS#10, its signature does not verify, or its key is not ECDSA P-256 / RSA ≥ 2048. */
+export const CsrInvalidError = defineError(ErrorCode.CsrInvalid, 'CsrInvalidError', 'invalid certificate signing request', { httpStatus: 400 });
+/** CloudCore's CA cannot be loaded or created. */
+export const CertificateAuthorityError = defineError(ErrorCode.CertificateAuthority, 'CertificateAuthorityError', 'certificate authority unavailable');
+
+// Certificate renewal (issue 13: cloud/certauthority/renew.ts, edge/edgehub/renewal.ts).
+/** POST /v1/renew was not authenticated by a valid, unrevoked node certificate from the node CA: the node must re-join. */
+export const RenewUnauthenticatedError = defineError(ErrorCode.RenewUnauthenticated, 'RenewUnauthenticatedError', 'renewal not authenticated: re-join the node', {
+  httpStatus: 401,
+});
+const CertRenewalErrorBase = defineError(ErrorCode.CertRenewal, 'CertRenewalError', 'certificate renewal failed');
+/** A renewal failed; `status` and `serverCode` are CloudHub's HTTP status and `{code}` when it answered with an error. */
+export class CertRenewalError extends CertRenewalErrorBase {
+  constructor(message?: string, options?: { cause?: unknown; status?: number; serverCode?: string }) {
+    super(message, options);
+    this.status = options?.status;
+    this.serverCode = options?.serverCode;
+  }
+  readonly status: number | undefined;
+  readonly serverCode: string | undefined;
+}
+/** The node's client certificate has expired (re-join with `edgecore join --force`). */
+export const CertExpiredError = defineError(ErrorCode.CertExpired, 'CertExpiredError', "the node's client certificate has expired");
+
+// Node revocation (issue 13: cloud/revocation).
+/** The node was revoked before its certificate was issued: refused at the upgrade (401), its live session closed (1008 policy violation). */
+export const NodeRevokedError = defineError(ErrorCode.NodeRevoked, 'NodeRevokedError', 'node revoked: re-join it', { httpStatus: 401, closeCode: 1008 });
+/** The node revocations are not loaded yet (CloudCore starting): the connection is refused with 503, the node tries again. */
+export const RevocationsUnavailableError = defineError(ErrorCode.RevocationsUnavailable, 'RevocationsUnavailableError', 'node revocations not loaded yet', { httpStatus: 503 });
+
 /* Each class is also a type (`err: StorageError`). */
 export type ConfigError = InstanceType<typeof ConfigError>;
 export type InvalidFrameError = InstanceType<typeof InvalidFrameError>;
@@ -276,6 +388,25 @@ export type ContainerConfigError = InstanceType<typeof ContainerConfigError>;
 export type DeviceInvalidError = InstanceType<typeof DeviceInvalidError>;
 export type DeviceUnknownError = InstanceType<typeof DeviceUnknownError>;
 export type MqttError = InstanceType<typeof MqttError>;
+export type JoinError = InstanceType<typeof JoinError>;
+export type CaHashMismatchError = InstanceType<typeof CaHashMismatchError>;
+export type AlreadyJoinedError = InstanceType<typeof AlreadyJoinedError>;
+// Joining (issue 13).
+export type JoinTokenMalformedError = InstanceType<typeof JoinTokenMalformedError>;
+export type JoinTokenUnknownError = InstanceType<typeof JoinTokenUnknownError>;
+export type JoinTokenExpiredError = InstanceType<typeof JoinTokenExpiredError>;
+export type JoinTokenUsedError = InstanceType<typeof JoinTokenUsedError>;
+export type JoinRequestError = InstanceType<typeof JoinRequestError>;
+export type JoinBodyTooLargeError = InstanceType<typeof JoinBodyTooLargeError>;
+export type JoinRateLimitedError = InstanceType<typeof JoinRateLimitedError>;
+export type CsrInvalidError = InstanceType<typeof CsrInvalidError>;
+export type CertificateAuthorityError = InstanceType<typeof CertificateAuthorityError>;
+// Certificate renewal (issue 13).
+export type RenewUnauthenticatedError = InstanceType<typeof RenewUnauthenticatedError>;
+export type CertExpiredError = InstanceType<typeof CertExpiredError>;
+// Node revocation (issue 13).
+export type NodeRevokedError = InstanceType<typeof NodeRevokedError>;
+export type RevocationsUnavailableError = InstanceType<typeof RevocationsUnavailableError>;
 
 /** Returns the stable code of any error (or `{code}` object), or {@link ErrorCode.Unknown}. */
 export function errorCode(err: unknown): string {

@@ -71,6 +71,8 @@ export interface DirLock {
 }
 
 const LOCK_RE = /^LOCK\.(\d+)$/;
+/** The lock names its holder (pid, host, boot id): for the directory's owner only, like everything in a data directory (issue 13). */
+const LOCK_FILE_MODE = 0o600;
 const TMP_PREFIX = 'LOCK.tmp-';
 const MAX_ATTEMPTS = 20;
 
@@ -188,7 +190,7 @@ function lockedError(dir: string, f: Found): InstanceType<typeof DataDirLockedEr
 function createExclusive(dir: string, file: string, me: LockHolder): boolean {
   const body = `${JSON.stringify(me)}\n`;
   const tmp = join(dir, `${TMP_PREFIX}${me.pid}-${me.token}`);
-  const fd = openSync(tmp, 'w', 0o644);
+  const fd = openSync(tmp, 'w', LOCK_FILE_MODE);
   try {
     writeSync(fd, body);
     fsyncSync(fd);
@@ -205,7 +207,7 @@ function createExclusive(dir: string, file: string, me: LockHolder): boolean {
     // No hard links (FAT and some network file systems): exclusive create, then write.
     let fd2: number;
     try {
-      fd2 = openSync(file, 'wx', 0o644);
+      fd2 = openSync(file, 'wx', LOCK_FILE_MODE);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
       throw e;

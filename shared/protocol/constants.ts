@@ -11,8 +11,16 @@ export const SUBPROTOCOL = `ledge.v${PROTOCOL_VERSION}`;
 /** Default WebSocket path of CloudHub. */
 export const HUB_PATH = '/v1/edge';
 
-/** Header sent by an edge (until client certificates land) to name itself. */
+/**
+ * Header by which an edge names itself. With client certificates (the default) the certificate
+ * names the node and the header, if sent, must name the same node; only a CloudHub started with
+ * `insecurePlainWebSocket` (loopback, development) takes the name from it.
+ */
 export const NODE_NAME_HEADER = 'x-ledge-node-name';
+/** A node's client certificate has the subject common name `system:node:<nodeName>` (Kubernetes' node identity). */
+export const NODE_CERT_CN_PREFIX = 'system:node:';
+/** ... and the organization `system:nodes`. */
+export const NODE_CERT_ORGANIZATION = 'system:nodes';
 /** Header carrying the edge's session epoch (increments each process start), for diagnostics. */
 export const NODE_SESSION_HEADER = 'x-ledge-session';
 /** Header by which an edge says it serves streams (kubectl logs/exec/attach over the link): `1`. */

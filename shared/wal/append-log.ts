@@ -21,6 +21,10 @@
  * evaluated only once every earlier append is on disk and its caller has seen it
  * resolve, so a record can never be written to the file that is about to be replaced and
  * miss the snapshot. `shouldCompact()` is the size policy callers use to decide when.
+ *
+ * At rest (issue 13): the logs hold what the stores hold, Secrets included, so the log and
+ * rewrite()'s temp file are created mode 0600 (`fileMode`), an existing log with another mode is
+ * narrowed to it at open, and the directories open() has to create are 0700 (`dirMode`).
  */
 import { closeSync, fsyncSync, mkdirSync, openSync, existsSync } from 'node:fs';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
@@ -56,6 +60,13 @@ export interface AppendLogOptions {
    */
   openFile?: OpenFile;
   /**
+   * Mode of the log file and of rewrite()'s temp file. A new file is created with it; an existing
+   * log with another mode is changed to it at open. Default 0o600 (owner only: the logs hold Secrets).
+   */
+  fileMode?: number;
+  /** Mode of the directories open() creates for the log (existing ones are left as they are). Default 0o700. */
+  dirMode?: number;
+  /**
    * Skip damage in the middle of the log instead of cutting everything after it (default: off,
    * the log ends at the first bad record). At a bad record at offset X, the reader first tries
    * X + 8 + its declared length (the payload was damaged, the length is intact: exactly that
@@ -86,8 +97,18 @@ export interface Corruption {
   reason: string;
 }
 
-/** How AppendLog opens a file: `fs/promises.open`'s signature, restricted to what it uses. */
-export type OpenFile = (path: string, flags: 'r+' | 'w+' | 'w') => Promise<FileHandle>;
+/** How AppendLog opens a file: `fs/promises.open`'s signature, restricted to what it uses (a seam may ignore `mode`: AppendLog sets it on the handle too). */
+export type OpenFile = (path: string, flags: 'r+' | 'w+' | 'w', mode?: number) => Promise<FileHandle>;
+
+/** Default {@link AppendLogOptions.fileMode}. */
+export const DEFAULT_FILE_MODE = 0o600;
+/** Default {@link AppendLogOptions.dirMode}. */
+export const DEFAULT_DIR_MODE = 0o700;
+
+/** Sets `fh`'s mode to `mode` unless it has it already (the umask only narrows a new file's mode; an old file keeps any mode). */
+async function ensureMode(fh: FileHandle, mode: number): Promise<void> {
+  if (((await fh.stat()).mode & 0o7777) !== mode) await fh.chmod(mode);
+}
 
 export interface OpenedLog {
   log: AppendLog;
@@ -340,6 +361,7 @@ export class AppendLog {
     private size: number,
     private readonly doFsync: boolean,
     private readonly openFile: OpenFile,
+    private readonly fileMode: number,
   ) {}
 
   /**
@@ -352,11 +374,14 @@ export class AppendLog {
   static async open(path: string, options: AppendLogOptions = {}): Promise<OpenedLog> {
     const chunk = Math.max(HEADER, Math.floor(options.readChunkBytes ?? DEFAULT_CHUNK_BYTES));
     const openFile = options.openFile ?? open;
+    const fileMode = options.fileMode ?? DEFAULT_FILE_MODE;
     let fh: FileHandle | undefined;
     try {
-      mkdirSync(dirname(path), { recursive: true });
-      fh = await openFile(path, existsSync(path) ? 'r+' : 'w+');
+      mkdirSync(dirname(path), { recursive: true, mode: options.dirMode ?? DEFAULT_DIR_MODE });
+      fh = await openFile(path, existsSync(path) ? 'r+' : 'w+', fileMode);
       const st = await fh.stat();
+      // A regular file only: a device such as /dev/full keeps its mode.
+      if (st.isFile() && (st.mode & 0o7777) !== fileMode) await fh.chmod(fileMode);
       // Only regular files hold records (a device such as /dev/full reads as empty).
       const fileSize = st.isFile() ? st.size : 0;
       const resync = options.resync ? { maxRecordBytes: Math.max(1, Math.min(MAX_RECORD_BYTES, options.resync.maxRecordBytes ?? MAX_RECORD_BYTES)) } : undefined;
@@ -366,7 +391,7 @@ export class AppendLog {
         await fh.sync();
       }
       return {
-        log: new AppendLog(path, fh, validBytes, options.fsync ?? true, openFile),
+        log: new AppendLog(path, fh, validBytes, options.fsync ?? true, openFile, fileMode),
         truncatedBytes: fileSize - validBytes,
         recordCount,
         readBufferBytes: bufferBytes,
@@ -457,7 +482,9 @@ export class AppendLog {
       let t: FileHandle | undefined;
       try {
         const payloads = typeof snapshot === 'function' ? snapshot() : snapshot;
-        t = await this.openFile(tmp, 'w');
+        t = await this.openFile(tmp, 'w', this.fileMode);
+        // A temp file a crash left behind keeps its old mode through 'w': set it before writing.
+        await ensureMode(t, this.fileMode);
         const batch = Buffer.allocUnsafe(DEFAULT_CHUNK_BYTES);
         let used = 0;
         let pos = 0;
@@ -491,7 +518,7 @@ export class AppendLog {
         await rename(tmp, this.path);
         if (this.doFsync) fsyncDir(dirname(this.path));
         const old = this.fh;
-        this.fh = await this.openFile(this.path, 'r+');
+        this.fh = await this.openFile(this.path, 'r+', this.fileMode);
         this.size = pos;
         await old.close();
         return { records, bytes: pos };

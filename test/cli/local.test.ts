@@ -101,7 +101,22 @@ describe('the control plane is loaded only by the ledge CLI', () => {
   test('ledge cloud --local starts the control plane in process and CloudCore uses it', async () => {
     const d = tempDir();
     const cloud = startProcess(
-      [ledgeBin, 'cloud', '--local', '--port', '0', '--bind-address', '127.0.0.1', '--apiserver-port', '0', '--data-dir', d.path, '--log-level', 'info'],
+      [
+        ledgeBin,
+        'cloud',
+        '--local',
+        '--port',
+        '0',
+        '--bind-address',
+        '127.0.0.1',
+        '--insecure-plain-websocket',
+        '--apiserver-port',
+        '0',
+        '--data-dir',
+        d.path,
+        '--log-level',
+        'info',
+      ],
       {},
       'ledge-cloud-local',
       process.execPath,

@@ -17,7 +17,7 @@ let log: LogCapture;
 const hubs: CloudHub[] = [];
 
 function hub(options: Partial<CloudHubOptions>): CloudHub {
-  const h = createCloudHub({ host: '127.0.0.1', port: 0, ...options }, { log: log.logger });
+  const h = createCloudHub({ host: '127.0.0.1', port: 0, insecurePlainWebSocket: true, ...options }, { log: log.logger });
   hubs.push(h);
   return h;
 }

@@ -1,6 +1,6 @@
 /**
- * Where CloudHub listens: loopback unless told otherwise, as long as nodes name
- * themselves; the cluster manifest says otherwise explicitly.
+ * Where CloudHub listens: loopback unless told otherwise (plain ws://, where nodes name
+ * themselves, only there: test/cloudhub/mtls.test.ts); the cluster manifest says otherwise explicitly.
  */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
@@ -28,22 +28,22 @@ describe('CloudHub listen address', () => {
     assert.equal(env.config.hub.host, '::1');
   });
 
-  test('a hub started without a host binds loopback and warns about nothing', async () => {
+  test('a plain hub started without a host binds loopback, with one loud warning', async () => {
     assert.ok(isLoopbackHost(resolveCloudHubOptions({}).host), 'default is loopback (checked before binding anything)');
     const log = captureLog();
     const bee = new Beehive({ log: log.logger });
-    bee.register(createCloudHub({ port: 0 }, { log: log.logger }));
+    bee.register(createCloudHub({ port: 0, insecurePlainWebSocket: true }, { log: log.logger }));
     bee.start();
     try {
       const line = await eventually(() => log.lines.find((l) => l.msg === 'cloudhub listening'), 5000, 'listening');
       assert.equal(line.address, '127.0.0.1');
-      assert.ok(!log.has(/reachable from other machines/), 'no warning on loopback');
+      assert.equal(log.lines.filter((l) => /WITHOUT AUTHENTICATION/.test(String(l.msg))).length, 1, 'one warning about plain ws://');
     } finally {
       await bee.stop();
     }
   });
 
-  test('loopback addresses are recognised; everything else gets the warning', () => {
+  test('loopback addresses are recognised; everything else is refused for plain ws://', () => {
     for (const h of ['127.0.0.1', '127.1.2.3', '::1', '[::1]', '0:0:0:0:0:0:0:1', 'localhost', '::ffff:127.0.0.1']) assert.ok(isLoopbackHost(h), h);
     for (const h of ['0.0.0.0', '::', '10.0.0.5', '192.168.1.1', 'example.com', '::ffff:10.0.0.1', '128.0.0.1', '']) assert.ok(!isLoopbackHost(h), h);
   });

@@ -36,7 +36,7 @@ function probe(name: string) {
 async function cloud(sessionSubscribers: string[]) {
   const log = captureLog();
   const bee = new Beehive({ log: log.logger });
-  const hub = createCloudHub({ host: '127.0.0.1', port: 0, ackTimeoutMs: 60_000, sessionSubscribers }, { log: log.logger });
+  const hub = createCloudHub({ host: '127.0.0.1', port: 0, insecurePlainWebSocket: true, ackTimeoutMs: 60_000, sessionSubscribers }, { log: log.logger });
   const a = probe('sender-a');
   const b = probe('sender-b');
   for (const m of [hub, a.module, b.module]) bee.register(m);

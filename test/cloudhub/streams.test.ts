@@ -15,7 +15,7 @@ import { ErrorCode } from '../../shared/errors/index.js';
 
 const hubs: CloudHub[] = [];
 function hub(options: Partial<CloudHubOptions> = {}): CloudHub {
-  const h = createCloudHub({ host: '127.0.0.1', port: 0, ...options }, { log: captureLog().logger });
+  const h = createCloudHub({ host: '127.0.0.1', port: 0, insecurePlainWebSocket: true, ...options }, { log: captureLog().logger });
   hubs.push(h);
   return h;
 }

@@ -41,6 +41,7 @@ async function cloudCore(log: LogCapture): Promise<CloudCore> {
     argv: [
       '--port',
       '0',
+      '--insecure-plain-websocket',
       '--stream-port',
       '0',
       '--kubeconfig',

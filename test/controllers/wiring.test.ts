@@ -96,7 +96,10 @@ describe('EdgeController → SyncController: desired-changed over Beehive', () =
 describe('CloudCore wiring', () => {
   test('CloudHub, EdgeController, SyncController, the elector and CloudStream are registered; session reports go to the SyncController and CloudStream', async () => {
     const log = captureLog();
-    const { config } = await loadConfig(cloudConfigSpec, { argv: ['--port', '0', '--stream-port', '0', '--kubeconfig', cp.api.kubeconfigPath], env: {} });
+    const { config } = await loadConfig(cloudConfigSpec, {
+      argv: ['--port', '0', '--insecure-plain-websocket', '--stream-port', '0', '--kubeconfig', cp.api.kubeconfigPath],
+      env: {},
+    });
     const cloud = await startCloudCore(config, log.logger);
     try {
       for (const name of ['cloudhub', 'edgecontroller', 'synccontroller', 'leaderelection', 'cloudstream']) assert.ok(cloud.bee.has(name), name);
@@ -109,7 +112,7 @@ describe('CloudCore wiring', () => {
 
   test('without a Kubernetes API: CloudHub and the EdgeController only, and no session subscribers', async () => {
     const log = captureLog();
-    const { config } = await loadConfig(cloudConfigSpec, { argv: ['--port', '0'], env: {} });
+    const { config } = await loadConfig(cloudConfigSpec, { argv: ['--port', '0', '--insecure-plain-websocket'], env: {} });
     const saved = process.env.KUBERNETES_SERVICE_HOST;
     delete process.env.KUBERNETES_SERVICE_HOST;
     const cloud = await startCloudCore(config, log.logger);

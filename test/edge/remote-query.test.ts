@@ -366,7 +366,7 @@ describe('remote query end to end (real CloudHub, EdgeController, EdgeHub and Me
     // The cloud: CloudHub + EdgeController, and a stand-in SyncController that records ACK reports.
     const cloudLog = captureLog();
     const cloud = new Beehive({ log: cloudLog.logger });
-    const hub = createCloudHub({ host: '127.0.0.1', port: 0 }, { log: cloudLog.logger });
+    const hub = createCloudHub({ host: '127.0.0.1', port: 0, insecurePlainWebSocket: true }, { log: cloudLog.logger });
     const acks: Message[] = [];
     const sync: Module = {
       name: 'synccontroller',

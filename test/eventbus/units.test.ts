@@ -70,6 +70,14 @@ describe('topics', () => {
     assert.equal(parseBrokerUrl('ssl://[::1]:8884').url, 'mqtts://[::1]:8884');
     assert.throws(() => parseBrokerUrl('http://x'), ConfigError);
     assert.throws(() => parseBrokerUrl('nonsense'), ConfigError);
+    // A refused URL is named without its password.
+    for (const bad of ['http://user:s3cret@x', 'mqtt://user:s3cret@', 'mqtt://user:s3cret@bad host']) {
+      assert.throws(
+        () => parseBrokerUrl(bad),
+        (err: Error) => err instanceof ConfigError && !err.message.includes('s3cret') && err.message.includes('***@'),
+        bad,
+      );
+    }
   });
 });
 

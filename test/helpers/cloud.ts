@@ -50,10 +50,11 @@ export interface TestCloud {
   stop(): Promise<void>;
 }
 
+/** A CloudHub on 127.0.0.1, port 0: plain ws:// (`insecurePlainWebSocket`) unless `options.tls` is given. */
 export async function startTestCloud(options: Partial<CloudHubOptions> = {}): Promise<TestCloud> {
   const log = captureLog();
   const bee = new Beehive({ log: log.logger });
-  const hub = createCloudHub({ host: '127.0.0.1', port: 0, ...options }, { log: log.logger });
+  const hub = createCloudHub({ host: '127.0.0.1', port: 0, insecurePlainWebSocket: !options.tls, ...options }, { log: log.logger });
   const received: Message[] = [];
   bee.register(hub);
   bee.register(recorderModule(received));

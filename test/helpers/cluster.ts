@@ -23,7 +23,8 @@ export interface Cluster {
   core: k8s.CoreV1Api;
   objects: k8s.CustomObjectsApi;
   dir: string;
-  startCloud(name: string, extra?: string[]): Promise<Cloud>;
+  /** A CloudCore replica; `mtls`: as shipped (node CA, client certificates, joins) instead of plain ws:// with self-named nodes. */
+  startCloud(name: string, extra?: string[], options?: { mtls?: boolean }): Promise<Cloud>;
   startEdge(node: string, cloudUrls: string[], extra?: string[]): Proc;
   dataDir(node: string): string;
   close(): Promise<void>;
@@ -41,7 +42,7 @@ export async function startCluster(): Promise<Cluster> {
     core: kc.makeApiClient(k8s.CoreV1Api),
     objects: kc.makeApiClient(k8s.CustomObjectsApi),
     dir: d.path,
-    async startCloud(name, extra = []) {
+    async startCloud(name, extra = [], options = {}) {
       const proc = startProcess(
         [
           join(repoRoot, 'dist/ledge.js'),
@@ -50,6 +51,8 @@ export async function startCluster(): Promise<Cluster> {
           api.kubeconfigPath,
           '--bind-address',
           '127.0.0.1',
+          // Test nodes name themselves (no client certificates): plain ws:// on loopback, unless mtls.
+          ...(options.mtls ? [] : ['--insecure-plain-websocket']),
           '--port',
           '0',
           '--identity',

@@ -43,7 +43,7 @@ after(async () => {
 
 function startCloud(harnessDir: string, port: number, intervalMs = 25, updates = UPDATES): Proc {
   const p = startProcess(
-    ['--import', 'tsx', 'test/fixtures/cloud-harness.ts', '--port', String(port), '--bind-address', '127.0.0.1', ...fast],
+    ['--import', 'tsx', 'test/fixtures/cloud-harness.ts', '--port', String(port), '--bind-address', '127.0.0.1', '--insecure-plain-websocket', ...fast],
     { HARNESS_DIR: harnessDir, RESOURCES: String(RESOURCES), UPDATES: String(updates), INTERVAL_MS: String(intervalMs) },
     'cloud',
   );

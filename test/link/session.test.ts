@@ -5,12 +5,13 @@
  */
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, symlinkSync, rmSync, existsSync } from 'node:fs';
+import { readFileSync, symlinkSync, rmSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { startTestCloud, ThinEdge, type TestCloud } from '../helpers/cloud.js';
 import { eventually, repoRoot, startEdge, type Proc } from '../helpers/process.js';
 import { tempDir } from '../helpers/files.js';
+import { createTestPki } from '../helpers/pki.js';
 import { newMessage } from '../../shared/protocol/index.js';
 import { readRecords } from '../../shared/wal/index.js';
 
@@ -86,14 +87,56 @@ describe('sessions', () => {
   });
 
   test('TLS: the edge verifies CloudHub against its CA; a wrong CA is refused with a clear log line and retried', async () => {
-    const c = await cloud({ tls: { certFile: tls('server.pem'), keyFile: tls('server-key.pem') } });
+    // CloudHub's CA signs its serving certificate and the nodes' client certificates (mTLS: test/cloudhub/mtls.test.ts).
+    const pki = await createTestPki();
+    const c = await cloud({ tls: { cert: pki.server.cert, key: pki.server.key, ca: pki.ca } });
     assert.match(c.hub.url, /^wss:/);
     const good = tempDir();
     const bad = tempDir();
     try {
-      const ok = startEdge(['--cloud', c.hub.url, '--node-name', 'tls-good', '--data-dir', good.path, '--ca-file', tls('ca.pem'), '--log-level', 'info'], {}, 'tls-good');
+      const okCert = pki.write(good.path, 'node', await pki.node('tls-good'));
+      const badCert = pki.write(bad.path, 'node', await pki.node('tls-bad'));
+      const caFile = join(good.path, 'ca.crt');
+      writeFileSync(caFile, pki.ca);
+      const ok = startEdge(
+        [
+          '--cloud',
+          c.hub.url,
+          '--node-name',
+          'tls-good',
+          '--data-dir',
+          good.path,
+          '--ca-file',
+          caFile,
+          '--cert-file',
+          okCert.certFile,
+          '--key-file',
+          okCert.keyFile,
+          '--log-level',
+          'info',
+        ],
+        {},
+        'tls-good',
+      );
       const wrong = startEdge(
-        ['--cloud', c.hub.url, '--node-name', 'tls-bad', '--data-dir', bad.path, '--ca-file', tls('other-ca.pem'), '--reconnect-max-ms', '300', '--log-level', 'info'],
+        [
+          '--cloud',
+          c.hub.url,
+          '--node-name',
+          'tls-bad',
+          '--data-dir',
+          bad.path,
+          '--ca-file',
+          tls('other-ca.pem'),
+          '--cert-file',
+          badCert.certFile,
+          '--key-file',
+          badCert.keyFile,
+          '--reconnect-max-ms',
+          '300',
+          '--log-level',
+          'info',
+        ],
         {},
         'tls-bad',
       );

@@ -51,6 +51,7 @@ export type CloudChecks = [
       {
         host: string;
         port: number;
+        insecurePlainWebSocket: boolean;
         tls?: { certFile?: string; keyFile?: string; caFile?: string };
         heartbeatIntervalMs: number;
         heartbeatTimeoutMs: number;

@@ -93,10 +93,12 @@ describe('config', () => {
     const edge = await loadConfig(edgeConfigSpec, { argv: ['--config', join(repoRoot, 'deploy/edgecore.example.yaml')], env: {} });
     assert.deepEqual(edge.config.cloud, ['wss://cloudcore.example.com:10000']);
     assert.equal(edge.config.nodeName, 'pi-kitchen-1');
-    assert.equal(edge.config.hub.caFile, '/etc/ledge/ca.pem');
+    assert.equal(edge.config.hub.caFile, '/var/lib/ledge/pki/ca.crt');
+    assert.equal(edge.config.hub.certFile, '/var/lib/ledge/pki/node.crt');
     const cloud = await loadConfig(cloudConfigSpec, { argv: ['--config', join(repoRoot, 'deploy/cloudcore.example.yaml')], env: {} });
     assert.equal(cloud.config.hub.port, 10000);
-    assert.equal(cloud.config.hub.tls?.certFile, '/etc/ledge/tls/tls.crt');
+    assert.equal(cloud.config.hub.tls?.certFile, undefined);
+    assert.deepEqual(cloud.config.ca.tlsSans, ['cloudcore.example.com']);
   });
 
   test('a deprecated flag still sets its field, and says once what replaced it; the current flag wins', async () => {
@@ -197,7 +199,7 @@ const backed: { command: string; spec: ConfigSpec; prefix: string; defaults: Rec
   { command: 'cloud', spec: cloudConfigSpec, prefix: 'controllers.', defaults: defaultSyncControllerOptions, unbacked: [] },
   { command: 'cloud', spec: cloudConfigSpec, prefix: 'leaderElection.', defaults: defaultLeaderElectionOptions, unbacked: ['identity'] },
   { command: 'cloud', spec: cloudConfigSpec, prefix: 'apiserver.', defaults: defaultApiServerOptions, unbacked: ['kubeconfig'] },
-  { command: 'edge', spec: edgeConfigSpec, prefix: 'hub.', defaults: defaultEdgeHubOptions as unknown as Record<string, unknown>, unbacked: ['caFile'] },
+  { command: 'edge', spec: edgeConfigSpec, prefix: 'hub.', defaults: defaultEdgeHubOptions as unknown as Record<string, unknown>, unbacked: ['caFile', 'certFile', 'keyFile'] },
   { command: 'edge', spec: edgeConfigSpec, prefix: 'nodeStatus.', defaults: defaultNodeStatusOptions, unbacked: [] },
   { command: 'edge', spec: edgeConfigSpec, prefix: 'meta.', defaults: { ...defaultMetaStoreOptions, ...defaultMetaManagerOptions }, unbacked: [] },
   {
