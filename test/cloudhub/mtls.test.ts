@@ -187,7 +187,7 @@ describe('cloudhub mTLS: the certificate names the node', () => {
     assert.ok(first.session, 'the server issued a session ticket');
     const second = await upgrade(first.session);
     assert.equal(second.resumed, true, "the second connection resumed the first one's TLS session");
-    assert.equal(second.status, 401, "a resumed session without a certificate was let in");
+    assert.equal(second.status, 401, 'a resumed session without a certificate was let in');
     nothingHappened(c);
   });
 
