@@ -11,28 +11,13 @@ import { loadKube, loadKubeConfig } from '../cloud/kube/index.js';
 import { formatRevokedAt } from '../cloud/revocation/decision.js';
 import { defaultRevocationOptions } from '../cloud/revocation/options.js';
 import { createRevocationStore, type RevocationStore } from '../cloud/revocation/store.js';
-import type { ConfigSpec } from '../shared/config/index.js';
-import { logConfigFields } from '../shared/log/index.js';
+import { clusterCommandSpec } from './cluster-flags.js';
 import { loadCommandConfig } from '../shared/runtime/index.js';
 
-const spec = {
-  ...logConfigFields,
-  'log.level': { ...logConfigFields['log.level'], default: 'warn' },
-  kubeconfig: {
-    type: 'string',
-    flag: 'kubeconfig',
-    env: 'LEDGE_KUBECONFIG',
-    optional: true,
-    description: 'kubeconfig of the cluster (default: in-cluster service account, else $KUBECONFIG or ~/.kube/config)',
-  },
-  namespace: {
-    type: 'string',
-    flag: 'namespace',
-    short: 'n',
-    default: defaultRevocationOptions.namespace,
-    description: `CloudCore's namespace (the CA's; ConfigMap ${defaultRevocationOptions.configMapName})`,
-  },
-} as const satisfies ConfigSpec;
+const spec = clusterCommandSpec({
+  default: defaultRevocationOptions.namespace,
+  description: `CloudCore's namespace (the CA's; ConfigMap ${defaultRevocationOptions.configMapName})`,
+});
 
 export const nodeUsage = `Usage: ledge node <command> [options]
 

@@ -12,30 +12,13 @@ import { loadKube, loadKubeConfig } from '../cloud/kube/index.js';
 import { createTokenStore, type TokenRecord } from '../cloud/tokens/index.js';
 import { defaultTokenStoreOptions } from '../cloud/tokens/options.js';
 import type { ConfigSpec } from '../shared/config/index.js';
+import { clusterCommandSpec } from './cluster-flags.js';
 import { ConfigError, errorMessage } from '../shared/errors/index.js';
 import { caCertHash, formatJoinToken } from '../shared/jointoken/index.js';
-import { logConfigFields, loggerFromConfig } from '../shared/log/index.js';
+import { loggerFromConfig } from '../shared/log/index.js';
 import { loadCommandConfig } from '../shared/runtime/index.js';
 
-const commonSpec = {
-  ...logConfigFields,
-  // The CLI's own chatter is not wanted on stderr: warnings and errors only, unless asked.
-  'log.level': { ...logConfigFields['log.level'], default: 'warn' },
-  kubeconfig: {
-    type: 'string',
-    flag: 'kubeconfig',
-    env: 'LEDGE_KUBECONFIG',
-    optional: true,
-    description: 'kubeconfig of the cluster (default: in-cluster service account, else $KUBECONFIG or ~/.kube/config)',
-  },
-  namespace: {
-    type: 'string',
-    flag: 'namespace',
-    short: 'n',
-    default: defaultTokenStoreOptions.namespace,
-    description: "CloudCore's namespace (token Secrets and the ledge-ca Secret)",
-  },
-} as const satisfies ConfigSpec;
+const commonSpec = clusterCommandSpec({ default: defaultTokenStoreOptions.namespace, description: "CloudCore's namespace (token Secrets and the ledge-ca Secret)" });
 
 const createSpec = {
   ...commonSpec,

@@ -43,6 +43,7 @@ import { NODE_CERT_CN_PREFIX, NODE_CERT_ORGANIZATION } from '../../shared/protoc
 import { FILE_MODE, syncDir } from '../join/files.js';
 import { tlsRequest, type TlsRequest, type TlsResponse } from '../join/request.js';
 import { checkRenewalOptions, defaultRenewalOptions, type EdgeHubOptions } from './options.js';
+import { parseSubject, safeHash } from '../join/subject.js';
 
 /** The renewal route on CloudHub's port (issue 13 contract). */
 export const RENEW_PATH = '/v1/renew';
@@ -538,24 +539,6 @@ function pemCertificates(pem: string, file: string): X509Certificate[] {
     throw new CertRenewalError(`hub.caFile ${file} holds a certificate that cannot be parsed: ${errorMessage(err)}`, { cause: err });
   }
   throw new CertRenewalError(`hub.caFile ${file} holds no PEM certificate`);
-}
-
-/** `CN=a\nO=b` (node's X509Certificate.subject) as attribute → values. */
-function parseSubject(subject: string): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
-  for (const line of subject.split('\n')) {
-    const eq = line.indexOf('=');
-    if (eq > 0) (out[line.slice(0, eq)] ??= []).push(line.slice(eq + 1));
-  }
-  return out;
-}
-
-function safeHash(pem: string): string | undefined {
-  try {
-    return caCertHash(pem);
-  } catch {
-    return undefined;
-  }
 }
 
 function iso(ms: number): string {

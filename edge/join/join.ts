@@ -29,6 +29,7 @@ import { lockDataDir } from '../../shared/lock/index.js';
 import { ensurePrivateDir, syncDir, writeFileAtomic } from './files.js';
 import { resolveJoinOptions, type JoinInput, type JoinOptions } from './options.js';
 import { tlsRequest, type CloudTarget, type TlsResponse } from './request.js';
+import { parseSubject, safeHash } from './subject.js';
 
 /** The join routes on CloudHub's port (issue 13 contract). */
 export const JOIN_PATHS = { ca: '/v1/ca.crt', join: '/v1/join' } as const;
@@ -248,24 +249,6 @@ function checkIssued(res: TlsResponse, ca: X509Certificate, caHash: string, publ
     });
   }
   return cert;
-}
-
-/** `CN=a\nO=b` (node's X509Certificate.subject) as attribute → values. Node names hold no characters that need escaping. */
-function parseSubject(subject: string): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
-  for (const line of subject.split('\n')) {
-    const eq = line.indexOf('=');
-    if (eq > 0) (out[line.slice(0, eq)] ??= []).push(line.slice(eq + 1));
-  }
-  return out;
-}
-
-function safeHash(pem: string): string | undefined {
-  try {
-    return caCertHash(pem);
-  } catch {
-    return undefined;
-  }
 }
 
 /** The existing edgecore.json (a re-join keeps its other settings), or {} when there is none. */
