@@ -152,6 +152,35 @@ function bearerOf(header: string | undefined): JoinCredential {
 }
 
 /**
+ * Answers a refused join or renewal with `{code, message}` and logs it as one line: API and
+ * internal failures (503, 500) answer only `hidden[status]` (the detail may describe the cluster:
+ * it goes to the log); a 408 or 413 closes the connection; refusals for the rate (429) are logged
+ * at most once per {@link RATE_LOG_WINDOW_MS}, with the count refused meanwhile.
+ */
+export function refusalResponder(log: Logger, now: () => number, hidden: { 503: string; 500: string }) {
+  let rateLogUntil = Number.NEGATIVE_INFINITY;
+  let rateSuppressed = 0;
+  return (res: ServerResponse, err: unknown, status: number, headers: Record<string, string>, line: string, fields: Record<string, string>): void => {
+    const code = errorCode(err);
+    const message = status === 503 ? hidden[503] : status === 500 ? hidden[500] : errorMessage(err);
+    const closing = status === 413 || status === 408;
+    send(res, status, JSON.stringify({ code, message }), 'application/json', { ...headers, ...(closing ? { connection: 'close' } : {}) });
+    const logged = { code, status, ...fields };
+    if (status === 429) {
+      const t = now();
+      if (t < rateLogUntil) {
+        rateSuppressed++;
+        return;
+      }
+      rateLogUntil = t + RATE_LOG_WINDOW_MS;
+      log.warn(rateSuppressed ? `${line} (${rateSuppressed} more refused for the rate in the last window)` : line, logged);
+      rateSuppressed = 0;
+    } else if (status >= 500) log.error(line, logged);
+    else log.warn(line, logged);
+  };
+}
+
+/**
  * The handler of `GET /v1/ca.crt` and `POST /v1/join` (see the module comment). It answers those
  * two paths and returns true; for any other path it returns false and touches nothing, so the
  * caller serves it.
@@ -166,9 +195,10 @@ export function createJoinHandler(options: JoinHandlerOptions): (req: IncomingMe
   const { ca, tokens, log } = o;
   const now = o.now ?? (() => performance.now());
   const take = tokenBucket(o.ratePerMinute, o.burst, now);
-  let rateLogUntil = Number.NEGATIVE_INFINITY;
-  let rateSuppressed = 0;
-
+  const respond = refusalResponder(log, now, {
+    503: 'CloudCore could not check the token (the Kubernetes API failed); try again later',
+    500: 'CloudCore failed to handle the join',
+  });
   const refuse = (
     req: IncomingMessage,
     res: ServerResponse,
@@ -176,31 +206,12 @@ export function createJoinHandler(options: JoinHandlerOptions): (req: IncomingMe
     who: { node?: string; tokenId?: string },
     headers: Record<string, string> = {},
     status = statusOf(err),
-  ) => {
-    const code = errorCode(err);
-    // API and internal failures: the detail goes to the log only (it may describe the cluster).
-    const message =
-      status === 503
-        ? 'CloudCore could not check the token (the Kubernetes API failed); try again later'
-        : status === 500
-          ? 'CloudCore failed to handle the join'
-          : errorMessage(err);
-    const closing = status === 413 || status === 408;
-    send(res, status, JSON.stringify({ code, message }), 'application/json', { ...headers, ...(closing ? { connection: 'close' } : {}) });
-    const fields = { code, status, node: who.node ?? '', tokenId: who.tokenId ?? '', remote: req.socket.remoteAddress ?? '' };
-    const line = `join of node ${who.node ?? '(not read)'} with token ${who.tokenId ?? '(none)'} refused (${status}): ${errorMessage(err)}`;
-    if (status === 429) {
-      const t = now();
-      if (t < rateLogUntil) {
-        rateSuppressed++;
-        return;
-      }
-      rateLogUntil = t + RATE_LOG_WINDOW_MS;
-      log.warn(rateSuppressed ? `${line} (${rateSuppressed} more refused for the rate in the last window)` : line, fields);
-      rateSuppressed = 0;
-    } else if (status >= 500) log.error(line, fields);
-    else log.warn(line, fields);
-  };
+  ) =>
+    respond(res, err, status, headers, `join of node ${who.node ?? '(not read)'} with token ${who.tokenId ?? '(none)'} refused (${status}): ${errorMessage(err)}`, {
+      node: who.node ?? '',
+      tokenId: who.tokenId ?? '',
+      remote: req.socket.remoteAddress ?? '',
+    });
 
   const join = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const who: { node?: string; tokenId?: string } = {};

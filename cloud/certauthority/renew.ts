@@ -27,7 +27,7 @@ import { JoinRateLimitedError, JoinRequestError, RenewUnauthenticatedError, erro
 import type { Logger } from '../../shared/log/index.js';
 import { nodeFromCertificate } from '../cloudhub/index.js';
 import type { CertificateAuthority } from './ca.js';
-import { RATE_LOG_WINDOW_MS, readBody, send, statusOf, tokenBucket } from './join.js';
+import { readBody, refusalResponder, send, statusOf, tokenBucket } from './join.js';
 import { checkJoinHandlerOptions, defaultRenewHandlerOptions } from './options.js';
 
 /** Path of the renewal request. */
@@ -88,28 +88,13 @@ export function createRenewHandler(options: RenewHandlerOptions): (req: Incoming
   const caCert = new X509Certificate(ca.certPem);
   const now = o.now ?? (() => performance.now());
   const take = tokenBucket(o.ratePerMinute, o.burst, now);
-  let rateLogUntil = Number.NEGATIVE_INFINITY;
-  let rateSuppressed = 0;
-
-  const refuse = (req: IncomingMessage, res: ServerResponse, err: unknown, who: Caller, headers: Record<string, string> = {}, status = statusOf(err)) => {
-    const code = errorCode(err);
-    const message = status === 503 ? 'CloudCore cannot renew certificates now; try again later' : status === 500 ? 'CloudCore failed to handle the renewal' : errorMessage(err);
-    const closing = status === 413 || status === 408;
-    send(res, status, JSON.stringify({ code, message }), 'application/json', { ...headers, ...(closing ? { connection: 'close' } : {}) });
-    const fields = { code, status, node: who.node ?? '', serial: who.serial ?? '', remote: req.socket.remoteAddress ?? '' };
-    const line = `certificate renewal of node ${who.node ?? '(unauthenticated)'} refused (${status}): ${errorMessage(err)}`;
-    if (status === 429) {
-      const t = now();
-      if (t < rateLogUntil) {
-        rateSuppressed++;
-        return;
-      }
-      rateLogUntil = t + RATE_LOG_WINDOW_MS;
-      log.warn(rateSuppressed ? `${line} (${rateSuppressed} more refused for the rate in the last window)` : line, fields);
-      rateSuppressed = 0;
-    } else if (status >= 500) log.error(line, fields);
-    else log.warn(line, fields);
-  };
+  const respond = refusalResponder(log, now, { 503: 'CloudCore cannot renew certificates now; try again later', 500: 'CloudCore failed to handle the renewal' });
+  const refuse = (req: IncomingMessage, res: ServerResponse, err: unknown, who: Caller, headers: Record<string, string> = {}, status = statusOf(err)) =>
+    respond(res, err, status, headers, `certificate renewal of node ${who.node ?? '(unauthenticated)'} refused (${status}): ${errorMessage(err)}`, {
+      node: who.node ?? '',
+      serial: who.serial ?? '',
+      remote: req.socket.remoteAddress ?? '',
+    });
 
   /** The node the connection's client certificate names, checked; throws RenewUnauthenticatedError (any other error: isRevoked failed). */
   const authenticate = (req: IncomingMessage, who: Caller): { node: string; cert: X509Certificate } => {
