@@ -151,6 +151,15 @@ function bearerOf(header: string | undefined): JoinCredential {
   return parseBearer(m[1]!);
 }
 
+/** The path of `req`'s URL (no query), or undefined when the URL does not parse (the request is then not the handler's). */
+export function requestPath(req: IncomingMessage): string | undefined {
+  try {
+    return new URL(req.url ?? '/', 'http://cloudhub.invalid').pathname;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Answers a refused join or renewal with `{code, message}` and logs it as one line: API and
  * internal failures (503, 500) answer only `hidden[status]` (the detail may describe the cluster:
@@ -259,12 +268,8 @@ export function createJoinHandler(options: JoinHandlerOptions): (req: IncomingMe
   };
 
   return (req, res) => {
-    let path: string;
-    try {
-      path = new URL(req.url ?? '/', 'http://join.invalid').pathname;
-    } catch {
-      return false;
-    }
+    const path = requestPath(req);
+    if (path === undefined) return false;
     if (path === CA_CERT_PATH) {
       if (req.method === 'GET') send(res, 200, ca.certPem, 'application/x-pem-file');
       else if (req.method === 'HEAD') {

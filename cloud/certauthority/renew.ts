@@ -27,7 +27,7 @@ import { JoinRateLimitedError, JoinRequestError, RenewUnauthenticatedError, erro
 import type { Logger } from '../../shared/log/index.js';
 import { nodeFromCertificate } from '../cloudhub/index.js';
 import type { CertificateAuthority } from './ca.js';
-import { readBody, refusalResponder, send, statusOf, tokenBucket } from './join.js';
+import { readBody, refusalResponder, requestPath, send, statusOf, tokenBucket } from './join.js';
 import { checkJoinHandlerOptions, defaultRenewHandlerOptions } from './options.js';
 
 /** Path of the renewal request. */
@@ -179,13 +179,7 @@ export function createRenewHandler(options: RenewHandlerOptions): (req: Incoming
   };
 
   return (req, res) => {
-    let path: string;
-    try {
-      path = new URL(req.url ?? '/', 'http://renew.invalid').pathname;
-    } catch {
-      return false;
-    }
-    if (path !== RENEW_PATH) return false;
+    if (requestPath(req) !== RENEW_PATH) return false;
     renew(req, res).catch((err: unknown) => log.error(`renewal request failed: ${errorMessage(err)}`, { code: errorCode(err) }));
     return true;
   };
