@@ -111,6 +111,9 @@ test('renewed several times under a stream of messages: nothing lost, no reconne
   assert.equal(count(edge, /"msg":"reconnected to cloud"/), 0, 'no reconnect');
   assert.equal(count(edge, /disconnected from cloud/), 0, 'no disconnect');
   assert.equal(count(edge, /renewal failed/), 0, 'no failed renewal');
+  // The cloud logs a renewal once it has answered; the edge once the new files are durable: wait for the edge's last one.
+  const renewing = edge;
+  await eventually(() => count(renewing, /"msg":"renewed the client certificate/) >= renewals(cloud).length, 20_000, 'the edge to finish writing its last renewal');
   assert.equal(count(edge, /"msg":"renewed the client certificate/), renewals(cloud).length, 'each renewal logged once on the edge');
   const serials = new Set(renewals(cloud).map((l) => String(l.newSerial)));
   assert.equal(serials.size, renewals(cloud).length, 'a new certificate every time');
