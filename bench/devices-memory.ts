@@ -12,7 +12,8 @@
  *  - EdgeCore `mem-nodevices`: default flags, connected, no devices;
  *  - EdgeCore `mem-nobroker`: `--mqtt-mode off` and DMI off (`LEDGE_DMI=false`: edgecore.js refuses
  *    `--no-dmi` on Node 20), connected, no devices (what the broker and DMI cost at idle).
- * Each EdgeCore: `edgecore.js --cloud … --node-name … --data-dir <tmp>/<node> --mqtt-port … --dmi-socket
+ * Each EdgeCore runs as shipped (EDGE_PROCESS of shared/runtime: its environment and Node flags):
+ * `node --max-semi-space-size=1 --no-expose-wasm --lite-mode edgecore.js --cloud … --node-name … --data-dir <tmp>/<node> --mqtt-port … --dmi-socket
  * dmi.sock --metaserver-port 0 --log-level warn` (the devices one gets a free port chosen here, so the
  * MQTT client knows it without info logging; the others 0).
  * The twins are kept live: the virtual mapper (dist/mappers/virtual.js, its own process, not counted)
@@ -63,6 +64,7 @@ import {
   waitNodeReady,
   writeResult,
 } from './lib/pods-cluster.js';
+import { EDGE_PROCESS } from '../shared/runtime/index.js';
 import { MiB, median, readRss, slope, type RssSample } from './lib/rss.js';
 
 const env = process.env;
@@ -189,6 +191,7 @@ async function main(): Promise<void> {
       // no `--no-<flag>` negation, so edgecore.js refuses `--no-dmi` and `--dmi` can only say true.
       const port = p.kind === 'devices' ? String(mqttPort) : '0';
       const args = [
+        ...EDGE_PROCESS.nodeFlags,
         ...nodeFlags,
         bundles.edgecore,
         '--cloud',
@@ -207,7 +210,11 @@ async function main(): Promise<void> {
         'dmi.sock',
         ...(p.kind === 'nobroker' ? ['--mqtt-mode', 'off'] : []),
       ];
-      const svc = startService(p.node!, args, { env: cleanEnv(p.kind === 'nobroker' ? { LEDGE_DMI: 'false' } : {}), cwd: os.tmpdir(), keepLines: 2000 });
+      const svc = startService(p.node!, args, {
+        env: cleanEnv({ ...EDGE_PROCESS.env, ...(p.kind === 'nobroker' ? { LEDGE_DMI: 'false' } : {}) }),
+        cwd: os.tmpdir(),
+        keepLines: 2000,
+      });
       onCleanup(() => svc.stop(15_000));
       p.svc = svc;
     }

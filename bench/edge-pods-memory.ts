@@ -81,7 +81,7 @@ const TARGET_PODS_DELTA_MB = 20;
 
 interface Proc {
   name: string;
-  kind: 'bare' | 'idle' | 'pods' | 'podman';
+  kind: 'bare' | 'idle' | 'pods' | 'plain' | 'podman';
   svc?: Service;
   node?: string;
   exited?: string;
@@ -136,8 +136,9 @@ async function main(): Promise<void> {
 
   const nodeFlags = HEAP ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${tmp}`] : [];
   const procs: Proc[] = [{ name: 'bare node', kind: 'bare', samples: [], children: [] }];
-  procs.push({ name: 'edgecore idle, connected (default config)', kind: 'idle', node: `mem-idle-${RUN_ID}`, samples: [], children: [] });
+  procs.push({ name: 'edgecore idle, connected (default config, as shipped)', kind: 'idle', node: `mem-idle-${RUN_ID}`, samples: [], children: [] });
   procs.push({ name: `edgecore, ${PODS} pods (process runtime), connected`, kind: 'pods', node: `mem-pods-${RUN_ID}`, samples: [], children: [] });
+  procs.push({ name: 'edgecore idle, connected, plain `node edgecore.js` (not as shipped)', kind: 'plain', node: `mem-plain-${RUN_ID}`, samples: [], children: [] });
   if (pm) procs.push({ name: 'edgecore idle, connected, container runtime on Podman', kind: 'podman', node: `mem-podman-${RUN_ID}`, samples: [], children: [] });
   let stopping = false;
   for (const p of procs) {
@@ -146,7 +147,7 @@ async function main(): Promise<void> {
       onCleanup(() => p.svc?.stop(2000));
     } else {
       const extra = p.kind === 'podman' && pm ? ['--container-runtime-endpoint', pm.socketPath, '--pod-infra-container-image', pm.pauseImage] : [];
-      p.svc = startEdgeCore(bundles, { node: p.node!, cloud: [cloud.url], dataDir: join(tmp, p.node!), logLevel: 'warn', extra, nodeFlags });
+      p.svc = startEdgeCore(bundles, { node: p.node!, cloud: [cloud.url], dataDir: join(tmp, p.node!), logLevel: 'warn', extra, nodeFlags, shipped: p.kind !== 'plain' });
     }
     const svc = p.svc;
     void svc.exited.then((code) => {

@@ -13,7 +13,7 @@ import { runEdge } from '../edge/main.js';
 import { cloudConfigSpec } from '../cloud/config.js';
 import { loggerFromConfig, type Logger } from '../shared/log/index.js';
 import { ConfigError, errorCode, errorMessage } from '../shared/errors/index.js';
-import { startCommand } from '../shared/runtime/index.js';
+import { EDGE_PROCESS, startCommand } from '../shared/runtime/index.js';
 
 declare const LEDGE_VERSION: string | undefined;
 const version = typeof LEDGE_VERSION === 'string' ? LEDGE_VERSION : 'dev';
@@ -113,7 +113,7 @@ async function runUp(argv: string[]): Promise<void> {
   }
   // Everything under ./.ledge: the DMI socket too (mappers: --dmi-socket .ledge/edge-1/dmi.sock), not /etc/kubeedge.
   const edgeArgs = ['--config', edgeConfig, '--cloud', core.hub.url, '--data-dir', dataDir, '--dmi-socket', 'dmi.sock', '--log-level', config.log.level];
-  const child = spawn(process.execPath, [edgecore, ...edgeArgs], { stdio: 'inherit' });
+  const child = spawn(process.execPath, [...EDGE_PROCESS.nodeFlags, edgecore, ...edgeArgs], { stdio: 'inherit', env: { ...process.env, ...EDGE_PROCESS.env } });
   log.info(
     `ledge is up: CloudHub at ${core.hub.url}, EdgeCore "edge-1" pid ${child.pid}${core.apiserver ? `, kubectl --kubeconfig ${core.apiserver.kubeconfigPath}` : ''}. Ctrl-C stops both.`,
   );

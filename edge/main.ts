@@ -169,6 +169,7 @@ export async function runEdge(argv: string[]): Promise<void> {
   if (!started) return;
   const { config, log, crash, untilStopSignal } = started;
   if (!config.jit) leanV8(log);
+  else if (process.execArgv.includes('--lite-mode')) log.warn('--jit has no effect: node runs with --lite-mode (the shipped systemd unit sets it; remove it there to use --jit)');
   let core: EdgeCore;
   try {
     core = startEdgeCore(config, log);

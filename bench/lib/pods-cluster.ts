@@ -24,6 +24,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import * as k8s from '@kubernetes/client-node';
 import { withKeepAlive } from '../../cloud/kube/index.js';
+import { EDGE_PROCESS } from '../../shared/runtime/index.js';
 import { percentile } from './rss.js';
 
 export const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -366,6 +367,8 @@ export interface EdgeOptions {
   extra?: string[];
   logLevel?: string;
   nodeFlags?: string[];
+  /** Run as shipped (EDGE_PROCESS: its environment and Node flags; default true), or as a plain `node edgecore.js`. */
+  shipped?: boolean;
 }
 
 /**
@@ -373,7 +376,9 @@ export interface EdgeOptions {
  * need: its own data directory and a free MetaServer port (the default, 10550, can be held once).
  */
 export function startEdgeCore(bundles: Bundles, o: EdgeOptions): Service {
+  const shipped = o.shipped ?? true;
   const args = [
+    ...(shipped ? EDGE_PROCESS.nodeFlags : []),
     ...(o.nodeFlags ?? []),
     bundles.edgecore,
     '--cloud',
@@ -388,7 +393,7 @@ export function startEdgeCore(bundles: Bundles, o: EdgeOptions): Service {
     o.logLevel ?? 'info',
     ...(o.extra ?? []),
   ];
-  const svc = startService(o.node, args, { env: cleanEnv(), cwd: os.tmpdir(), keepLines: 2000 });
+  const svc = startService(o.node, args, { env: cleanEnv(shipped ? EDGE_PROCESS.env : {}), cwd: os.tmpdir(), keepLines: 2000 });
   onCleanup(() => svc.stop(15_000));
   return svc;
 }

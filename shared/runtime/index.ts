@@ -10,6 +10,25 @@ import { errorCode, errorMessage, TimeoutError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 
 /**
+ * How EdgeCore is shipped to run (deploy/systemd/edgecore.service repeats it; `ledge up` and the
+ * benchmarks use this): what only the process's start can set. Measured in docs/benchmarks.md,
+ * "Edge pods (issue 10)", idle EdgeCore next to bare Node:
+ * - `MALLOC_TRIM_THRESHOLD_=131072`, glibc's default trim threshold, pinned. Unpinned, glibc raises
+ *   it (and the mmap threshold) each time a large block is freed — reading the 0.9 MB bundle at
+ *   start does it — and then keeps what V8's parser freed at start: −5.2 MiB RSS and RssAnon. Read
+ *   by glibc once, at exec; other C libraries ignore it.
+ * - `--max-semi-space-size=1`: the young generation does not stay grown after a large store replay.
+ * - `--lite-mode`: V8 without its optimizing tiers and with lazily allocated feedback (EdgeCore
+ *   runs interpreter-only by default anyway): −1.6 MiB RSS. It disables WebAssembly, which nothing
+ *   in EdgeCore uses (`--no-expose-wasm` first says so, or V8 warns at start), and makes `--jit`
+ *   ineffective (drop the flag to use `--jit`).
+ */
+export const EDGE_PROCESS = {
+  env: { MALLOC_TRIM_THRESHOLD_: '131072' },
+  nodeFlags: ['--max-semi-space-size=1', '--no-expose-wasm', '--lite-mode'],
+} as const;
+
+/**
  * Loads a command's config (typed by its spec). Prints help (exit 0) or one error line
  * (exit 2) and returns undefined when the command should not run. The caller logs
  * `warnings` (deprecated flags used) once it has a logger.
