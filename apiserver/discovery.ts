@@ -27,6 +27,9 @@ function resourceEntries(t: ResourceType): Record<string, unknown>[] {
     if (sub === 'status') subs.push({ name: `${t.resource}/status`, singularName: '', namespaced: t.namespaced, kind: t.kind, verbs: ['get', 'patch', 'update'] });
     else if (sub === 'binding') subs.push({ name: `${t.resource}/binding`, singularName: '', namespaced: t.namespaced, kind: 'Binding', verbs: ['create'] });
     else if (sub === 'finalize') subs.push({ name: `${t.resource}/finalize`, singularName: '', namespaced: t.namespaced, kind: t.kind, verbs: ['update'] });
+    // The scale client (kubectl scale) reads the Scale's group/version/kind from here.
+    else if (sub === 'scale')
+      subs.push({ name: `${t.resource}/scale`, singularName: '', namespaced: t.namespaced, group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: ['get', 'patch', 'update'] });
   }
   // The node proxy's subresources (nodeproxy.ts), as kube-apiserver lists them.
   if (t.storageKey === '/pods') {

@@ -21,10 +21,12 @@ import { decodeProtobufObject, ProtobufError, ProtobufUnsupportedError, PROTOBUF
 import { parseFieldSelector, parseLabelSelector } from './selectors.js';
 import type { StoreEvent } from './store.js';
 import { WatchBuffer, sharedEventLine, type WatchBufferLimits, type WatchChunk } from './watch-buffer.js';
-import { toTable, type IncludeObject } from './table.js';
+import { scaleToTable, toTable, type IncludeObject } from './table.js';
+import { jsonPatch, mergePatch, strategicMergePatch } from './patch.js';
+import { isScalable, scaledObject, scaleOf } from './workloads-api.js';
 import { isNodeProxySubresource, type NodeProxy, type UpgradeContext } from './nodeproxy.js';
 import { jsonDepth, MAX_BODY_BYTES, MAX_JSON_DEPTH, RESOURCE_VERSION_WAIT_MS } from './limits.js';
-import type { KObject, ResourceType } from './types.js';
+import type { Json, KObject, ResourceType } from './types.js';
 
 export { MAX_BODY_BYTES };
 
@@ -246,6 +248,9 @@ export class HttpApi {
       return send(res, code, rest.viewObj(t, obj));
     };
     if (r.watchPrefix && method !== 'GET') throw errors.methodNotAllowed();
+    if (r.sub === 'scale' && isScalable(t) && !r.watchPrefix && r.name !== undefined && ns !== undefined) {
+      return this.scale(req, res, t, ns, r.name, method, writeOpts, table, include);
+    }
     if (t.storageKey === '/bindings') {
       if (method !== 'POST' || r.name !== undefined || ns === undefined) throw errors.methodNotAllowed();
       const b = decodeBody(req, await readBody(req), t) as { metadata?: { name?: unknown } } | null;
@@ -287,22 +292,7 @@ export class HttpApi {
       case 'PATCH': {
         const body = await readBody(req);
         if (r.name === undefined || ns === undefined || r.sub === 'binding' || r.sub === 'finalize') throw errors.methodNotAllowed();
-        const ct = (req.headers['content-type'] ?? '').split(';')[0]!.trim();
-        const types: Record<string, PatchType> = {
-          'application/json-patch+json': 'json',
-          'application/merge-patch+json': 'merge',
-          'application/strategic-merge-patch+json': 'strategic',
-          'application/apply-patch+yaml': 'apply',
-          'application/apply-patch+cbor': 'apply',
-        };
-        const pt = types[ct];
-        if (!pt || ct === 'application/apply-patch+cbor') {
-          throw errors.unsupportedMediaType(
-            `the body of the request was in an unknown format - accepted media types include: ${Object.keys(types)
-              .filter((k) => !k.endsWith('cbor'))
-              .join(', ')}`,
-          );
-        }
+        const pt = patchTypeOf(req);
         const patch = pt === 'apply' ? parseYamlBody(body) : parseJsonBody(body);
         const result = await rest.patch(t, ns, r.name, pt, patch, r.sub, { ...writeOpts, force: boolParam(q.get('force')) });
         return reply(result.code, result.obj);
@@ -330,6 +320,49 @@ export class HttpApi {
         req.resume();
         throw errors.methodNotAllowed();
     }
+  }
+
+  /**
+   * `/scale` of deployments and replicasets: an autoscaling/v1 Scale read from the object and,
+   * on PUT or PATCH (the patch applied to the Scale), written back as the object's spec.replicas
+   * through a normal update (validation, generation, resourceVersion precondition).
+   */
+  private async scale(
+    req: IncomingMessage,
+    res: ServerResponse,
+    t: ResourceType,
+    ns: string,
+    name: string,
+    method: string,
+    opts: { dryRun: boolean; strict: boolean; fieldManager?: string },
+    table: boolean,
+    include: IncludeObject,
+  ): Promise<void> {
+    const rest = this.o.rest;
+    const reply = (code: number, obj: KObject): void => {
+      const scale = scaleOf(obj);
+      send(res, code, table ? scaleToTable([scale], include, { resourceVersion: obj.metadata.resourceVersion ?? '' }) : scale);
+    };
+    if (method === 'GET') return reply(200, rest.get(t, ns, name).obj);
+    if (method !== 'PUT' && method !== 'PATCH') {
+      req.resume();
+      throw errors.methodNotAllowed();
+    }
+    const body = await readBody(req);
+    let scale: unknown;
+    if (method === 'PUT') scale = decodeBody(req, body);
+    const pt = method === 'PATCH' ? patchTypeOf(req) : undefined;
+    const patch = pt === undefined ? undefined : pt === 'apply' ? parseYamlBody(body) : parseJsonBody(body);
+    // From here to the store write nothing awaits: the Scale is computed from the object written.
+    const cur = rest.get(t, ns, name).obj;
+    if (pt !== undefined) {
+      const base = scaleOf(cur);
+      if (pt === 'json') scale = jsonPatch(base, patch as Json);
+      else if (pt === 'merge') scale = mergePatch(base, patch as Json);
+      else scale = strategicMergePatch('Scale', base, patch as Json);
+    }
+    const result = await rest.update(t, ns, name, scaledObject(cur, scale), '', opts);
+    return reply(200, result.obj);
   }
 
   private async list(
@@ -609,6 +642,21 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
     });
     req.on('error', reject);
   });
+}
+
+const PATCH_TYPES: Record<string, PatchType> = {
+  'application/json-patch+json': 'json',
+  'application/merge-patch+json': 'merge',
+  'application/strategic-merge-patch+json': 'strategic',
+  'application/apply-patch+yaml': 'apply',
+};
+
+/** The patch type of a PATCH's Content-Type; another one (CBOR apply included) is a 415. */
+function patchTypeOf(req: IncomingMessage): PatchType {
+  const ct = (req.headers['content-type'] ?? '').split(';')[0]!.trim();
+  const pt = PATCH_TYPES[ct];
+  if (!pt) throw errors.unsupportedMediaType(`the body of the request was in an unknown format - accepted media types include: ${Object.keys(PATCH_TYPES).join(', ')}`);
+  return pt;
 }
 
 function parseJsonBody(body: Buffer): unknown {

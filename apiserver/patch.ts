@@ -5,7 +5,9 @@
  * their patchMergeKey (containers/volumes/env by name, volumeMounts by mountPath,
  * container ports by containerPort, service ports by port, conditions/addresses by
  * type…), primitive-list merge for finalizers, and the `$patch` (replace/delete/merge),
- * `$retainKeys`, `$setElementOrder/…` and `$deleteFromPrimitiveList/…` directives.
+ * `$retainKeys`, `$setElementOrder/…` and `$deleteFromPrimitiveList/…` directives. The keys
+ * are the same wherever a PodSpec is embedded: a pod's `spec`, a workload's
+ * `spec.template.spec`, a CronJob's `spec.jobTemplate.spec.template.spec`.
  */
 import jsonpatch, { type Operation } from 'fast-json-patch';
 import { ApiError, errors } from './errors.js';
@@ -222,7 +224,11 @@ export function jsonPatch(doc: Json, ops: unknown): Json {
 
 type MergeKey = string | '$primitive' | undefined;
 
-/** patchMergeKey of the list at `path` (field names, root first) in a built-in `kind`. */
+/**
+ * patchMergeKey of the list at `path` (field names, root first) in a built-in `kind`. The
+ * PodSpec and Container lists are recognised by their own name, at any depth (pod templates);
+ * the few names that mean different lists in different places look at the path.
+ */
 export function mergeKeyFor(kind: string, path: string[]): MergeKey {
   const last = path.at(-1);
   switch (last) {
@@ -233,6 +239,7 @@ export function mergeKeyFor(kind: string, path: string[]): MergeKey {
     case 'env':
     case 'imagePullSecrets':
     case 'resourceClaims':
+    case 'schedulingGates':
       return 'name';
     case 'volumeMounts':
       return 'mountPath';
@@ -251,7 +258,8 @@ export function mergeKeyFor(kind: string, path: string[]): MergeKey {
     case 'topologySpreadConstraints':
       return 'topologyKey';
     case 'finalizers':
-      return path.length === 2 && path[0] === 'metadata' ? '$primitive' : undefined;
+      // ObjectMeta's, the object's own or a template's (`spec.template.metadata.finalizers`).
+      return path.at(-2) === 'metadata' ? '$primitive' : undefined;
     default:
       return undefined;
   }

@@ -18,6 +18,7 @@ import type { Json, JsonObject, KObject, ResourceType } from './types.js';
 import { jsonDepth, MAX_JSON_DEPTH, MAX_OBJECT_BYTES } from './limits.js';
 import { admitDeviceObject } from './admission-devices.js';
 import { configDataDecodeError, newSchemaBudget, validateConfigMap, validateCrd, validateMeta, validateSchema, validateSecret } from './validation.js';
+import { createWorkloadStrategy } from './workloads-api.js';
 
 export interface WriteOptions {
   dryRun?: boolean;
@@ -51,11 +52,18 @@ const STRUCT_FIELDS = new Map<string, string[]>([
   ['/nodes', ['spec', 'status']],
   ['/namespaces', ['spec', 'status']],
   ['coordination.k8s.io/leases', ['spec']],
+  ['apps/deployments', ['spec', 'status']],
+  ['apps/replicasets', ['spec', 'status']],
+  ['apps/daemonsets', ['spec', 'status']],
+  ['batch/jobs', ['spec', 'status']],
+  ['batch/cronjobs', ['spec', 'status']],
   ['apiextensions.k8s.io/customresourcedefinitions', ['spec', 'status']],
 ]);
 const CRDS = 'apiextensions.k8s.io/customresourcedefinitions';
 /** Types whose PUT creates a missing object (AllowCreateOnUpdate in their k8s strategy). */
 const CREATE_ON_UPDATE = new Set(['/events', '/endpoints', 'coordination.k8s.io/leases']);
+/** Defaults, validation and immutable fields of the workload kinds; their pod templates follow the pods' rules. */
+const WORKLOADS = createWorkloadStrategy({ defaults: defaultPodSpec, validate: validatePod });
 /** Namespaces that exist from the start, as in any cluster. */
 export const SYSTEM_NAMESPACES = ['default', 'kube-system', 'kube-public', 'kube-node-lease'];
 
@@ -212,6 +220,7 @@ export class Rest {
     if (t.storageKey === CONFIGMAPS) causes.push(...validateConfigMap(obj));
     if (t.storageKey === SECRETS) causes.push(...validateSecret(obj));
     if (t.storageKey === PODS) causes.push(...validatePod(obj));
+    causes.push(...WORKLOADS.validate(t, obj, old));
     causes.push(...admitDeviceObject(t, obj, old, this.store));
     if (causes.length) throw errors.invalid(t.kind, t.group, obj.metadata.name ?? '', causes);
   }
@@ -257,6 +266,7 @@ export class Rest {
 
   private defaultsOnCreate(t: ResourceType, obj: KObject): void {
     const o = obj as KObject & { spec?: JsonObject; status?: JsonObject; type?: string; data?: unknown };
+    WORKLOADS.prepareForCreate(t, obj);
     switch (t.storageKey) {
       case '/namespaces':
         o.spec = { finalizers: ['kubernetes'], ...(o.spec ?? {}) };
@@ -340,8 +350,13 @@ export class Rest {
       const st = (obj as { status?: unknown }).status;
       if (st === undefined) delete (next as { status?: unknown }).status;
       else (next as { status?: unknown }).status = st;
+      if (WORKLOADS.statusWriteKeepsAnnotations(t)) {
+        if (obj.metadata.annotations === undefined) delete next.metadata.annotations;
+        else next.metadata.annotations = obj.metadata.annotations;
+      }
     } else {
       next = obj;
+      WORKLOADS.prepareForUpdate(t, next);
       if (hasStatus) {
         const st = (old as { status?: unknown }).status;
         if (st === undefined) delete (next as { status?: unknown }).status;
@@ -349,7 +364,7 @@ export class Rest {
       }
       const m = next.metadata;
       m.generation = old.metadata.generation ?? 1;
-      if (!deepEqual(specPart(next), specPart(old))) m.generation += 1;
+      if (!deepEqual(specPart(next), specPart(old)) || WORKLOADS.metadataBumpsGeneration(t, next, old)) m.generation += 1;
       if (t.storageKey === PODS) {
         admitDefaultTolerationSeconds(next, this.admission);
         checkPodUpdate(t, old, next);
@@ -646,14 +661,23 @@ function mergeStringData(obj: KObject): void {
 function defaultPod(o: KObject & { spec?: JsonObject; status?: JsonObject }): void {
   if (o.spec !== undefined && !isObj(o.spec)) return; // refused by validatePod
   const spec = (o.spec ??= {});
+  const hasResources = defaultPodSpec(spec);
+  spec.enableServiceLinks ??= true;
+  spec.priority ??= 0;
+  spec.preemptionPolicy ??= 'PreemptLowerPriority';
+  o.status = { phase: 'Pending', qosClass: hasResources ? 'Burstable' : 'BestEffort' };
+}
+
+/**
+ * SetDefaults_PodSpec and its containers' (pods and pod templates; a pod's own extras are in
+ * defaultPod). Returns whether a container declares resources.
+ */
+function defaultPodSpec(spec: JsonObject): boolean {
   spec.restartPolicy ??= 'Always';
   spec.terminationGracePeriodSeconds ??= 30;
   spec.dnsPolicy ??= 'ClusterFirst';
   spec.schedulerName ??= 'default-scheduler';
   spec.securityContext ??= {};
-  spec.enableServiceLinks ??= true;
-  spec.priority ??= 0;
-  spec.preemptionPolicy ??= 'PreemptLowerPriority';
   let hasResources = false;
   for (const list of [spec.containers, spec.initContainers]) {
     if (!Array.isArray(list)) continue;
@@ -669,7 +693,7 @@ function defaultPod(o: KObject & { spec?: JsonObject; status?: JsonObject }): vo
       if (Array.isArray(c.ports)) for (const p of c.ports) if (isObj(p)) p.protocol ??= 'TCP';
     }
   }
-  o.status = { phase: 'Pending', qosClass: hasResources ? 'Burstable' : 'BestEffort' };
+  return hasResources;
 }
 
 /**

@@ -1,10 +1,13 @@
 /**
  * @module
  * Server-side printing (`Accept: application/json;as=Table;v=v1;g=meta.k8s.io`), used
- * by `kubectl get`: the columns of the real apiserver for the common built-in types,
- * additionalPrinterColumns for custom resources, Name/Age otherwise.
+ * by `kubectl get`: the columns of the real apiserver for the common built-in types
+ * (pkg/printers/internalversion: the workload kinds with their `-o wide` columns, and the
+ * Scale of `--subresource=scale`), additionalPrinterColumns for custom resources, Name/Age
+ * otherwise. Cells are the printers' with `Wide: true`, as the server always renders them.
  */
 import type { KObject, ResourceType } from './types.js';
+import { selectorString } from './workloads-api.js';
 
 type Cell = string | number | boolean | null;
 interface Column {
@@ -133,6 +136,121 @@ function eventRow(o: KObject): Cell[] {
   ];
 }
 
+const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
+
+/** layoutContainerCells: container names and images, comma-separated. */
+function containerCells(podSpec: unknown): [string, string] {
+  const cs = arr(get(podSpec, 'containers'));
+  return [cs.map((c) => String(c.name ?? '')).join(','), cs.map((c) => String(c.image ?? '')).join(',')];
+}
+
+/** labels.FormatLabels: `k=v` sorted by key, `<none>` when empty. */
+function formatLabels(m: unknown): string {
+  const entries = Object.entries((m && typeof m === 'object' ? m : {}) as R).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return entries.length ? entries.map(([k, v]) => `${k}=${String(v)}`).join(',') : '<none>';
+}
+
+const sinceStamp = (ts: unknown): string => (typeof ts === 'string' && ts ? humanDuration(Date.now() - Date.parse(ts)) : '<unknown>');
+
+function deploymentRow(o: KObject): Cell[] {
+  return [
+    o.metadata.name ?? '',
+    `${num(get(o, 'status', 'readyReplicas'))}/${num(get(o, 'spec', 'replicas'))}`,
+    num(get(o, 'status', 'updatedReplicas')),
+    num(get(o, 'status', 'availableReplicas')),
+    age(o),
+    ...containerCells(get(o, 'spec', 'template', 'spec')),
+    selectorString(get(o, 'spec', 'selector')),
+  ];
+}
+
+function replicaSetRow(o: KObject): Cell[] {
+  return [
+    o.metadata.name ?? '',
+    num(get(o, 'spec', 'replicas')),
+    num(get(o, 'status', 'replicas')),
+    num(get(o, 'status', 'readyReplicas')),
+    age(o),
+    ...containerCells(get(o, 'spec', 'template', 'spec')),
+    selectorString(get(o, 'spec', 'selector')),
+  ];
+}
+
+function daemonSetRow(o: KObject): Cell[] {
+  const st = (k: string) => num(get(o, 'status', k));
+  return [
+    o.metadata.name ?? '',
+    st('desiredNumberScheduled'),
+    st('currentNumberScheduled'),
+    st('numberReady'),
+    st('updatedNumberScheduled'),
+    st('numberAvailable'),
+    formatLabels(get(o, 'spec', 'template', 'spec', 'nodeSelector')),
+    age(o),
+    ...containerCells(get(o, 'spec', 'template', 'spec')),
+    selectorString(get(o, 'spec', 'selector')),
+  ];
+}
+
+/** printJob's STATUS: the first of Complete, Failed, Terminating, Suspended, FailureTarget, SuccessCriteriaMet, else Running. */
+function jobStatus(o: KObject): string {
+  const conds = arr(get(o, 'status', 'conditions'));
+  const has = (type: string) => conds.some((c) => c.type === type && c.status === 'True');
+  if (has('Complete')) return 'Complete';
+  if (has('Failed')) return 'Failed';
+  if (o.metadata.deletionTimestamp) return 'Terminating';
+  if (has('Suspended')) return 'Suspended';
+  if (has('FailureTarget')) return 'FailureTarget';
+  if (has('SuccessCriteriaMet')) return 'SuccessCriteriaMet';
+  return 'Running';
+}
+
+function jobRow(o: KObject): Cell[] {
+  const succeeded = num(get(o, 'status', 'succeeded'));
+  const completions = get(o, 'spec', 'completions');
+  const parallelism = num(get(o, 'spec', 'parallelism'));
+  let done: string;
+  if (typeof completions === 'number') done = `${succeeded}/${completions}`;
+  else if (parallelism > 1) done = `${succeeded}/1 of ${parallelism}`;
+  else done = `${succeeded}/1`;
+  const start = get(o, 'status', 'startTime');
+  const end = get(o, 'status', 'completionTime');
+  let duration = '';
+  if (typeof start === 'string' && start) {
+    duration = typeof end === 'string' && end ? humanDuration(Date.parse(end) - Date.parse(start)) : humanDuration(Date.now() - Date.parse(start));
+  }
+  return [o.metadata.name ?? '', jobStatus(o), done, duration, age(o), ...containerCells(get(o, 'spec', 'template', 'spec')), selectorString(get(o, 'spec', 'selector'))];
+}
+
+function cronJobRow(o: KObject): Cell[] {
+  const suspend = get(o, 'spec', 'suspend');
+  const last = get(o, 'status', 'lastScheduleTime');
+  const tz = get(o, 'spec', 'timeZone');
+  return [
+    o.metadata.name ?? '',
+    String(get(o, 'spec', 'schedule') ?? ''),
+    typeof tz === 'string' ? tz : '<none>',
+    typeof suspend === 'boolean' ? (suspend ? 'True' : 'False') : '<unset>',
+    arr(get(o, 'status', 'active')).length,
+    typeof last === 'string' && last ? sinceStamp(last) : '<none>',
+    age(o),
+    ...containerCells(get(o, 'spec', 'jobTemplate', 'spec', 'template', 'spec')),
+    selectorString(get(o, 'spec', 'jobTemplate', 'spec', 'selector')),
+  ];
+}
+
+/** printControllerRevision: the controller as `kind.group/name` (lower-case kind). */
+function controllerRevisionRow(o: KObject): Cell[] {
+  const ref = (o.metadata.ownerReferences ?? []).find((r) => r.controller === true);
+  let controller = '<none>';
+  if (ref) {
+    const av = String(ref.apiVersion ?? '');
+    const group = av.includes('/') ? av.split('/')[0] : '';
+    controller = `${String(ref.kind ?? '').toLowerCase()}${group ? `.${group}` : ''}/${String(ref.name ?? '')}`;
+  }
+  return [o.metadata.name ?? '', controller, num(get(o, 'revision')), age(o)];
+}
+
 function jsonPathValue(o: KObject, path: string): unknown {
   // Simple `.a.b.c` paths (what nearly all printer columns use); others print blank.
   const m = /^\{?\.?([A-Za-z0-9_.-]+)\}?$/.exec(path.trim());
@@ -201,6 +319,39 @@ function layout(t: ResourceType): Layout {
     case 'apiextensions.k8s.io/customresourcedefinitions':
       return { columns: [nameCol, col('Created At', 'date')], row: (o) => [o.metadata.name ?? '', o.metadata.creationTimestamp ?? ''] };
   }
+  if (t.builtin) {
+    const wide = [col('Containers', 'string', 1), col('Images', 'string', 1), col('Selector', 'string', 1)];
+    switch (t.storageKey) {
+      case 'apps/deployments':
+        return { columns: [nameCol, col('Ready'), col('Up-to-date'), col('Available'), ageCol, ...wide], row: deploymentRow };
+      case 'apps/replicasets':
+        return { columns: [nameCol, col('Desired', 'integer'), col('Current', 'integer'), col('Ready', 'integer'), ageCol, ...wide], row: replicaSetRow };
+      case 'apps/daemonsets':
+        return {
+          columns: [
+            nameCol,
+            col('Desired', 'integer'),
+            col('Current', 'integer'),
+            col('Ready', 'integer'),
+            col('Up-to-date', 'integer'),
+            col('Available', 'integer'),
+            col('Node Selector'),
+            ageCol,
+            ...wide,
+          ],
+          row: daemonSetRow,
+        };
+      case 'apps/controllerrevisions':
+        return { columns: [nameCol, col('Controller'), col('Revision', 'integer'), ageCol], row: controllerRevisionRow };
+      case 'batch/jobs':
+        return { columns: [nameCol, col('Status'), col('Completions'), col('Duration'), ageCol, ...wide], row: jobRow };
+      case 'batch/cronjobs':
+        return {
+          columns: [nameCol, col('Schedule'), col('Timezone'), col('Suspend', 'boolean'), col('Active', 'integer'), col('Last Schedule'), ageCol, ...wide],
+          row: cronJobRow,
+        };
+    }
+  }
   const extra = (t.printerColumns ?? []).filter((c) => c.jsonPath !== '.metadata.creationTimestamp');
   return {
     columns: [nameCol, ...extra.map((c) => col(c.name, c.type === 'date' ? 'string' : c.type, c.priority ?? 0, c.format ?? '')), ageCol],
@@ -226,7 +377,20 @@ function rowObject(o: KObject, include: IncludeObject): unknown {
 }
 
 export function toTable(t: ResourceType, objs: KObject[], include: IncludeObject, meta: Record<string, unknown>, noHeaders = false): Record<string, unknown> {
-  const l = layout(t);
+  return tableOf(layout(t), objs, include, meta, noHeaders);
+}
+
+const SCALE_LAYOUT: Layout = {
+  columns: [col('Name', 'string', 0, 'name'), col('Desired', 'integer'), col('Available', 'integer')],
+  row: (o) => [o.metadata.name ?? '', num(get(o, 'spec', 'replicas')), num(get(o, 'status', 'replicas'))],
+};
+
+/** The Table of autoscaling/v1 Scales (`kubectl get deploy/x --subresource=scale`). */
+export function scaleToTable(scales: unknown[], include: IncludeObject, meta: Record<string, unknown>): Record<string, unknown> {
+  return tableOf(SCALE_LAYOUT, scales as KObject[], include, meta, false);
+}
+
+function tableOf(l: Layout, objs: KObject[], include: IncludeObject, meta: Record<string, unknown>, noHeaders: boolean): Record<string, unknown> {
   return {
     kind: 'Table',
     apiVersion: 'meta.k8s.io/v1',

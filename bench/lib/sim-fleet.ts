@@ -8,7 +8,10 @@
  * Commands: `{cmd:'connect', endpoints, names}` → `{type:'connected', ok}`;
  * `{cmd:'watch', prefix}` → from then on `{type:'recv', node, resource, rv, t}` for resources
  * starting with prefix; `{cmd:'stats'}` → `{type:'stats', open, received, reconnects, perEndpoint}`;
- * `{cmd:'digest'}` → `{type:'digest', versions: {node: {resource: rv}}}`; `{cmd:'close'}`.
+ * `{cmd:'digest'}` → `{type:'digest', versions: {node: {resource: rv}}}`; `{cmd:'run-pods'}` → from
+ * then on each pod sent to a node (insert or update, not being deleted) is answered with a pod
+ * status upstream, as an Edged that started it at once would: phase Running, Ready, every
+ * container running; `{cmd:'close'}`.
  */
 import WebSocket from 'ws';
 import { createCborCodec, newAck, newMessage, NODE_NAME_HEADER, SUBPROTOCOL } from '../../shared/protocol/index.js';
@@ -17,6 +20,7 @@ const codec = createCborCodec();
 const versions = new Map<string, Map<string, string>>();
 const stats = { open: 0, received: 0, reconnects: 0, perEndpoint: {} as Record<string, number> };
 let watchPrefix: string | undefined;
+let runPods = false;
 let closing = false;
 const sockets = new Set<WebSocket>();
 const send = (m: unknown) => process.send?.(m);
@@ -52,6 +56,7 @@ function connect(endpoints: string[], name: string, index: number, first: (ok: b
     if (!m) versions.set(name, (m = new Map()));
     if (msg.route.operation === 'delete') m.delete(msg.route.resource);
     else if (rv) m.set(msg.route.resource, rv);
+    if (runPods && msg.route.operation !== 'delete') reportRunning(ws, msg.route.resource, msg.content);
     if (watchPrefix !== undefined && msg.route.resource.startsWith(watchPrefix)) send({ type: 'recv', node: name, resource: msg.route.resource, rv, t: Date.now() });
   });
   ws.on('error', () => {});
@@ -67,6 +72,33 @@ function connect(endpoints: string[], name: string, index: number, first: (ok: b
     // The next endpoint, after a jittered delay (EdgeHub's behaviour, compressed).
     setTimeout(() => connect(endpoints, name, index + 1, () => {}), 100 + Math.random() * 900);
   });
+}
+
+/** `ns/pod/name` with a pod that is not being deleted → its Running status, upstream. */
+function reportRunning(ws: WebSocket, resource: string, content: unknown): void {
+  const [namespace, type, name] = resource.split('/');
+  const pod = content as { metadata?: { deletionTimestamp?: string }; spec?: { containers?: { name: string; image?: string }[] } } | null;
+  if (type !== 'pod' || !pod || pod.metadata?.deletionTimestamp) return;
+  const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+  const ready = (type: string) => ({ type, status: 'True', lastProbeTime: null, lastTransitionTime: now });
+  const status = {
+    phase: 'Running',
+    conditions: ['PodReadyToStartContainers', 'Initialized', 'ContainersReady', 'Ready', 'PodScheduled'].map(ready),
+    hostIP: '127.0.0.1',
+    podIP: '127.0.0.1',
+    startTime: now,
+    containerStatuses: (pod.spec?.containers ?? []).map((c) => ({
+      name: c.name,
+      image: c.image ?? '',
+      imageID: '',
+      ready: true,
+      started: true,
+      restartCount: 0,
+      state: { running: { startedAt: now } },
+    })),
+    qosClass: 'BestEffort',
+  };
+  ws.send(codec.encode(newMessage({ source: 'edged', group: 'resource', operation: 'update', resource: `${namespace}/podstatus/${name}`, sync: true, content: status })));
 }
 
 process.on('message', (raw: unknown) => {
@@ -85,6 +117,9 @@ process.on('message', (raw: unknown) => {
     }
     case 'watch':
       watchPrefix = m.prefix;
+      break;
+    case 'run-pods':
+      runPods = true;
       break;
     case 'stats':
       send({ type: 'stats', ...stats });
